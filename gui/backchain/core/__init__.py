@@ -1,0 +1,1 @@
+"""Pure data and rules: the image graph, extents and the commit planner."""

@@ -1,0 +1,204 @@
+"""The commit request the user makes and the immutable plan that answers it."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from backchain.core.errors import shell_quote
+
+ENGINES = ("qemu-img", "qmp", "libvirt")
+
+
+class OnReady(enum.StrEnum):
+    """What an active commit does once base has caught up with top."""
+
+    ASK = "ask"
+    PIVOT = "pivot"
+    KEEP_OVERLAY = "keep-overlay"
+
+
+@dataclass(frozen=True)
+class CommitRequest:
+    """What the user asked for, before it is resolved against a chain (SEMANTICS.md)."""
+
+    image: str
+    """The chain to work on: its active layer's path, node name or label."""
+    top: str | None = None
+    base: str | None = None
+    shallow: bool = False
+    delete: bool = False
+    keep_relative: bool = False
+    active: bool = False
+    """Online only: the caller knows top is the active layer (libvirt's ACTIVE flag)."""
+    rate: int = 0
+    """Bandwidth limit in bytes per second; 0 means unlimited."""
+    verify: bool = True
+    """With DELETE: compare top's view with base before anything is removed."""
+    on_ready: OnReady = OnReady.ASK
+    engine: str = "qemu-img"
+
+
+class Role(enum.StrEnum):
+    """What a commit does to one image, as the preview colours it."""
+
+    BASE = "base"
+    INVALID = "invalid"
+    STALE = "stale"
+    REBASED = "rebased"
+    AT_RISK = "at_risk"
+    DELETED = "deleted"
+    UNTOUCHED = "untouched"
+
+
+@dataclass(frozen=True)
+class Affected:
+    """An image and how many of its bytes would read changed data (None while unknown)."""
+
+    image: str
+    bytes: int | None
+
+
+@dataclass(frozen=True)
+class Rebase:
+    """An overlay of top that is re-pointed to base, with the name written in its header."""
+
+    image: str
+    backing: str
+    backing_name: str
+
+
+@dataclass(frozen=True)
+class Advice:
+    """Pull-or-commit advice for one merged layer."""
+
+    image: str
+    allocated: int | None
+    virtual_size: int
+    commit_bytes: int | None
+    pull_bytes: int | None
+
+    @property
+    def ratio(self) -> float | None:
+        """The share of the layer's virtual size that it allocates itself."""
+        if self.allocated is None or self.virtual_size <= 0:
+            return None
+        return self.allocated / self.virtual_size
+
+    @property
+    def direction(self) -> str | None:
+        """``"commit"`` or ``"pull"``: whichever copies fewer bytes."""
+        if self.commit_bytes is None or self.pull_bytes is None:
+            return None
+        return "commit" if self.commit_bytes <= self.pull_bytes else "pull"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One exact engine action: a process to run, or a QMP/libvirt call."""
+
+    kind: str
+    """``commit``, ``rebase``, ``verify``, ``delete`` or an engine-specific name."""
+    argv: tuple[str, ...] = ()
+    call: Mapping[str, Any] | None = None
+    """For QMP: ``{"execute": ..., "arguments": ...}``; for libvirt: the API call."""
+    cwd: str | None = None
+    target: str = ""
+    """The image this step writes or removes."""
+
+    def to_json(self) -> list[str] | Mapping[str, Any]:
+        """argv as a list, or the call object."""
+        return list(self.argv) if self.argv else dict(self.call or {})
+
+    def as_shell(self) -> str:
+        """A shell line that does the same, for 'Copy as shell script'."""
+        if not self.argv:
+            import json
+
+            return "# " + json.dumps(self.to_json())
+        line = shell_quote(self.argv)
+        return f"(cd {shell_quote([self.cwd])} && {line})" if self.cwd else line
+
+
+@dataclass(frozen=True)
+class CommitPlan:
+    """Every consequence of one commit, and the exact steps that carry it out."""
+
+    request: CommitRequest
+    engine: str
+    image: str
+    chain: tuple[str, ...]
+    top: str
+    base: str
+    merged: tuple[str, ...]
+    invalid: tuple[Affected, ...]
+    stale: tuple[str, ...]
+    rebased: tuple[Rebase, ...]
+    at_risk: tuple[Affected, ...]
+    deleted: tuple[str, ...]
+    bytes_to_copy: int | None
+    advice: tuple[Advice, ...]
+    steps: tuple[Step, ...]
+    active_commit: bool
+    """Top is the chain's active layer (online: the job waits in ``ready``)."""
+    notes: tuple[str, ...] = field(default=())
+
+    def roles(self) -> dict[str, Role]:
+        """The preview's colour for every image the plan touches; others are untouched."""
+        roles: dict[str, Role] = {self.base: Role.BASE}
+        for item in self.at_risk:
+            roles[item.image] = Role.AT_RISK
+        for rebase in self.rebased:
+            roles[rebase.image] = Role.REBASED
+        for item in self.invalid:
+            roles[item.image] = Role.INVALID
+        for path in self.stale:
+            roles[path] = Role.STALE
+        for path in self.deleted:
+            roles[path] = Role.DELETED
+        return roles
+
+    def role(self, path: str) -> Role:
+        """The role of one image."""
+        return self.roles().get(path, Role.UNTOUCHED)
+
+    def shell_script(self) -> str:
+        """The steps as a POSIX shell script."""
+        lines = ["#!/bin/sh", "set -e"]
+        lines += [step.as_shell() for step in self.steps]
+        return "\n".join(lines) + "\n"
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``plan --json`` object (paths absolute, sizes in bytes)."""
+        return {
+            "engine": self.engine,
+            "image": self.image,
+            "chain": list(self.chain),
+            "top": self.top,
+            "base": self.base,
+            "merged": list(self.merged),
+            "invalid": [{"image": a.image, "bytes": a.bytes} for a in self.invalid],
+            "stale": list(self.stale),
+            "rebased": [{"image": r.image, "backing": r.backing} for r in self.rebased],
+            "at_risk": [{"image": a.image, "bytes": a.bytes} for a in self.at_risk],
+            "deleted": list(self.deleted),
+            "bytes_to_copy": self.bytes_to_copy,
+            "active_commit": self.active_commit,
+            "verify": self.request.verify and bool(self.deleted),
+            "advice": [
+                {
+                    "image": a.image,
+                    "allocated": a.allocated,
+                    "virtual_size": a.virtual_size,
+                    "ratio": a.ratio,
+                    "commit_bytes": a.commit_bytes,
+                    "pull_bytes": a.pull_bytes,
+                    "direction": a.direction,
+                }
+                for a in self.advice
+            ],
+            "notes": list(self.notes),
+            "steps": [step.to_json() for step in self.steps],
+        }

@@ -1,0 +1,263 @@
+"""CommitRequest -> CommitPlan, or PlanError: the rules of SEMANTICS.md, in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from backchain.core import steps as step_builders
+from backchain.core.errors import PlanError
+from backchain.core.extents import ExtentSet, union_all
+from backchain.core.graph import ImageGraph, Layer
+from backchain.core.model import (
+    ENGINES,
+    Advice,
+    Affected,
+    CommitPlan,
+    CommitRequest,
+    OnReady,
+    Rebase,
+)
+
+# Headroom for qcow2 metadata that base needs beyond the data itself (L2 and refcount blocks).
+_METADATA_SHARE = 64
+_METADATA_FLOOR = 1 << 20
+
+
+def _label(layer: Layer, engine: str) -> str:
+    if engine == "qmp" and layer.node_name:
+        return layer.node_name
+    label = layer.extra.get("label") if engine == "libvirt" else None
+    return label or layer.path
+
+
+def _find_in(chain: Sequence[Layer], graph: ImageGraph, key: str) -> int | None:
+    found = graph.find(key)
+    if found is None:
+        return None
+    for index, layer in enumerate(chain):
+        if layer.path == found.path:
+            return index
+    return None
+
+
+def _exposed_changes(
+    chain_above_base: Sequence[Layer], changed: ExtentSet | None, limit: int
+) -> int | None:
+    """Bytes of ``changed`` that a reader of this chain would now read from base."""
+    if changed is None or any(layer.extents is None for layer in chain_above_base):
+        return None
+    hiding = union_all(layer.extents for layer in chain_above_base if layer.extents is not None)
+    exposed = hiding.complement(limit)
+    return changed.intersection(exposed).size
+
+
+def _check_readable_chain(chain: Sequence[Layer], label: str) -> None:
+    for layer in chain:
+        if layer.backing_name and layer.backing_path is None:
+            raise PlanError(
+                f"backing file '{layer.backing_name}' of '{layer.path}' is missing "
+                f"in chain for '{label}'"
+            )
+        if layer.backing_name and not layer.backing_format:
+            raise PlanError(
+                f"'{layer.path}' in chain for '{label}' does not record the format of its "
+                f"backing file '{layer.backing_name}'; refusing to guess it"
+            )
+
+
+def _resolve(
+    graph: ImageGraph, request: CommitRequest
+) -> tuple[list[Layer], int, int, str]:
+    """Resolve top and base as libvirt does: (chain, top index, base index, chain label)."""
+    image = graph.find(request.image)
+    if image is None:
+        raise PlanError(f"could not find image '{request.image}'")
+    chain = graph.chain(image.path)
+    label = _label(image, request.engine)
+    _check_readable_chain(chain, label)
+
+    top_index = 0
+    if request.top is not None:
+        found = _find_in(chain, graph, request.top)
+        if found is None:
+            raise PlanError(f"could not find image '{request.top}' in chain for '{label}'")
+        top_index = found
+    top = chain[top_index]
+    top_label = _label(top, request.engine)
+    if top_index == len(chain) - 1:
+        raise PlanError(f"top '{top_label}' in chain for '{label}' has no backing file")
+
+    if request.base is None:
+        base_index = top_index + 1 if request.shallow else len(chain) - 1
+    else:
+        found = _find_in(chain, graph, request.base)
+        if found is None or found <= top_index:
+            raise PlanError(
+                f"could not find image '{request.base}' beneath '{top_label}' "
+                f"in chain for '{label}'"
+            )
+        base_index = found
+        if request.shallow and base_index != top_index + 1:
+            raise PlanError(
+                f"base '{_label(chain[base_index], request.engine)}' is not immediately below "
+                f"'{top_label}' in chain for '{label}'"
+            )
+    return chain, top_index, base_index, label
+
+
+def _check_flags(request: CommitRequest, chain: list[Layer], top_index: int, base_index: int) -> None:
+    top_label = _label(chain[top_index], request.engine)
+    if request.engine != "qemu-img":
+        if top_index == 0 and not request.active:
+            raise PlanError(f"commit of '{top_label}' active layer requires active flag")
+        if request.active and top_index != 0:
+            raise PlanError(f"active commit requested but '{top_label}' is not active")
+    if request.keep_relative:
+        # As libvirt does: every link from top's overlay down to base must be relative.
+        for layer in chain[max(top_index - 1, 0) : base_index]:
+            if layer.backing_name and not layer.backing_is_relative:
+                raise PlanError("can't keep relative backing relationship")
+
+
+def _check_offline_writes(
+    graph: ImageGraph, request: CommitRequest, base: Layer, touched: Sequence[Layer], need: int
+) -> None:
+    if request.engine == "libvirt":
+        return
+    if request.engine == "qemu-img":
+        for layer in touched:
+            if layer.in_use:
+                raise PlanError(
+                    f"{layer.path} is in use by a running QEMU (lock held). "
+                    "Stop the VM, or commit online."
+                )
+    for layer in touched:
+        if not layer.writable and (layer is base or request.engine == "qemu-img"):
+            raise PlanError(f"'{layer.path}' is not writable, so the commit cannot change it")
+    if base.free_bytes is not None and need > base.free_bytes:
+        raise PlanError(
+            f"not enough free space for base '{base.path}' to grow: "
+            f"{need} bytes needed, {base.free_bytes} bytes free"
+        )
+
+
+def plan(graph: ImageGraph, request: CommitRequest) -> CommitPlan:
+    """Resolve the request against the graph and list every consequence, or raise PlanError."""
+    if request.engine not in ENGINES:
+        raise PlanError(f"unknown engine '{request.engine}'")
+    if request.rate < 0:
+        raise PlanError("the bandwidth limit cannot be negative")
+    chain, top_index, base_index, label = _resolve(graph, request)
+    _check_flags(request, chain, top_index, base_index)
+
+    top, base = chain[top_index], chain[base_index]
+    merged = chain[top_index:base_index]
+    merged_paths = [layer.path for layer in merged]
+    changed: ExtentSet | None = None
+    if all(layer.extents is not None for layer in merged):
+        changed = union_all(layer.extents for layer in merged if layer.extents is not None)
+
+    invalid = tuple(
+        Affected(layer.path, _exposed_changes(merged[i:], changed, layer.virtual_size))
+        for i, layer in enumerate(merged)
+        if i > 0
+    )
+
+    rebased: list[Rebase] = []
+    for overlay_path in graph.overlays(top.path):
+        overlay = graph.layer(overlay_path)
+        name = step_builders.backing_name_for(
+            overlay, base, relative=request.keep_relative or overlay.backing_is_relative
+        )
+        rebased.append(Rebase(overlay.path, base.path, name))
+
+    spared = graph.dependants(top.path) | {top.path}
+    at_risk: list[Affected] = []
+    for path in sorted(graph.dependants(base.path) - spared - set(merged_paths)):
+        other_chain = graph.chain(path)
+        above_base = other_chain[: [layer.path for layer in other_chain].index(base.path)]
+        limit = graph.layer(path).virtual_size
+        at_risk.append(Affected(path, _exposed_changes(above_base, changed, limit)))
+
+    deleted: tuple[str, ...] = ()
+    if request.delete:
+        if request.engine != "qemu-img" and top_index == 0 and (
+            request.on_ready is OnReady.KEEP_OVERLAY
+        ):
+            raise PlanError(
+                f"cannot delete '{_label(top, request.engine)}': it stays the active layer "
+                "when the overlay is kept"
+            )
+        for layer in merged:
+            blockers = graph.dependants(layer.path) - set(merged_paths) - spared
+            if blockers:
+                raise PlanError(
+                    f"cannot delete '{layer.path}': '{sorted(blockers)[0]}' still depends on it"
+                )
+        deleted = tuple(merged_paths)
+
+    bytes_to_copy = None if changed is None else changed.size
+    need = 0
+    if bytes_to_copy is not None:
+        need = bytes_to_copy + bytes_to_copy // _METADATA_SHARE + _METADATA_FLOOR
+    touched = [base, *merged, *(graph.layer(r.image) for r in rebased)]
+    _check_offline_writes(graph, request, base, touched, need)
+
+    advice = tuple(_advice(chain, i, base_index) for i in range(top_index, base_index))
+    partial = plan_steps(
+        request, chain, top, base, merged, tuple(rebased), deleted, label, top_index == 0
+    )
+    notes: list[str] = []
+    if deleted and not request.verify:
+        notes.append("--no-verify: files are deleted without comparing top's view with base")
+    if any(layer.found_by_scan for layer in graph):
+        notes.append("other images were found by scanning their directories")
+    return CommitPlan(
+        request=request,
+        engine=request.engine,
+        image=chain[0].path,
+        chain=tuple(layer.path for layer in chain),
+        top=top.path,
+        base=base.path,
+        merged=tuple(merged_paths),
+        invalid=invalid,
+        stale=(top.path,),
+        rebased=tuple(rebased),
+        at_risk=tuple(at_risk),
+        deleted=deleted,
+        bytes_to_copy=bytes_to_copy,
+        advice=advice,
+        steps=partial,
+        active_commit=top_index == 0,
+        notes=tuple(notes),
+    )
+
+
+def _advice(chain: Sequence[Layer], index: int, base_index: int) -> Advice:
+    layer = chain[index]
+    below = chain[index + 1 : base_index + 1]
+    commit_bytes = layer.allocated_bytes
+    pull_bytes: int | None = None
+    if layer.extents is not None and all(item.extents is not None for item in below):
+        underneath = union_all(item.extents for item in below if item.extents is not None)
+        pull_bytes = underneath.difference(layer.extents).clip(layer.virtual_size).size
+    return Advice(layer.path, layer.allocated_bytes, layer.virtual_size, commit_bytes, pull_bytes)
+
+
+def plan_steps(
+    request: CommitRequest,
+    chain: Sequence[Layer],
+    top: Layer,
+    base: Layer,
+    merged: Sequence[Layer],
+    rebased: tuple[Rebase, ...],
+    deleted: tuple[str, ...],
+    label: str,
+    active_commit: bool,
+) -> tuple[step_builders.Step, ...]:
+    """The engine's exact steps for a resolved commit."""
+    if request.engine == "qemu-img":
+        return step_builders.qemu_img_steps(request, top, base, rebased, deleted)
+    if request.engine == "qmp":
+        return step_builders.qmp_steps(request, chain, top, base, rebased, deleted, active_commit)
+    return step_builders.libvirt_steps(request, chain, top, base, deleted, active_commit, label)

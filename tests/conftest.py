@@ -1,0 +1,18 @@
+"""Shared pytest setup: Qt offscreen, and real qcow2 chains built with qemu-img and qemu-io."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from tests.images import ChainBuilder  # noqa: E402
+
+
+@pytest.fixture
+def chain_builder(tmp_path: Path) -> ChainBuilder:
+    """Builds images in tmp_path with real qemu-img and qemu-io."""
+    return ChainBuilder(tmp_path)
