@@ -75,7 +75,9 @@ class ImageGraph:
         except nx.NetworkXNoCycle:
             return
         first = cycle[0][0]
-        names = " -> ".join(os.path.basename(a) for a, _ in cycle) + " -> " + os.path.basename(first)
+        names = (
+            " -> ".join(os.path.basename(a) for a, _ in cycle) + " -> " + os.path.basename(first)
+        )
         raise ImageError(first, f"the backing chain loops back on itself ({names})")
 
     @property

@@ -65,9 +65,7 @@ def _check_readable_chain(chain: Sequence[Layer], label: str) -> None:
             )
 
 
-def _resolve(
-    graph: ImageGraph, request: CommitRequest
-) -> tuple[list[Layer], int, int, str]:
+def _resolve(graph: ImageGraph, request: CommitRequest) -> tuple[list[Layer], int, int, str]:
     """Resolve top and base as libvirt does: (chain, top index, base index, chain label)."""
     image = graph.find(request.image)
     if image is None:
@@ -105,7 +103,9 @@ def _resolve(
     return chain, top_index, base_index, label
 
 
-def _check_flags(request: CommitRequest, chain: list[Layer], top_index: int, base_index: int) -> None:
+def _check_flags(
+    request: CommitRequest, chain: list[Layer], top_index: int, base_index: int
+) -> None:
     top_label = _label(chain[top_index], request.engine)
     if request.engine != "qemu-img":
         if top_index == 0 and not request.active:
@@ -181,8 +181,10 @@ def plan(graph: ImageGraph, request: CommitRequest) -> CommitPlan:
 
     deleted: tuple[str, ...] = ()
     if request.delete:
-        if request.engine != "qemu-img" and top_index == 0 and (
-            request.on_ready is OnReady.KEEP_OVERLAY
+        if (
+            request.engine != "qemu-img"
+            and top_index == 0
+            and (request.on_ready is OnReady.KEEP_OVERLAY)
         ):
             raise PlanError(
                 f"cannot delete '{_label(top, request.engine)}': it stays the active layer "

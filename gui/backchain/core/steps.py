@@ -41,8 +41,8 @@ def qemu_img_steps(
         )  # fmt: skip
         steps.append(Step("rebase", argv, cwd=overlay_dir, target=rebase.image))
     if deleted and request.verify:
-        argv = ("qemu-img", "compare", "-f", top.format, "-F", base.format, top.path, base.path)
-        steps.append(Step("verify", argv, target=top.path))
+        verify = ("qemu-img", "compare", "-p", "-f", top.format, "-F", base.format)
+        steps.append(Step("verify", (*verify, top.path, base.path), target=top.path))
     for path in deleted:
         steps.append(Step("delete", ("rm", "-f", "--", path), target=path))
     return tuple(steps)

@@ -1,0 +1,229 @@
+"""Builds an ImageGraph from files: the chain by headers and qemu-img, siblings by header scans."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+from backchain.core.errors import EngineError, ImageError
+from backchain.core.extents import ExtentSet
+from backchain.core.graph import ImageGraph, Layer
+from backchain.engines import locks, qemu_img
+from backchain.engines.qcow2 import Qcow2Header, read_header, unsafe_backing_reason
+
+SUPPORTED_BACKING_FORMATS = ("qcow2", "raw")
+
+
+def resolve_backing(overlay_access_path: str, name: str) -> str:
+    """Where a backing name points, as qemu resolves it: relative to the overlay's directory."""
+    if name.startswith("file:"):
+        name = name[len("file:") :]
+    joined = (
+        name if os.path.isabs(name) else os.path.join(os.path.dirname(overlay_access_path), name)
+    )
+    return os.path.normpath(joined)
+
+
+def _check_backing(path: str, header: Qcow2Header) -> None:
+    name = header.backing_name
+    if name is None:
+        return
+    reason = unsafe_backing_reason(name)
+    if reason is not None:
+        raise ImageError(path, reason)
+    if not header.backing_format:
+        raise ImageError(
+            path,
+            f"does not record the format of its backing file '{name}', and Backchain never "
+            f"guesses a format (record it with: qemu-img rebase -u -b '{name}' -F qcow2 ...)",
+        )
+    if header.backing_format not in SUPPORTED_BACKING_FORMATS:
+        raise ImageError(path, f"has a backing file in format '{header.backing_format}', "
+                               "which Backchain does not support")  # fmt: skip
+
+
+def _layer_from_header(real: str, header: Qcow2Header, access: str, by_scan: bool) -> Layer:
+    backing_path = None
+    if header.backing_name is not None:
+        backing_path = os.path.realpath(resolve_backing(access, header.backing_name))
+    return Layer(
+        path=real,
+        format="qcow2",
+        virtual_size=header.virtual_size,
+        actual_size=_on_disk(real),
+        backing_name=header.backing_name,
+        backing_format=header.backing_format,
+        backing_path=backing_path,
+        cluster_size=header.cluster_size,
+        found_by_scan=by_scan,
+    )
+
+
+def _on_disk(path: str) -> int | None:
+    try:
+        return int(os.stat(path).st_blocks) * 512
+    except OSError:
+        return None
+
+
+def walk_headers(image: str) -> list[Layer]:
+    """The chain of ``image`` from its headers alone, checked before any qemu process runs."""
+    access = os.path.abspath(image)
+    fmt = "qcow2"
+    layers: list[Layer] = []
+    seen: set[str] = set()
+    while True:
+        real = os.path.realpath(access)
+        if real in seen:
+            raise ImageError(real, "its backing chain loops back on itself")
+        seen.add(real)
+        if fmt == "raw":
+            if not os.path.isfile(real):
+                raise ImageError(real, "is not a regular file")
+            size = os.path.getsize(real)
+            layers.append(
+                Layer(path=real, format="raw", virtual_size=size, actual_size=_on_disk(real))
+            )
+            return layers
+        header = read_header(real)
+        if header.data_file:
+            raise ImageError(real, "stores its data in an external data file, "
+                                   "which Backchain does not support")  # fmt: skip
+        _check_backing(real, header)
+        layer = _layer_from_header(real, header, access, by_scan=False)
+        layers.append(layer)
+        if header.backing_name is None or header.backing_format is None:
+            return layers
+        target = resolve_backing(access, header.backing_name)
+        if not os.path.exists(target):
+            raise ImageError(real, f"its backing file '{header.backing_name}' is missing "
+                                   f"(looked for {target})")  # fmt: skip
+        access, fmt = target, header.backing_format
+
+
+def read_chain(image: str, *, with_qemu_info: bool = True) -> ImageGraph:
+    """Read ``image``'s chain: headers first (safe), then ``qemu-img info -U`` for the rest."""
+    layers = walk_headers(image)
+    if with_qemu_info:
+        layers = _merge_qemu_info(layers)
+    return ImageGraph(layers)
+
+
+def _merge_qemu_info(layers: list[Layer]) -> list[Layer]:
+    top = layers[0]
+    try:
+        infos = qemu_img.info_chain(top.path, top.format)
+    except EngineError as err:
+        raise ImageError(top.path, f"qemu-img cannot read its chain: {err.message}") from err
+    if len(infos) != len(layers):
+        raise ImageError(top.path, "qemu-img sees a different backing chain than the headers say")
+    merged = []
+    for layer, info in zip(layers, infos, strict=True):
+        specific = info.get("format-specific", {}).get("data", {})
+        if specific.get("corrupt"):
+            raise ImageError(layer.path, "is marked corrupt (run qemu-img check -r)")
+        merged.append(
+            replace(
+                layer,
+                virtual_size=int(info.get("virtual-size", layer.virtual_size)),
+                actual_size=int(info.get("actual-size", layer.actual_size or 0)),
+                cluster_size=info.get("cluster-size", layer.cluster_size),
+            )
+        )
+    return merged
+
+
+def scan_directories(graph: ImageGraph, directories: Iterable[str]) -> ImageGraph:
+    """Add every qcow2 image in ``directories`` whose chain reaches a layer of ``graph``.
+
+    Only headers are read, one file at a time, with no process per file; unrelated, broken or
+    unsafe images are skipped, since they cannot touch this graph.
+    """
+    candidates: dict[str, Layer] = {}
+    for directory in dict.fromkeys(os.path.abspath(d) for d in directories):
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if not entry.is_file():
+                    continue
+            except OSError:
+                continue
+            real = os.path.realpath(entry.path)
+            if real in graph or real in candidates:
+                continue
+            try:
+                header = read_header(real)
+                _check_backing(real, header)
+            except ImageError:
+                continue
+            if header.backing_name is None:
+                continue
+            candidates[real] = _layer_from_header(real, header, entry.path, by_scan=True)
+    known = set(graph.paths)
+    found: list[Layer] = []
+    growing = True
+    while growing:
+        growing = False
+        for path, layer in list(candidates.items()):
+            if layer.backing_path in known:
+                known.add(path)
+                found.append(layer)
+                del candidates[path]
+                growing = True
+    return graph.with_layers(found) if found else graph
+
+
+def default_scan_dirs(graph: ImageGraph) -> list[str]:
+    """The directories that hold the graph's images."""
+    return sorted({os.path.dirname(layer.path) for layer in graph})
+
+
+def probe_facts(graph: ImageGraph) -> ImageGraph:
+    """Fill in locks, writability and free space for every layer."""
+    return graph.with_layers(
+        replace(
+            layer,
+            in_use=locks.lock_holder(layer.path) is not None,
+            writable=locks.is_writable(layer.path),
+            free_bytes=locks.free_bytes(layer.path),
+        )
+        for layer in graph
+    )
+
+
+def load_extents(
+    graph: ImageGraph, paths: Sequence[str] | None = None, jobs: int | None = None
+) -> ImageGraph:
+    """Fill in each layer's own allocation extents, several qemu-img map runs at a time."""
+    wanted = [graph.layer(p) for p in (paths if paths is not None else graph.paths)]
+    wanted = [layer for layer in wanted if layer.extents is None]
+    if not wanted:
+        return graph
+    workers = jobs or min(8, (os.cpu_count() or 2) * 2)
+
+    def one(layer: Layer) -> ExtentSet:
+        try:
+            return qemu_img.own_extents(layer.path, layer.format)
+        except EngineError as err:
+            cause = f"its allocation map cannot be read: {err.message}"
+            raise ImageError(layer.path, cause) from err
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(one, wanted))
+    return graph.with_extents({layer.path: ext for layer, ext in zip(wanted, results, strict=True)})
+
+
+def open_graph(
+    image: str, scan_dirs: Sequence[str] | None = None, extents: bool = True
+) -> ImageGraph:
+    """Everything the planner needs about ``image``: chain, siblings, file facts and extents."""
+    graph = read_chain(image)
+    directories = scan_dirs if scan_dirs is not None else default_scan_dirs(graph)
+    graph = scan_directories(graph, directories)
+    graph = probe_facts(graph)
+    return load_extents(graph) if extents else graph
