@@ -1,0 +1,194 @@
+"""A qcow2 layer's own allocation, read directly from its L1/L2 tables (read-only, numpy)."""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from backchain.core.errors import ImageError
+from backchain.core.extents import ExtentSet
+
+_MAGIC = b"QFI\xfb"
+# magic, version, backing offset/size, cluster bits, size, crypt, l1 size, l1 offset, ...
+_HEADER = struct.Struct(">4sIQIIQIIQQIIQ")
+_V3_FEATURES = struct.Struct(">QQQII")
+
+_INCOMPAT_DIRTY = 1 << 0
+_INCOMPAT_CORRUPT = 1 << 1
+_INCOMPAT_DATA_FILE = 1 << 2
+_INCOMPAT_COMPRESSION = 1 << 3
+_INCOMPAT_EXTL2 = 1 << 4
+# Bits that change nothing about where a guest cluster's content is defined.
+_HARMLESS = _INCOMPAT_DIRTY | _INCOMPAT_CORRUPT | _INCOMPAT_COMPRESSION
+
+_OFLAG_COMPRESSED = np.uint64(1 << 62)
+_OFLAG_ZERO = np.uint64(1)
+_OFFSET_MASK = np.uint64(0x00FFFFFFFFFFFE00)
+_L1_OFFSET_MASK = 0x00FFFFFFFFFFFE00
+_SUBCLUSTERS = 32
+
+# A larger L1 table would describe more than qemu's own limit of 32 MiB of L1 entries.
+_MAX_L1_BYTES = 32 << 20
+
+
+class FallbackRequired(ImageError):
+    """The layer uses a feature this reader does not interpret; ask ``qemu-img map`` instead."""
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    cluster_bits: int
+    virtual_size: int
+    l1_size: int
+    l1_offset: int
+    extended_l2: bool
+
+
+def _read_geometry(path: str, fd: int) -> _Geometry:
+    blob = os.pread(fd, 4096, 0)
+    if len(blob) < 4 or blob[:4] != _MAGIC:
+        raise FallbackRequired(path, "is not a qcow2 image (no qcow2 magic at the start)")
+    if len(blob) < _HEADER.size:
+        raise ImageError(path, "has a truncated qcow2 header")
+    fields = _HEADER.unpack_from(blob)
+    version, cluster_bits, virtual_size = fields[1], fields[4], fields[5]
+    l1_size, l1_offset = fields[7], fields[8]
+    if version not in (2, 3):
+        raise FallbackRequired(
+            path, f"has qcow2 version {version}, which this reader does not know"
+        )
+    if not 9 <= cluster_bits <= 21:
+        raise ImageError(path, f"has a corrupt qcow2 header (cluster bits {cluster_bits})")
+    incompatible = 0
+    if version == 3:
+        if len(blob) < _HEADER.size + _V3_FEATURES.size:
+            raise ImageError(path, "has a truncated qcow2 version 3 header")
+        incompatible = _V3_FEATURES.unpack_from(blob, _HEADER.size)[0]
+    if incompatible & _INCOMPAT_DATA_FILE:
+        raise FallbackRequired(path, "keeps its data in an external data file")
+    unknown = incompatible & ~(_HARMLESS | _INCOMPAT_EXTL2)
+    if unknown:
+        raise FallbackRequired(path, f"uses unknown incompatible qcow2 features ({unknown:#x})")
+    extended = bool(incompatible & _INCOMPAT_EXTL2)
+    if extended and cluster_bits < 14:
+        raise ImageError(path, "has extended L2 entries with clusters below 16 KiB (corrupt)")
+    if l1_size * 8 > _MAX_L1_BYTES:
+        raise ImageError(path, f"has a corrupt qcow2 header (L1 table of {l1_size} entries)")
+    entry_bytes = 16 if extended else 8
+    per_table = (1 << cluster_bits) // entry_bytes
+    if l1_size * per_table << cluster_bits < virtual_size:
+        raise ImageError(path, "has an L1 table too small for its virtual size (corrupt)")
+    if l1_size and l1_offset % (1 << cluster_bits):
+        raise ImageError(path, f"has an unaligned L1 table offset {l1_offset} (corrupt)")
+    return _Geometry(cluster_bits, virtual_size, l1_size, l1_offset, extended)
+
+
+def _read_exact(path: str, fd: int, length: int, offset: int, what: str) -> bytes:
+    data = os.pread(fd, length, offset)
+    if len(data) != length:
+        raise ImageError(path, f"{what} at offset {offset} lies beyond the end of the file")
+    return data
+
+
+def _runs(
+    allocated: npt.NDArray[np.bool_], index: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Start and end unit numbers of consecutive allocated units (``index`` is ascending)."""
+    units = index[allocated]
+    if units.size == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty.copy()
+    breaks = np.flatnonzero(np.diff(units) != 1) + 1
+    starts = units[np.concatenate(([0], breaks))]
+    ends = units[np.concatenate((breaks - 1, [units.size - 1]))] + 1
+    return starts, ends
+
+
+def own_allocation(path: str) -> ExtentSet:
+    """The byte ranges this qcow2 layer defines itself, as data or as zero clusters.
+
+    This equals the ``present`` entries of ``qemu-img map`` on the layer opened alone (with
+    ``"backing": null``). Raises FallbackRequired for an external data file or unknown features,
+    and ImageError for anything unreadable or inconsistent. The file is only read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError as err:
+        raise ImageError(path, "does not exist") from err
+    except IsADirectoryError as err:
+        raise ImageError(path, "is a directory, not an image") from err
+    except OSError as err:
+        raise ImageError(path, f"cannot be read ({err.strerror or err})") from err
+    try:
+        return _own_allocation(path, fd)
+    except OSError as err:
+        raise ImageError(path, f"cannot be read ({err.strerror or err})") from err
+    finally:
+        os.close(fd)
+
+
+def _own_allocation(path: str, fd: int) -> ExtentSet:
+    geo = _read_geometry(path, fd)
+    cluster = 1 << geo.cluster_bits
+    if geo.l1_size == 0 or geo.virtual_size == 0:
+        return ExtentSet.empty()
+    l1_raw = _read_exact(path, fd, geo.l1_size * 8, geo.l1_offset, "the L1 table")
+    l1 = np.frombuffer(l1_raw, dtype=">u8").astype(np.uint64)
+    l2_offsets = l1 & np.uint64(_L1_OFFSET_MASK)
+    used = np.flatnonzero(l2_offsets)
+    # L1 entries past the virtual size cannot hold guest data that qemu-img would report.
+    entries_per_table = cluster // (16 if geo.extended_l2 else 8)
+    tables_needed = -(-geo.virtual_size // (entries_per_table * cluster))
+    used = used[used < tables_needed]
+    if used.size == 0:
+        return ExtentSet.empty()
+    chunks = []
+    for table in used.tolist():
+        offset = int(l2_offsets[table])
+        if offset % cluster:
+            raise ImageError(path, f"has an unaligned L2 table at offset {offset} (corrupt)")
+        chunks.append(_read_exact(path, fd, cluster, offset, "an L2 table"))
+    entries = np.frombuffer(b"".join(chunks), dtype=">u8").astype(np.uint64)
+    # Guest cluster number of every entry read, table by table.
+    first = used.astype(np.int64) * entries_per_table
+    local = np.arange(entries_per_table, dtype=np.int64)
+    clusters = (first[:, None] + local[None, :]).reshape(-1)
+
+    if geo.extended_l2:
+        starts, ends, unit = _extended(entries, clusters, cluster)
+    else:
+        allocated = (
+            ((entries & _OFLAG_COMPRESSED) != 0)
+            | ((entries & _OFLAG_ZERO) != 0)
+            | ((entries & _OFFSET_MASK) != 0)
+        )
+        starts, ends = _runs(allocated, clusters)
+        unit = cluster
+    result = ExtentSet(starts * unit, ends * unit)
+    return result.clip(geo.virtual_size)
+
+
+def _extended(
+    entries: npt.NDArray[np.uint64], clusters: npt.NDArray[np.int64], cluster: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], int]:
+    """Subcluster runs: each entry is a descriptor followed by a 64-bit subcluster bitmap."""
+    descriptors = entries[0::2]
+    bitmaps = entries[1::2]
+    clusters = clusters[: descriptors.size]
+    compressed = (descriptors & _OFLAG_COMPRESSED) != 0
+    # Low 32 bits: allocated subclusters; high 32 bits: subclusters that read as zeros.
+    # Both define the content in this layer. A compressed cluster ignores its bitmap.
+    low = bitmaps & np.uint64(0xFFFFFFFF)
+    high = bitmaps >> np.uint64(32)
+    mask = np.where(compressed, np.uint64(0xFFFFFFFF), low | high)
+    shifts = np.arange(_SUBCLUSTERS, dtype=np.uint64)
+    bits = ((mask[:, None] >> shifts[None, :]) & np.uint64(1)).astype(bool).reshape(-1)
+    sub_index = (
+        clusters[:, None] * _SUBCLUSTERS + np.arange(_SUBCLUSTERS, dtype=np.int64)[None, :]
+    ).reshape(-1)
+    starts, ends = _runs(bits, sub_index)
+    return starts, ends, cluster // _SUBCLUSTERS
