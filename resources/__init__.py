@@ -1,0 +1,1 @@
+"""Backchain's icons, desktop entry and AppStream metainfo, read with importlib.resources."""
