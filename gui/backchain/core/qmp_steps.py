@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os.path
+import re
 from collections.abc import Sequence
 
 from backchain.core.graph import Layer
@@ -10,8 +11,13 @@ from backchain.core.model import CommitRequest, Rebase, Step
 
 
 def job_id_for(top: Layer) -> str:
-    """A stable job id, so that a second Backchain sees the first one's job."""
-    return f"backchain-commit-{top.node_name or os.path.basename(top.path)}"
+    """A stable job id, so that a second Backchain sees the first one's job.
+
+    QEMU accepts only letters, digits, ``-``, ``.`` and ``_`` in ids, so an automatic node name
+    such as ``#block271`` loses its ``#``.
+    """
+    name = top.node_name or os.path.basename(top.path)
+    return "backchain-commit-" + (re.sub(r"[^A-Za-z0-9._-]", "", name) or "top")
 
 
 def qmp_steps(

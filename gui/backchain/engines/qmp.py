@@ -1,0 +1,259 @@
+"""The live block graph of a running QEMU, read over QMP (qemu.qmp), and the commit entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os.path
+import re
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from qemu.qmp import ConnectError, ExecInterruptedError, ExecuteError, QMPClient, QMPError
+
+from backchain.core.errors import EngineError
+from backchain.core.graph import ImageGraph, Layer
+from backchain.core.model import CommitPlan
+from backchain.engines.progress import CancelToken, ProgressSink
+
+DEFAULT_TIMEOUT = 15.0
+"""Seconds to wait for QEMU to answer one command before the peer is declared unresponsive."""
+
+# Nodes that sit between a device and an image without being an image themselves.
+_NOT_IMAGES = frozenset(
+    {
+        "file", "host_device", "host_cdrom", "nbd", "nfs", "iscsi", "ssh", "http", "https",
+        "ftp", "ftps", "gluster", "rbd", "null-co", "null-aio", "commit_top", "mirror_top",
+        "copy-on-read", "throttle", "blkdebug", "blkverify", "blklogwrites", "preallocate",
+        "compress", "snapshot-access", "copy-before-write", "quorum", "replication",
+    }
+)  # fmt: skip
+
+
+def parse_address(address: str) -> str | tuple[str, int]:
+    """A unix socket path, or ``(host, port)`` for ``host:port``."""
+    match = re.fullmatch(r"\[?([^/\[\]]*?)\]?:(\d+)", address.strip())
+    if match and not os.path.exists(address):
+        return match.group(1) or "localhost", int(match.group(2))
+    return address
+
+
+class QmpSession:
+    """One QMP connection, used in one asyncio loop in one thread; raises EngineError."""
+
+    def __init__(self, address: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.address = address
+        self.timeout = timeout
+        self.client = QMPClient("backchain")
+
+    async def __aenter__(self) -> QmpSession:
+        try:
+            await asyncio.wait_for(self.client.connect(parse_address(self.address)), self.timeout)
+        except TimeoutError as exc:
+            await self._drop()
+            raise EngineError(
+                f"QEMU at {self.address} did not answer within {self.timeout:g} s "
+                "(no QMP greeting); is the VM stopped or hung?"
+            ) from exc
+        except ConnectError as exc:
+            raise EngineError(
+                f"cannot connect to QEMU at {self.address}: {exc.exc or exc}",
+                stderr=str(exc),
+            ) from exc
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._drop()
+
+    async def _drop(self) -> None:
+        try:
+            await asyncio.wait_for(self.client.disconnect(), 5)
+        except (QMPError, OSError, EOFError, TimeoutError):
+            # The connection is already gone; its cause was reported by the failed command.
+            pass
+
+    def gone(self, doing: str, exc: BaseException) -> EngineError:
+        """The error for a connection that closed under us (QEMU exited or crashed)."""
+        return EngineError(
+            f"the connection to QEMU at {self.address} closed while {doing}: "
+            "QEMU exited or crashed",
+            stderr=f"{type(exc).__name__}: {exc}",
+        )
+
+    async def execute(self, command: str, arguments: Mapping[str, object] | None = None) -> Any:
+        """Run one command; QEMU's refusal, a timeout or a lost connection raise EngineError."""
+        sent = json.dumps({"execute": command, "arguments": dict(arguments or {})})
+        try:
+            return await asyncio.wait_for(
+                self.client.execute(command, dict(arguments) if arguments else None), self.timeout
+            )
+        except ExecuteError as exc:
+            raise EngineError(
+                f"QEMU refused {command}: {exc.error.error.desc}",
+                argv=(sent,),
+                stderr=f"{exc.error.error.class_}: {exc.error.error.desc}",
+            ) from exc
+        except TimeoutError as exc:
+            raise EngineError(
+                f"QEMU at {self.address} did not answer {command} within {self.timeout:g} s",
+                argv=(sent,),
+            ) from exc
+        except (ExecInterruptedError, QMPError, OSError, EOFError) as exc:
+            raise self.gone(f"running {command}", exc) from exc
+
+
+def file_path_of(name: str) -> str:
+    """The real file behind a node's file name, including QEMU's ``json:{...}`` pseudo-names."""
+    if not name.startswith("json:"):
+        return name
+    try:
+        spec: Any = json.loads(name[len("json:") :])
+    except ValueError:
+        return name
+    # Walk down the protocol children: {"driver": "qcow2", "file": {"driver": "file", ...}}.
+    while isinstance(spec, dict):
+        child = spec.get("file")
+        if isinstance(child, str):
+            return child
+        if child is None:
+            filename = spec.get("filename")
+            return filename if isinstance(filename, str) else name
+        spec = child
+    return name
+
+
+def _real(path: str) -> str:
+    return os.path.realpath(path) if os.path.isabs(path) else path
+
+
+def _device_label(block: Mapping[str, Any]) -> str:
+    """The device name, or the qdev id (``vd0``) of a -device that has no drive name."""
+    device = str(block.get("device") or "")
+    if device:
+        return device
+    qdev = str(block.get("qdev") or "")
+    parts = [p for p in qdev.split("/") if p]
+    if len(parts) >= 3 and parts[-1] == "virtio-backend":
+        return parts[-2]
+    return parts[-1] if parts else ""
+
+
+def live_layers(
+    nodes: Sequence[Mapping[str, Any]], blocks: Sequence[Mapping[str, Any]]
+) -> list[Layer]:
+    """Layers from ``query-named-block-nodes`` and ``query-block`` answers (pure)."""
+    devices: dict[str, str] = {}
+    for block in blocks:
+        inserted = block.get("inserted")
+        if isinstance(inserted, Mapping) and inserted.get("node-name"):
+            devices[str(inserted["node-name"])] = _device_label(block)
+    layers: dict[str, Layer] = {}
+    for node in nodes:
+        if node.get("drv") in _NOT_IMAGES:
+            continue
+        image: Mapping[str, Any] = node.get("image") or {}
+        path = _real(file_path_of(str(node.get("file") or image.get("filename") or "")))
+        if not path or path in layers:
+            continue
+        backing_image = image.get("backing-image")
+        backing_path = None
+        if isinstance(backing_image, Mapping):
+            backing_path = _real(file_path_of(str(backing_image.get("filename") or "")))
+        node_name = str(node.get("node-name") or "")
+        extra = {"device": devices[node_name]} if devices.get(node_name) else {}
+        layers[path] = Layer(
+            path=path,
+            format=str(node.get("drv") or image.get("format") or ""),
+            virtual_size=int(image.get("virtual-size") or 0),
+            actual_size=image.get("actual-size"),
+            backing_name=image.get("backing-filename"),
+            backing_format=image.get("backing-filename-format"),
+            backing_path=backing_path,
+            cluster_size=image.get("cluster-size"),
+            in_use=True,
+            # Backing nodes are opened read-only; block-commit reopens base read-write, so what
+            # matters is whether the file itself can be written.
+            writable=not os.path.exists(path) or os.access(path, os.W_OK),
+            node_name=node_name or None,
+            extra=extra,
+        )
+    return list(layers.values())
+
+
+async def read_layers(session: QmpSession) -> list[Layer]:
+    """The live layers, from one connected session."""
+    nodes = await session.execute("query-named-block-nodes")
+    blocks = await session.execute("query-block")
+    return live_layers(nodes, blocks)
+
+
+def open_paths(address: str, timeout: float = DEFAULT_TIMEOUT) -> set[str]:
+    """Every file QEMU has open (format and protocol nodes alike)."""
+
+    async def read() -> set[str]:
+        async with QmpSession(address, timeout) as session:
+            nodes = await session.execute("query-named-block-nodes")
+        return {_real(file_path_of(str(n.get("file") or ""))) for n in nodes}
+
+    return asyncio.run(read())
+
+
+def root_for(graph: ImageGraph, device: str | None = None) -> Layer:
+    """The active layer of ``device`` (device name, qdev id, node name or path), or the only one."""
+    if device is not None:
+        found = graph.find(device)
+        if found is None:
+            raise EngineError(f"QEMU has no device or node named '{device}'")
+        return found
+    roots = [graph.layer(p) for p in graph.active_layers()]
+    attached = [layer for layer in roots if "device" in layer.extra] or roots
+    if len(attached) != 1:
+        names = ", ".join(
+            layer.extra.get("device") or layer.node_name or layer.path for layer in attached
+        )
+        raise EngineError(f"QEMU has several chains ({names}); choose one with --device")
+    return attached[0]
+
+
+def read_qmp_graph(
+    address: str,
+    device: str | None = None,
+    extents: bool = True,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> ImageGraph:
+    """The live block graph (runs in the calling thread, with its own event loop).
+
+    With ``device``, only that device's chain is returned. Allocation extents come from the files'
+    own maps, read with shared locks, so that online plans count bytes as offline ones do.
+    """
+
+    async def read() -> list[Layer]:
+        async with QmpSession(address, timeout) as session:
+            return await read_layers(session)
+
+    graph = ImageGraph(asyncio.run(read()))
+    if device is not None:
+        root = root_for(graph, device)
+        graph = ImageGraph(graph.chain(root.path))
+    if extents:
+        from backchain.engines.scan import load_extents
+
+        files = [p for p in graph.paths if os.path.isabs(p) and os.path.exists(p)]
+        graph = load_extents(graph, files)
+    return graph
+
+
+def run_qmp_plan(
+    plan: CommitPlan, sink: ProgressSink, cancel: CancelToken, connection: object
+) -> None:
+    """Run the plan's block-commit over QMP; ``connection`` is the socket address or a control."""
+    # Imported here because qmp_jobs builds on this module's session and name parsing.
+    from backchain.engines.qmp_jobs import QmpJobControl
+    from backchain.engines.qmp_jobs import run_qmp_plan as run
+
+    if not isinstance(connection, (str, QmpJobControl)):
+        raise EngineError("an online commit needs the QMP socket address of the running QEMU")
+    run(plan, sink, cancel, connection)

@@ -1,0 +1,274 @@
+"""Runs a planned block-commit job over QMP: events, polling, ready, finalize, dismiss, delete."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from qemu.qmp import EventListener
+
+from backchain.core.errors import CancelledError, EngineError
+from backchain.core.model import CommitPlan, OnReady, Step
+from backchain.engines.progress import CancelToken, ProgressSink
+from backchain.engines.qmp import DEFAULT_TIMEOUT, QmpSession, file_path_of
+
+POLL_SECONDS = 0.2
+"""query-jobs about five times a second: smooth progress, negligible load on QEMU."""
+
+CLOSE_WAIT_SECONDS = 10.0
+"""How long DELETE waits for QEMU to close the merged files after the job."""
+
+_JOB_EVENTS = (
+    "JOB_STATUS_CHANGE",
+    "BLOCK_JOB_ERROR",
+    "BLOCK_JOB_READY",
+    "BLOCK_JOB_COMPLETED",
+    "BLOCK_JOB_CANCELLED",
+)
+
+
+class QmpJobControl:
+    """The socket address plus a thread-safe way to steer a running job from another thread."""
+
+    def __init__(self, address: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.address = address
+        self.timeout = timeout
+        self.close_wait = CLOSE_WAIT_SECONDS
+        """Seconds DELETE waits for QEMU to close the merged files."""
+        self._lock = threading.Lock()
+        self._speed: int | None = None
+        self._choice: OnReady | None = None
+        self._ready = False
+
+    def set_speed(self, bytes_per_second: int) -> None:
+        """Ask for a new bandwidth limit (0 = unlimited); any thread; applied at the next poll."""
+        if bytes_per_second < 0:
+            raise ValueError("the bandwidth limit cannot be negative")
+        with self._lock:
+            self._speed = bytes_per_second
+
+    def choose(self, choice: OnReady) -> None:
+        """Pivot or keep the overlay now; any thread. Refused before the job is ready."""
+        with self._lock:
+            if not self._ready and choice is not OnReady.ASK:
+                raise EngineError(
+                    "the commit job is not ready yet: base has not caught up with top, "
+                    "so it cannot pivot or keep the overlay now"
+                )
+            self._choice = choice
+
+    @property
+    def ready(self) -> bool:
+        """Whether the active commit has reached ``ready``."""
+        with self._lock:
+            return self._ready
+
+    def _mark_ready(self) -> None:
+        with self._lock:
+            self._ready = True
+
+    def _take_speed(self) -> int | None:
+        with self._lock:
+            speed, self._speed = self._speed, None
+            return speed
+
+    def _take_choice(self) -> OnReady | None:
+        with self._lock:
+            choice, self._choice = self._choice, None
+            return choice
+
+
+def run_qmp_plan(
+    plan: CommitPlan,
+    sink: ProgressSink,
+    cancel: CancelToken,
+    connection: str | QmpJobControl,
+) -> None:
+    """Run the plan's block-commit over QMP in this thread, with a loop and client of its own."""
+    control = connection if isinstance(connection, QmpJobControl) else QmpJobControl(connection)
+    sink.started(plan)
+    try:
+        asyncio.run(_Job(plan, sink, cancel, control).run())
+    except EngineError as exc:
+        sink.finished(False, exc.summary)
+        raise
+    sink.finished(True, _outcome(plan))
+
+
+def _outcome(plan: CommitPlan) -> str:
+    if plan.active_commit and plan.request.on_ready is OnReady.KEEP_OVERLAY:
+        return f"{os.path.basename(plan.base)} holds a copy; {plan.image} stays the active layer"
+    return f"committed {os.path.basename(plan.top)} into {os.path.basename(plan.base)}"
+
+
+class _Job:
+    """One job's state machine; every method runs in the worker thread's event loop."""
+
+    def __init__(
+        self, plan: CommitPlan, sink: ProgressSink, cancel: CancelToken, control: QmpJobControl
+    ) -> None:
+        self.plan = plan
+        self.sink = sink
+        self.cancel = cancel
+        self.control = control
+        self.commit = next((s for s in plan.steps if s.kind == "block-commit"), None)
+        if self.commit is None or self.commit.call is None:
+            raise EngineError("the plan has no block-commit step to run over QMP")
+        arguments: Mapping[str, Any] = self.commit.call.get("arguments") or {}
+        self.job_id = str(arguments.get("job-id"))
+        self.cancelling = False
+        self.chose: OnReady | None = None
+        self.errors: list[str] = []
+
+    async def run(self) -> None:
+        """Start the job, follow it to its end, then delete what the plan deletes."""
+        assert self.commit is not None and self.commit.call is not None
+        async with QmpSession(self.control.address, self.control.timeout) as session:
+            listener = EventListener(_JOB_EVENTS, self._ours)
+            with session.client.listen(listener):
+                self.sink.step_started(self.commit)
+                await session.execute(
+                    str(self.commit.call["execute"]), self.commit.call.get("arguments")
+                )
+                self.sink.logged(f"started job {self.job_id}")
+                try:
+                    await self._follow(session, listener)
+                except EngineError as exc:
+                    if not exc.state:
+                        exc.state = self._cancel_state()
+                    raise
+            deletes = [step for step in self.plan.steps if step.kind == "delete"]
+            if deletes and not self._kept_overlay():
+                await self._delete(session, deletes)
+
+    def _ours(self, event: Mapping[str, Any]) -> bool:
+        data = event.get("data") or {}
+        return bool(data.get("id") == self.job_id or data.get("device") == self.job_id)
+
+    def _kept_overlay(self) -> bool:
+        return self.chose is OnReady.KEEP_OVERLAY
+
+    async def _follow(self, session: QmpSession, listener: EventListener) -> None:
+        """Poll and react until the job is concluded and dismissed."""
+        while True:
+            for event in listener.clear():
+                self._on_event(event)
+            job = await self._query(session)
+            status = str(job.get("status"))
+            total = int(job.get("total-progress") or 0)
+            self.sink.advanced(int(job.get("current-progress") or 0), total, "commit")
+            speed = self.control._take_speed()
+            if speed is not None and status not in ("pending", "concluded", "aborting", "null"):
+                await session.execute(
+                    "block-job-set-speed", {"device": self.job_id, "speed": speed}
+                )
+                self.sink.logged(f"bandwidth set to {speed} bytes/s")
+            if self.cancel.cancelled and not self.cancelling and status != "concluded":
+                self.cancelling = True
+                await session.execute("job-cancel", {"id": self.job_id})
+                self.sink.logged("cancel requested")
+            elif status == "ready" and not self.cancelling and self.chose is None:
+                await self._on_ready(session)
+            elif status == "pending":
+                await session.execute("job-finalize", {"id": self.job_id})
+            elif status == "concluded":
+                await self._conclude(session, job)
+                return
+            await self._sleep()
+
+    async def _sleep(self) -> None:
+        # Wake early for cancel without blocking the loop: the token is a threading.Event.
+        deadline = time.monotonic() + POLL_SECONDS
+        while time.monotonic() < deadline and not (self.cancel.cancelled and not self.cancelling):
+            await asyncio.sleep(0.02)
+
+    async def _query(self, session: QmpSession) -> Mapping[str, Any]:
+        jobs = await session.execute("query-jobs")
+        for job in jobs:
+            if job.get("id") == self.job_id:
+                return dict(job)
+        raise EngineError(
+            f"job {self.job_id} vanished from QEMU at {self.control.address} before it was "
+            "dismissed (another client dismissed it?)"
+        )
+
+    def _on_event(self, event: Mapping[str, Any]) -> None:
+        data = event.get("data") or {}
+        name = event.get("event")
+        if name == "BLOCK_JOB_ERROR":
+            self.errors.append(
+                f"I/O error on {data.get('operation', 'access')} (action: {data.get('action')})"
+            )
+        elif name == "JOB_STATUS_CHANGE":
+            self.sink.logged(f"job {self.job_id}: {data.get('status')}")
+        elif name == "BLOCK_JOB_READY":
+            self.control._mark_ready()
+
+    async def _on_ready(self, session: QmpSession) -> None:
+        self.control._mark_ready()
+        choice = self.control._take_choice()
+        if choice is None or choice is OnReady.ASK:
+            asked = self.sink.ready()
+            planned = self.plan.request.on_ready
+            choice = planned if planned is not OnReady.ASK else asked
+        if choice is OnReady.PIVOT:
+            self.chose = choice
+            await session.execute("job-complete", {"id": self.job_id})
+            self.sink.logged("pivot requested (job-complete)")
+        elif choice is OnReady.KEEP_OVERLAY:
+            self.chose = choice
+            await session.execute("job-cancel", {"id": self.job_id})
+            self.sink.logged("keep overlay requested (job-cancel once ready)")
+
+    async def _conclude(self, session: QmpSession, job: Mapping[str, Any]) -> None:
+        error = job.get("error")
+        await session.execute("job-dismiss", {"id": self.job_id})
+        if self.cancelling:
+            raise CancelledError(
+                f"the commit of {os.path.basename(self.plan.top)} was cancelled",
+                state=self._cancel_state(),
+            )
+        if error and not (self._kept_overlay() and "cancel" in str(error).lower()):
+            detail = "\n".join(self.errors)
+            raise EngineError(f"QEMU's commit job {self.job_id} failed: {error}", stderr=detail)
+        if self.errors:
+            self.sink.logged("; ".join(self.errors))
+
+    def _cancel_state(self) -> str:
+        if self.plan.active_commit:
+            return f"{self.plan.image} is still the active layer; its chain is unchanged."
+        return (
+            f"{self.plan.base} may be partly written. {self.plan.top} and its overlays still "
+            "read correctly. Running the same commit again is safe and completes it."
+        )
+
+    async def _delete(self, session: QmpSession, steps: list[Step]) -> None:
+        """Remove merged files, but only once QEMU no longer opens any of them."""
+        targets = {os.path.realpath(step.target) for step in steps}
+        deadline = time.monotonic() + self.control.close_wait
+        while True:
+            nodes = await session.execute("query-named-block-nodes")
+            still = targets & {
+                os.path.realpath(file_path_of(str(n.get("file") or ""))) for n in nodes
+            }
+            if not still:
+                break
+            if time.monotonic() > deadline:
+                raise EngineError(
+                    f"the commit succeeded, but QEMU still opens {sorted(still)[0]}, so it was "
+                    "not deleted. Remove its node (blockdev-del) or stop the VM, then delete it."
+                )
+            await asyncio.sleep(POLL_SECONDS)
+        for step in steps:
+            self.sink.step_started(step)
+            try:
+                os.remove(step.target)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise EngineError(f"cannot delete {step.target}: {exc.strerror}") from exc
+            self.sink.logged(f"deleted {step.target}")

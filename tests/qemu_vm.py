@@ -1,0 +1,123 @@
+"""Test helper: a real, paused qemu-system-x86_64 with a qcow2 chain on a virtio-blk device."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from qemu.qmp import QMPClient
+
+
+class QemuVM:
+    """One QEMU process: each layer is its own -blockdev node, the top is attached as ``vd0``.
+
+    With ``explicit_backing`` False only the top is given; QEMU opens the backing files named in
+    the headers itself, with automatic node names (``#block123``), as a VM started by hand does.
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[Path],
+        directory: Path,
+        names: Sequence[str] | None = None,
+        explicit_backing: bool = True,
+    ) -> None:
+        self.layers = list(layers)
+        """Image files, bottom first."""
+        self.names = list(names) if names else [p.stem for p in self.layers]
+        self.socket = str(directory / "qmp.sock")
+        self.explicit_backing = explicit_backing
+        self.log = directory / "qemu.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def argv(self) -> list[str]:
+        """The command line; backing nodes are defined before the layers that use them."""
+        argv = [
+            "qemu-system-x86_64", "-machine", "pc", "-accel", "tcg", "-S", "-nodefaults",
+            "-display", "none", "-m", "32", "-qmp", f"unix:{self.socket},server=on,wait=off",
+        ]  # fmt: skip
+        pairs = list(zip(self.layers, self.names, strict=True))
+        if not self.explicit_backing:
+            pairs = pairs[-1:]
+        below: str | None = None
+        for path, name in pairs:
+            spec = f"driver=qcow2,node-name={name},file.driver=file,file.filename={path}"
+            if below is not None:
+                # The bottom layer gets no backing option: backing=null would name a node.
+                spec += f",backing={below}"
+            argv += ["-blockdev", spec]
+            below = name
+        argv += ["-device", f"virtio-blk-pci,drive={self.names[-1]},id=vd0"]
+        return argv
+
+    def start(self) -> None:
+        """Start QEMU and wait until its QMP socket accepts connections."""
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while not os.path.exists(self.socket):
+            if self.proc.poll() is not None:
+                raise AssertionError(f"QEMU exited at start:\n{self.log.read_text()}")
+            if time.monotonic() > deadline:
+                raise AssertionError("QEMU did not create its QMP socket within 30 s")
+            time.sleep(0.05)
+
+    def execute(self, command: str, arguments: dict[str, object] | None = None) -> object:
+        """One QMP command on a fresh connection (tests only; the engine has its own client)."""
+
+        async def call() -> object:
+            client = QMPClient("test")
+            await asyncio.wait_for(client.connect(self.socket), 10)
+            try:
+                return await asyncio.wait_for(client.execute(command, arguments), 10)
+            finally:
+                await client.disconnect()
+
+        return asyncio.run(call())
+
+    def kill(self) -> None:
+        """SIGKILL QEMU, as a crash would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def freeze(self) -> None:
+        """SIGSTOP QEMU: its socket still accepts connections, but nothing answers."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def stop(self) -> None:
+        """Quit QEMU politely (so that images are flushed and closed), else kill it."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGCONT)
+        try:
+            self.execute("quit")
+            self.proc.wait(10)
+        except Exception:
+            self.kill()
+        finally:
+            if self.proc.poll() is None:
+                self.kill()
+
+
+@contextmanager
+def running_vm(
+    layers: Sequence[Path],
+    directory: Path,
+    names: Sequence[str] | None = None,
+    explicit_backing: bool = True,
+) -> Iterator[QemuVM]:
+    """A started QemuVM that is always stopped afterwards, on success and on failure."""
+    vm = QemuVM(layers, directory, names, explicit_backing)
+    try:
+        vm.start()
+        yield vm
+    finally:
+        vm.stop()
