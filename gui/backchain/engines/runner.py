@@ -19,7 +19,7 @@ def run_plan(
     if plan.engine == "qmp":
         from backchain.engines import qmp
 
-        qmp.run_qmp_plan(plan, sink, cancel, str(connection))  # type: ignore[attr-defined,unused-ignore]
+        qmp.run_qmp_plan(plan, sink, cancel, connection)
         return
     if plan.engine == "libvirt":
         from backchain.engines import libvirt  # type: ignore[attr-defined,unused-ignore]
