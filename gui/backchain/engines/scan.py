@@ -10,7 +10,7 @@ from dataclasses import replace
 from backchain.core.errors import EngineError, ImageError
 from backchain.core.extents import ExtentSet
 from backchain.core.graph import ImageGraph, Layer
-from backchain.engines import locks, qemu_img
+from backchain.engines import locks, qcow2_alloc, qemu_img
 from backchain.engines.qcow2 import Qcow2Header, read_header, unsafe_backing_reason
 
 SUPPORTED_BACKING_FORMATS = ("qcow2", "raw")
@@ -197,13 +197,33 @@ def probe_facts(graph: ImageGraph) -> ImageGraph:
 
 
 def load_extents(
-    graph: ImageGraph, paths: Sequence[str] | None = None, jobs: int | None = None
+    graph: ImageGraph,
+    paths: Sequence[str] | None = None,
+    jobs: int | None = None,
+    reader: str = "tables",
 ) -> ImageGraph:
-    """Fill in each layer's own allocation extents, several qemu-img map runs at a time."""
+    """Fill in each layer's own allocation extents.
+
+    ``reader="tables"`` reads qcow2 L1/L2 tables directly (exactly qemu-img map's answer, about
+    ten times faster: see tests/bench); a layer it cannot read falls back to ``qemu-img map``,
+    which then gives the authoritative answer or error. ``"qemu-img"`` always runs qemu-img map,
+    several runs at a time.
+    """
     wanted = [graph.layer(p) for p in (paths if paths is not None else graph.paths)]
     wanted = [layer for layer in wanted if layer.extents is None]
     if not wanted:
         return graph
+    found: dict[str, ExtentSet] = {}
+    if reader == "tables":
+        for layer in wanted:
+            if layer.format == "qcow2":
+                try:
+                    found[layer.path] = qcow2_alloc.own_allocation(layer.path)
+                except ImageError:
+                    continue
+        wanted = [layer for layer in wanted if layer.path not in found]
+        if not wanted:
+            return graph.with_extents(found)
     workers = jobs or min(8, (os.cpu_count() or 2) * 2)
 
     def one(layer: Layer) -> ExtentSet:
@@ -215,7 +235,8 @@ def load_extents(
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(one, wanted))
-    return graph.with_extents({layer.path: ext for layer, ext in zip(wanted, results, strict=True)})
+    found.update((layer.path, ext) for layer, ext in zip(wanted, results, strict=True))
+    return graph.with_extents(found)
 
 
 def open_graph(
