@@ -1,0 +1,110 @@
+"""The GUI entry point: QApplication, crash handler, icon, settings, and run_gui() for the CLI."""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+import sys
+
+from PySide6.QtCore import QCoreApplication, Qt, QTimer
+from PySide6.QtGui import QGuiApplication, QIcon
+from PySide6.QtWidgets import QApplication, QStyleFactory
+
+from backchain.ui import crash
+from backchain.ui.main_window import MainWindow
+
+SELF_TEST_TIMEOUT_MS = 120_000
+
+
+def make_app() -> QApplication:
+    """The one QApplication, set up for HiDPI, the system palette and our icon."""
+    existing = QApplication.instance()
+    if isinstance(existing, QApplication):
+        return existing
+    # Fractional scale factors (1.25, 1.5) are passed through so drawing stays crisp.
+    QGuiApplication.setHighDpiScaleFactorRoundingPolicy(
+        Qt.HighDpiScaleFactorRoundingPolicy.PassThrough
+    )
+    QCoreApplication.setOrganizationName("backchain")
+    QCoreApplication.setApplicationName("backchain")
+    app = QApplication(sys.argv[:1])
+    app.setApplicationDisplayName("Backchain")
+    app.setDesktopFileName("backchain")
+    # Without a desktop platform theme Qt falls back to the dated "Windows" style; Fusion
+    # follows the system palette (light or dark) and looks the same everywhere.
+    if app.style().name().lower() == "windows" and "Fusion" in QStyleFactory.keys():
+        app.setStyle("Fusion")
+    icon = app_icon()
+    if icon is not None:
+        app.setWindowIcon(icon)
+    return app
+
+
+def app_icon() -> QIcon | None:
+    """backchain.resources/backchain.svg, once the packaging adds it."""
+    try:
+        resource = importlib.resources.files("backchain.resources") / "backchain.svg"
+        if resource.is_file():
+            return QIcon(str(resource))
+    except (ModuleNotFoundError, FileNotFoundError, TypeError):
+        pass
+    return None
+
+
+def _warn_missing_tools(window: MainWindow) -> None:
+    """Show the packaging engineer's dialog when qemu-img or friends are missing."""
+    try:
+        from backchain.engines import host_tools  # type: ignore[attr-defined,unused-ignore]
+        from backchain.ui.tools_dialog import (  # type: ignore[import-not-found,unused-ignore]
+            show_missing_tools_dialog,
+        )
+    except ImportError:
+        return
+    missing = host_tools.missing_tools()
+    if missing:
+        show_missing_tools_dialog(window, missing)
+
+
+def _self_test(window: MainWindow, app: QApplication) -> None:
+    """Open the demo, wait for a valid plan with allocation, then exit 0 (1 on timeout/error)."""
+
+    def on_shown(stage: str) -> None:
+        if stage == "error":
+            print(f"self-test: failed: {window.banner.text()}", file=sys.stderr)
+            app.exit(1)
+        elif stage == "extents" and window.plan is not None:
+            plan = window.plan
+            print(
+                f"self-test: ok: {len(window.graph or [])} images, plan commits "
+                f"{os.path.basename(plan.top)} into {os.path.basename(plan.base)}, "
+                f"{plan.bytes_to_copy} bytes, {len(plan.steps)} steps"
+            )
+            app.exit(0)
+
+    window.graph_shown.connect(on_shown)
+    QTimer.singleShot(SELF_TEST_TIMEOUT_MS, lambda: app.exit(1))
+    window.open_demo()
+
+
+def run_gui(
+    image: str | None,
+    demo: bool = False,
+    quit_after: float | None = None,
+    self_test: bool = False,
+) -> int:
+    """Show the window on ``image`` (or the demo) and run until it closes; returns the exit code."""
+    app = make_app()
+    crash.install()
+    window = MainWindow()
+    window.show()
+    if self_test:
+        _self_test(window, app)
+    elif demo:
+        window.open_demo()
+    elif image:
+        window.open_image(image)
+    if quit_after is not None:
+        QTimer.singleShot(int(quit_after * 1000), window.close)
+    if not self_test:
+        QTimer.singleShot(0, lambda: _warn_missing_tools(window))
+    return int(app.exec())

@@ -1,0 +1,70 @@
+"""The confirmation before a commit: every destructive effect; Cancel first when bytes at risk."""
+
+from __future__ import annotations
+
+import html
+import os.path
+
+from PySide6.QtWidgets import QMessageBox, QWidget
+
+from backchain.core.model import CommitPlan
+from backchain.ui.text import human_bytes
+
+
+def _names(paths: list[str]) -> str:
+    return ", ".join(html.escape(os.path.basename(p)) for p in paths)
+
+
+def bytes_at_risk(plan: CommitPlan) -> bool:
+    """Whether any sibling may read changed data (unknown counts as at risk)."""
+    return any(item.bytes is None or item.bytes > 0 for item in plan.at_risk)
+
+
+def effects_html(plan: CommitPlan) -> str:
+    """The destructive effects as a list, named file by file."""
+    items = [
+        f"<b>{html.escape(os.path.basename(plan.base))}</b> is written: "
+        f"{human_bytes(plan.bytes_to_copy)} from {_names(list(plan.merged))}."
+    ]
+    if plan.deleted:
+        items.append(f"<b>Deleted:</b> {_names(list(plan.deleted))}.")
+    if plan.invalid:
+        items.append(f"<b>Invalid at once:</b> {_names([a.image for a in plan.invalid])}.")
+    if plan.stale:
+        items.append(f"<b>Stale after the next write to base:</b> {_names(list(plan.stale))}.")
+    for item in plan.at_risk:
+        amount = "an unknown amount" if item.bytes is None else human_bytes(item.bytes)
+        items.append(
+            f"<b>At risk:</b> {html.escape(os.path.basename(item.image))} "
+            f"({amount} would read changed data)."
+        )
+    if plan.rebased:
+        items.append(f"Re-pointed to base: {_names([r.image for r in plan.rebased])}.")
+    return "<ul>" + "".join(f"<li>{item}</li>" for item in items) + "</ul>"
+
+
+def build_confirmation(plan: CommitPlan, parent: QWidget | None = None) -> QMessageBox:
+    """The dialog, not yet shown; its default button is Cancel whenever bytes are at risk."""
+    box = QMessageBox(parent)
+    box.setWindowTitle("Confirm commit")
+    risky = bytes_at_risk(plan)
+    box.setIcon(QMessageBox.Icon.Warning if risky or plan.deleted else QMessageBox.Icon.Question)
+    box.setText(
+        f"Commit {html.escape(os.path.basename(plan.top))} into "
+        f"{html.escape(os.path.basename(plan.base))}?"
+    )
+    box.setInformativeText(effects_html(plan))
+    box.setDetailedText(plan.shell_script())
+    commit = box.addButton("Commit", QMessageBox.ButtonRole.AcceptRole)
+    cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(cancel if risky else commit)
+    box.setEscapeButton(cancel)
+    commit.setObjectName("confirmCommit")
+    return box
+
+
+def confirm_commit(plan: CommitPlan, parent: QWidget | None = None) -> bool:
+    """Ask; True only when the user pressed Commit."""
+    box = build_confirmation(plan, parent)
+    box.exec()
+    return box.clickedButton() is not None and box.clickedButton().objectName() == "confirmCommit"

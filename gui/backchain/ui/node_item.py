@@ -1,0 +1,195 @@
+"""One layer drawn as a card: name, format and size, allocation bar, badges and preview role."""
+
+from __future__ import annotations
+
+import html
+
+from PySide6.QtCore import QRectF, Qt
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QGuiApplication, QPainter, QPalette, QPen
+from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
+
+from backchain.core.graph import Layer
+from backchain.core.model import Role
+from backchain.ui.roles import STYLES, border_colour, fill_colour
+from backchain.ui.text import human_bytes, percent
+
+NODE_WIDTH = 260.0
+NODE_HEIGHT = 96.0
+_PAD = 10.0
+
+
+def layer_tooltip(layer: Layer, active: bool) -> str:
+    """Full path, backing name as written, backing format, and whether it is relative."""
+    rows = [("Path", layer.path), ("Format", layer.format)]
+    if layer.backing_name:
+        rows += [
+            ("Backing name (as written)", layer.backing_name),
+            ("Backing format", layer.backing_format or "not recorded"),
+            ("Backing path is", "relative" if layer.backing_is_relative else "absolute"),
+            ("Resolves to", layer.backing_path or "missing"),
+        ]
+    else:
+        rows.append(("Backing file", "none (bottom of the chain)"))
+    rows.append(("Virtual size", human_bytes(layer.virtual_size)))
+    rows.append(("Allocated here", human_bytes(layer.allocated_bytes)))
+    flags = [("active layer" if active else ""), ("in use (locked)" if layer.in_use else "")]
+    flags += [
+        "read-only" if not layer.writable else "",
+        "found by scan" if layer.found_by_scan else "",
+    ]
+    if any(flags):
+        rows.append(("State", ", ".join(f for f in flags if f)))
+    body = "".join(
+        f"<tr><td><b>{html.escape(k)}</b>&nbsp;</td><td>{html.escape(v)}</td></tr>" for k, v in rows
+    )
+    return f"<table>{body}</table>"
+
+
+class NodeItem(QGraphicsItem):
+    """A card for one layer; it paints vector shapes only, so it stays sharp at any DPI."""
+
+    def __init__(self, layer: Layer, active: bool) -> None:
+        super().__init__()
+        self.role = Role.UNTOUCHED
+        self.is_top = False
+        self.is_base = False
+        self.setAcceptHoverEvents(True)
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.set_layer(layer, active)
+
+    def set_layer(self, layer: Layer, active: bool) -> None:
+        """New data for the same file (allocation arrived, or the file was re-read)."""
+        self.layer = layer
+        self.active = active
+        self.setToolTip(layer_tooltip(layer, active))
+        self.update()
+
+    def set_state(self, role: Role, is_top: bool, is_base: bool) -> None:
+        """The preview's role and whether this layer is the chosen top or base."""
+        if (role, is_top, is_base) != (self.role, self.is_top, self.is_base):
+            self.role, self.is_top, self.is_base = role, is_top, is_base
+            self.update()
+
+    def boundingRect(self) -> QRectF:
+        """The card plus room for the selection outline."""
+        return QRectF(-4, -4, NODE_WIDTH + 8, NODE_HEIGHT + 8)
+
+    def paint(
+        self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None
+    ) -> None:
+        """Draw the card; when zoomed far out only the box and the name, to stay fast."""
+        palette = QGuiApplication.palette()
+        text = palette.color(QPalette.ColorRole.Text)
+        card = QRectF(0, 0, NODE_WIDTH, NODE_HEIGHT)
+        selected = self.is_top or self.is_base
+        outline = (
+            palette.color(QPalette.ColorRole.Highlight)
+            if selected
+            else border_colour(self.role, palette)
+        )
+        pen = QPen(outline, 3.0 if selected else 1.5)
+        pen.setCosmetic(True)
+        painter.setPen(pen)
+        painter.setBrush(fill_colour(self.role, palette))
+        painter.drawRoundedRect(card, 8, 8)
+        if self.role is not Role.UNTOUCHED:
+            # A solid stripe on the left keeps the role visible even when the tint is faint.
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor(STYLES[self.role].colour))
+            painter.drawRoundedRect(QRectF(0, 0, 7, NODE_HEIGHT), 3, 3)
+
+        detail = option.levelOfDetailFromTransform(painter.worldTransform())
+        base_font = QFont(painter.font())
+        bold = QFont(base_font)
+        bold.setBold(True)
+        inner = card.adjusted(_PAD + 4, _PAD - 2, -_PAD, -_PAD)
+        painter.setPen(text)
+        painter.setFont(bold)
+        metrics = QFontMetricsF(bold)
+        tag = STYLES[self.role].tag
+        tag_width = self._tag_width(tag, base_font) if tag and detail >= 0.45 else 0.0
+        name = metrics.elidedText(
+            self.layer.name, Qt.TextElideMode.ElideMiddle, inner.width() - tag_width
+        )
+        line = metrics.height()
+        painter.drawText(QRectF(inner.left(), inner.top(), inner.width(), line), name)
+        if detail < 0.45:
+            return
+        if tag:
+            self._pill(
+                painter,
+                inner.right() - tag_width + 6,
+                inner.top(),
+                tag,
+                STYLES[self.role].colour,
+                base_font,
+            )
+
+        small = QFont(base_font)
+        small.setPointSizeF(max(6.0, base_font.pointSizeF() * 0.9))
+        painter.setFont(small)
+        painter.setPen(text)
+        small_line = QFontMetricsF(small).height()
+        y = inner.top() + line + 2
+        size = f"{self.layer.format} · {human_bytes(self.layer.virtual_size)} virtual"
+        painter.drawText(QRectF(inner.left(), y, inner.width(), small_line), size)
+        y += small_line + 4
+
+        allocated = self.layer.allocated_bytes
+        bar = QRectF(inner.left(), y + 3, 86, 8)
+        painter.setPen(QPen(palette.color(QPalette.ColorRole.Mid), 1))
+        painter.setBrush(palette.color(QPalette.ColorRole.AlternateBase))
+        painter.drawRect(bar)
+        if allocated is not None and self.layer.virtual_size > 0:
+            share = min(1.0, allocated / self.layer.virtual_size)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(palette.color(QPalette.ColorRole.Highlight))
+            painter.drawRect(
+                QRectF(bar.left(), bar.top(), max(1.0, bar.width() * share), bar.height())
+            )
+        painter.setPen(text)
+        own = (
+            "allocation: reading…"
+            if allocated is None
+            else f"{human_bytes(allocated)} own · {percent(allocated, self.layer.virtual_size)}"
+        )
+        painter.drawText(QRectF(bar.right() + 8, y, inner.width() - 94, small_line), own)
+        y += small_line + 5
+
+        x = inner.left()
+        badges: list[tuple[str, str]] = []
+        if self.is_top:
+            badges.append(("top", palette.color(QPalette.ColorRole.Highlight).name()))
+        if self.is_base:
+            badges.append(("base", palette.color(QPalette.ColorRole.Highlight).name()))
+        if self.active:
+            badges.append(("active", "#56B4E9"))
+        if self.layer.in_use:
+            badges.append(("in use", "#D55E00"))
+        if not self.layer.writable:
+            badges.append(("read-only", "#6B6B6B"))
+        for label, colour in badges:
+            x += self._pill(painter, x, y, label, colour, base_font) + 6
+
+    @staticmethod
+    def _tag_width(label: str, font: QFont) -> float:
+        small = QFont(font)
+        small.setPointSizeF(max(6.0, font.pointSizeF() * 0.75))
+        small.setBold(True)
+        return QFontMetricsF(small).horizontalAdvance(label) + 16
+
+    @staticmethod
+    def _pill(painter: QPainter, x: float, y: float, label: str, colour: str, font: QFont) -> float:
+        """A small rounded label; returns its width."""
+        small = QFont(font)
+        small.setPointSizeF(max(6.0, font.pointSizeF() * 0.75))
+        small.setBold(True)
+        metrics = QFontMetricsF(small)
+        rect = QRectF(x, y, metrics.horizontalAdvance(label) + 10, metrics.height() + 2)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(colour))
+        painter.drawRoundedRect(rect, rect.height() / 2, rect.height() / 2)
+        painter.setFont(small)
+        painter.setPen(QColor("white"))
+        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, label)
+        return rect.width()

@@ -1,0 +1,204 @@
+"""Top/base selection, SHALLOW/DELETE/keep-relative/bandwidth, the planner's message, Commit."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from backchain.core.graph import ImageGraph
+from backchain.core.model import CommitRequest
+
+MiB = 1 << 20
+
+
+class PlanPanel(QGroupBox):
+    """The user's commit request; every change emits ``changed`` so the preview re-plans."""
+
+    changed = Signal()
+    commit_clicked = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Commit", parent)
+        self._graph: ImageGraph | None = None
+        self._focus: str | None = None
+        self._updating = False
+        self.engine = "qemu-img"
+        """The engine the request names; the online panels switch it."""
+
+        self.top_combo = QComboBox()
+        self.top_combo.setAccessibleName("Top layer")
+        self.top_combo.setToolTip("The highest layer whose data is committed (click a node).")
+        self.base_combo = QComboBox()
+        self.base_combo.setAccessibleName("Base layer")
+        self.base_combo.setToolTip("The layer that receives the data (Shift+click a node).")
+        for combo in (self.top_combo, self.base_combo):
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+            )
+            combo.setMinimumContentsLength(18)
+            combo.currentIndexChanged.connect(self._on_combo_changed)
+
+        self.shallow = QCheckBox("SHALLOW: commit only into top's immediate backing file")
+        self.shallow.setAccessibleName("Shallow")
+        self.shallow.setToolTip("libvirt's VIR_DOMAIN_BLOCK_COMMIT_SHALLOW.")
+        self.delete = QCheckBox("DELETE the merged layers afterwards")
+        self.delete.setAccessibleName("Delete merged layers")
+        self.delete.setToolTip(
+            "Remove top and the layers between base and top once the commit succeeded "
+            "(after comparing top's view with base)."
+        )
+        self.keep_relative = QCheckBox("Keep relative backing paths")
+        self.keep_relative.setAccessibleName("Keep relative backing paths")
+        self.keep_relative.setToolTip("Write base's name relative to each re-pointed overlay.")
+        for box in (self.shallow, self.delete, self.keep_relative):
+            box.toggled.connect(self._on_option_changed)
+
+        self.rate = QSpinBox()
+        self.rate.setRange(0, 100_000)
+        self.rate.setSuffix(" MiB/s")
+        self.rate.setSpecialValueText("unlimited")
+        self.rate.setAccessibleName("Bandwidth limit")
+        self.rate.setToolTip("Limit the commit's bandwidth (qemu-img commit -r); 0 = unlimited.")
+        self.rate.valueChanged.connect(self._on_option_changed)
+
+        self.message = QLabel()
+        self.message.setObjectName("planMessage")
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.message.setAccessibleName("Planner message")
+        self.message.setStyleSheet("QLabel#planMessage { color: #D55E00; font-weight: bold; }")
+        self.message.hide()
+
+        self.commit_button = QPushButton("Commit…")
+        self.commit_button.setAccessibleName("Commit")
+        self.commit_button.setToolTip("Review the effects and run this commit (Ctrl+Enter).")
+        self.commit_button.setEnabled(False)
+        self.commit_button.clicked.connect(self.commit_clicked)
+
+        form = QFormLayout()
+        form.addRow("&Top:", self.top_combo)
+        form.addRow("&Base:", self.base_combo)
+        form.addRow("Bandwidth:", self.rate)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        for box in (self.shallow, self.delete, self.keep_relative):
+            layout.addWidget(box)
+        layout.addWidget(self.message)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(self.commit_button)
+        layout.addLayout(row)
+
+    # -- graph and selection ----------------------------------------------------------------------
+
+    def set_graph(self, graph: ImageGraph | None, focus: str | None) -> None:
+        """Fill the combo boxes; keep the current choice where the layers still exist."""
+        top, base = self.top(), self.base()
+        self._graph, self._focus = graph, focus
+        self._updating = True
+        try:
+            for combo, default in (
+                (self.top_combo, "(default: the active layer)"),
+                (self.base_combo, "(default: bottom, or top's backing with SHALLOW)"),
+            ):
+                combo.clear()
+                combo.addItem(default, None)
+                for path in self._ordered_paths():
+                    combo.addItem(graph.layer(path).name if graph else path, path)
+                    combo.setItemData(combo.count() - 1, path, Qt.ItemDataRole.ToolTipRole)
+            self._select(self.top_combo, top)
+            self._select(self.base_combo, base)
+        finally:
+            self._updating = False
+        self.changed.emit()
+
+    def _ordered_paths(self) -> list[str]:
+        """The focus chain from the active layer down, then every other image by name."""
+        if self._graph is None:
+            return []
+        first = [layer.path for layer in self._graph.chain(self._focus)] if self._focus else []
+        rest = sorted(
+            (p for p in self._graph.paths if p not in first), key=lambda p: (p.count("/"), p)
+        )
+        return first + rest
+
+    @staticmethod
+    def _select(combo: QComboBox, path: str | None) -> None:
+        index = combo.findData(path) if path is not None else 0
+        combo.setCurrentIndex(max(index, 0))
+
+    def top(self) -> str | None:
+        """The chosen top's path, or None for the default."""
+        value = self.top_combo.currentData()
+        return str(value) if value else None
+
+    def base(self) -> str | None:
+        """The chosen base's path, or None for the default."""
+        value = self.base_combo.currentData()
+        return str(value) if value else None
+
+    def choose_top(self, path: str) -> None:
+        """Make ``path`` top; a base that is not below it falls back to the default."""
+        if self._graph is not None and self.base() is not None:
+            below = [layer.path for layer in self._graph.chain(path)][1:]
+            if self.base() not in below:
+                self._updating = True
+                self.base_combo.setCurrentIndex(0)
+                self._updating = False
+        self._select(self.top_combo, path)
+
+    def choose_base(self, path: str) -> None:
+        """Make ``path`` base (Shift+click, or "Commit into this layer")."""
+        self._select(self.base_combo, path)
+
+    def image(self) -> str | None:
+        """The chain the request works on: the opened image's, or a branch that holds top."""
+        if self._graph is None or self._focus is None:
+            return None
+        top = self.top()
+        if top is None or top in {layer.path for layer in self._graph.chain(self._focus)}:
+            return self._focus
+        for active in self._graph.active_layers():
+            if top in {layer.path for layer in self._graph.chain(active)}:
+                return active
+        return self._focus
+
+    def request(self) -> CommitRequest | None:
+        """The request as the controls stand, or None while nothing is open."""
+        image = self.image()
+        if image is None:
+            return None
+        return CommitRequest(
+            image=image,
+            top=self.top(),
+            base=self.base(),
+            shallow=self.shallow.isChecked(),
+            delete=self.delete.isChecked(),
+            keep_relative=self.keep_relative.isChecked(),
+            rate=self.rate.value() * MiB,
+            engine=self.engine,
+        )
+
+    def show_verdict(self, error: str | None, busy: bool = False) -> None:
+        """The planner's refusal (or None when the plan is valid); Commit follows it."""
+        self.message.setText(error or "")
+        self.message.setVisible(bool(error))
+        self.commit_button.setEnabled(error is None and not busy and self._graph is not None)
+
+    def _on_combo_changed(self, _index: int) -> None:
+        if not self._updating:
+            self.changed.emit()
+
+    def _on_option_changed(self, *_args: object) -> None:
+        self.changed.emit()

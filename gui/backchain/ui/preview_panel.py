@@ -1,0 +1,219 @@
+"""The preview in words: consequences with bytes, bytes to copy, advice, the exact commands."""
+
+from __future__ import annotations
+
+import os.path
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QFontDatabase, QGuiApplication, QIcon, QPainter, QPixmap
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPlainTextEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from backchain.core.model import CommitPlan, Role
+from backchain.ui.roles import LEGEND_ORDER, STYLES
+from backchain.ui.text import human_bytes, percent
+
+ROLE_DATA = Qt.ItemDataRole.UserRole + 1
+
+
+def swatch(colour: str, size: int = 14) -> QIcon:
+    """A small filled square, drawn at the screen's pixel ratio so it is crisp on HiDPI."""
+    ratio = (
+        QGuiApplication.primaryScreen().devicePixelRatio()
+        if QGuiApplication.primaryScreen()
+        else 1.0
+    )
+    pixmap = QPixmap(round(size * ratio), round(size * ratio))
+    pixmap.setDevicePixelRatio(ratio)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setPen(QColor(colour).darker(130))
+    painter.setBrush(QColor(colour))
+    painter.drawRoundedRect(1, 1, size - 2, size - 2, 3, 3)
+    painter.end()
+    return QIcon(pixmap)
+
+
+def _name(path: str) -> str:
+    return os.path.basename(path)
+
+
+def consequences(plan: CommitPlan) -> list[tuple[Role, str]]:
+    """Every effect of the plan as one sentence each, in the order a reader needs them."""
+    base = _name(plan.base)
+    merged = ", ".join(_name(p) for p in plan.merged)
+    lines: list[tuple[Role, str]] = [
+        (Role.BASE, f"{base}: receives {human_bytes(plan.bytes_to_copy)} from {merged}")
+    ]
+    for item in plan.invalid:
+        amount = "an unknown amount of" if item.bytes is None else human_bytes(item.bytes) + " of"
+        lines.append((Role.INVALID, f"{_name(item.image)}: invalid now; {amount} its view changes"))
+    for path in plan.stale:
+        lines.append(
+            (
+                Role.STALE,
+                f"{_name(path)}: reads correctly until {base} is written again, then stale",
+            )
+        )
+    for rebase in plan.rebased:
+        lines.append(
+            (
+                Role.REBASED,
+                f"{_name(rebase.image)}: re-pointed to {base} "
+                f"(backing name '{rebase.backing_name}')",
+            )
+        )
+    for item in plan.at_risk:
+        if item.bytes is None:
+            text = f"{_name(item.image)}: may read changed data from {base} (allocation unknown)"
+        elif item.bytes == 0:
+            text = f"{_name(item.image)}: hides every changed byte of {base}; 0 B at risk"
+        else:
+            amount = human_bytes(item.bytes)
+            text = f"{_name(item.image)}: {amount} would read changed data from {base}"
+        lines.append((Role.AT_RISK, text))
+    for path in plan.deleted:
+        lines.append((Role.DELETED, f"{_name(path)}: deleted after the commit succeeds"))
+    return lines
+
+
+class Legend(QWidget):
+    """A swatch and a label for every role the preview can show."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setAccessibleName("Preview legend")
+        grid = QGridLayout(self)
+        grid.setContentsMargins(6, 2, 6, 2)
+        grid.setHorizontalSpacing(14)
+        grid.setVerticalSpacing(2)
+        self.labels: dict[Role, QLabel] = {}
+        for index, role in enumerate(LEGEND_ORDER):
+            style = STYLES[role]
+            icon = QLabel()
+            icon.setPixmap(swatch(style.colour).pixmap(14, 14))
+            label = QLabel(style.legend)
+            self.labels[role] = label
+            cell = QHBoxLayout()
+            cell.setSpacing(5)
+            cell.addWidget(icon)
+            cell.addWidget(label)
+            cell.addStretch(1)
+            grid.addLayout(cell, index // 4, index % 4)
+
+
+class PreviewPanel(QGroupBox):
+    """Renders one CommitPlan (the very object that will run) or says why there is none."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Preview", parent)
+        self.plan: CommitPlan | None = None
+        self.summary = QLabel("Open an image to see what a commit would do.")
+        self.summary.setWordWrap(True)
+        self.summary.setAccessibleName("Commit summary")
+        self.list = QListWidget()
+        self.list.setAccessibleName("Consequences")
+        self.list.setToolTip("What the commit does to each image, with the bytes affected.")
+        self.list.setWordWrap(True)
+        self.list.setUniformItemSizes(False)
+        self.advice = QLabel()
+        self.advice.setWordWrap(True)
+        self.advice.setAccessibleName("Pull or commit advice")
+        self.advice.setTextFormat(Qt.TextFormat.RichText)
+        self.commands = QPlainTextEdit()
+        self.commands.setReadOnly(True)
+        self.commands.setAccessibleName("Commands")
+        self.commands.setToolTip("The exact commands the commit runs, in order.")
+        self.commands.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self.commands.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.commands.setMaximumHeight(110)
+        self.copy_commands = QPushButton("Copy commands")
+        self.copy_commands.setAccessibleName("Copy commands")
+        self.copy_commands.clicked.connect(self._on_copy_commands_clicked)
+        self.copy_script = QPushButton("Copy as shell script")
+        self.copy_script.setAccessibleName("Copy as shell script")
+        self.copy_script.setToolTip("A POSIX sh script with set -e that runs the same steps.")
+        self.copy_script.clicked.connect(self._on_copy_script_clicked)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.list, 2)
+        layout.addWidget(self.advice)
+        layout.addWidget(QLabel("<b>Commands</b>"))
+        layout.addWidget(self.commands, 1)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(self.copy_commands)
+        row.addWidget(self.copy_script)
+        layout.addLayout(row)
+        self.show_plan(None)
+
+    def show_plan(self, plan: CommitPlan | None, error: str | None = None) -> None:
+        """Show ``plan``; with None, say why (``error``) and clear the rest."""
+        self.plan = plan
+        self.list.clear()
+        has_plan = plan is not None
+        self.copy_commands.setEnabled(has_plan)
+        self.copy_script.setEnabled(has_plan)
+        if plan is None:
+            if error:
+                self.summary.setText(
+                    "No commit possible with this selection; see the message above."
+                )
+            self.advice.clear()
+            self.commands.clear()
+            return
+        self.summary.setText(
+            f"<b>Commit {_name(plan.top)} → {_name(plan.base)}</b>: "
+            f"{len(plan.merged)} layer{'s' if len(plan.merged) != 1 else ''} merged, "
+            f"<b>{human_bytes(plan.bytes_to_copy)}</b> to copy."
+        )
+        for role, text in consequences(plan):
+            item = QListWidgetItem(swatch(STYLES[role].colour), text)
+            item.setData(ROLE_DATA, role.value)
+            self.list.addItem(item)
+        for note in plan.notes:
+            self.list.addItem(QListWidgetItem(f"Note: {note}"))
+        self.advice.setText(self._advice_html(plan))
+        self.commands.setPlainText("\n".join(step.as_shell() for step in plan.steps))
+
+    @staticmethod
+    def _advice_html(plan: CommitPlan) -> str:
+        rows = []
+        for advice in plan.advice:
+            share = percent(advice.allocated, advice.virtual_size)
+            direction = advice.direction
+            verdict = (
+                "allocation unknown"
+                if direction is None
+                else f"commit copies {human_bytes(advice.commit_bytes)}, pull would copy "
+                f"{human_bytes(advice.pull_bytes)}: <b>{direction}</b> is faster"
+            )
+            rows.append(f"{_name(advice.image)} ({share} allocated): {verdict}")
+        return "<b>Pull or commit</b><br>" + "<br>".join(rows) if rows else ""
+
+    def lines(self) -> list[tuple[str, str]]:
+        """(role, text) of every consequence line shown (for tests and screen readers)."""
+        result = []
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            result.append((str(item.data(ROLE_DATA) or ""), item.text()))
+        return result
+
+    def _on_copy_commands_clicked(self) -> None:
+        QGuiApplication.clipboard().setText(self.commands.toPlainText() + "\n")
+
+    def _on_copy_script_clicked(self) -> None:
+        if self.plan is not None:
+            QGuiApplication.clipboard().setText(self.plan.shell_script())
