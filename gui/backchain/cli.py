@@ -11,7 +11,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from backchain import __version__, cli_qmp
+from backchain import __version__
 from backchain.core.describe import consequences, human_bytes
 from backchain.core.errors import BackchainError, EngineError
 from backchain.core.graph import ImageGraph, Layer
@@ -39,7 +39,6 @@ def _add_source(parser: argparse.ArgumentParser) -> None:
                         help="directory to search for siblings (repeatable; default: the "
                              "directories of the chain's images)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print JSON")
-    cli_qmp.add_source_options(parser)
 
 
 def _add_plan_options(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +49,6 @@ def _add_plan_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-relative", action="store_true", help="keep backing names relative")
     parser.add_argument("--no-verify", action="store_true",
                         help="with --delete: skip comparing top's view with base")  # fmt: skip
-    cli_qmp.add_plan_options(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,8 +94,6 @@ def load_graph(args: argparse.Namespace) -> ImageGraph:
     """Read the graph the arguments name, with siblings, file facts and extents."""
     from backchain.engines.scan import open_graph
 
-    if getattr(args, "qmp", None):
-        return cli_qmp.load_graph(args)
     if not args.image:
         raise BackchainError("no image given (backchain chain IMAGE)")
     return open_graph(args.image, scan_dirs=args.scan)
@@ -161,7 +157,6 @@ def cmd_chain(args: argparse.Namespace) -> int:
         return EXIT_OK
     for depth, layer in enumerate(chain):
         badges = " [in use]" if layer.in_use else ""
-        badges += f" node {layer.node_name}" if layer.node_name else ""
         print(f"{'  ' * depth}{layer.path}  {layer.format} {human_bytes(layer.virtual_size)}, "
               f"own {human_bytes(layer.allocated_bytes)}{badges}")  # fmt: skip
     for layer in others:
@@ -172,10 +167,7 @@ def cmd_chain(args: argparse.Namespace) -> int:
 def compute_plan(args: argparse.Namespace) -> CommitPlan:
     """Load the graph and plan the request the options describe."""
     graph = load_graph(args)
-    request = request_from(args, _active_of(graph, args.image))
-    if args.qmp:
-        request = cli_qmp.online_request(args, request)
-    return make_plan(graph, request)
+    return make_plan(graph, request_from(args, _active_of(graph, args.image)))
 
 
 def print_plan(plan: CommitPlan, as_json: bool) -> None:
@@ -241,12 +233,10 @@ def execute(plan: CommitPlan, as_json: bool, connection: object | None = None) -
 def cmd_commit(args: argparse.Namespace) -> int:
     """``backchain commit``."""
     plan = compute_plan(args)
-    if args.qmp:
-        cli_qmp.check_runnable(plan)
     if not args.yes and not _confirm(plan):
         print("Nothing was changed.", file=sys.stderr)
         return EXIT_REFUSED
-    return execute(plan, args.json, args.qmp)
+    return execute(plan, args.json)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 
 from backchain.core.errors import CancelledError, EngineError, ImageError, PlanError
 from backchain.core.model import CommitPlan, Step
-from backchain.engines import locks, qemu_img
+from backchain.engines import base_lock, locks, qemu_img
+from backchain.engines.journal import (
+    JobRecord,
+    Journal,
+    JournalingSink,
+    state_dir,
+)
 from backchain.engines.progress import CancelToken, ProgressSink
+from backchain.engines.resume_check import check_resumable
 from backchain.engines.scan import walk_headers
+
+FAULT_PAUSE_ENV = "BACKCHAIN_FAULT_PAUSE"
+"""Fault-injection seam for tests/faults: ``after:commit`` (or ``before:delete``, ...) makes the
+runner stop at that step boundary, create the file $BACKCHAIN_FAULT_PAUSE_FILE (default
+STATE_DIR/fault-paused) holding its pid, and wait until that file is removed."""
+_paused: set[str] = set()
 
 
 def run_plan(
@@ -58,9 +72,37 @@ def preflight(plan: CommitPlan) -> None:
             f"not enough free space for {plan.base} to grow: "
             f"{plan.bytes_to_copy} bytes to copy, {free} bytes free"
         )
-    for rebase in plan.rebased:
-        if not os.access(os.path.dirname(rebase.image), os.W_OK | os.X_OK):
-            raise PlanError(f"the directory of {rebase.image} cannot be written")
+    _check_directories(plan, plan.steps)
+
+
+def _check_directories(plan: CommitPlan, steps: Sequence[Step]) -> None:
+    """Rebase writes a new header in place, delete unlinks: both need what the step targets."""
+    for step in steps:
+        if step.kind == "rebase" and not locks.is_writable(step.target):
+            raise PlanError(f"{step.target} is not writable, so it cannot be re-pointed")
+        if step.kind == "delete":
+            directory = os.path.dirname(step.target)
+            if not _directory_writable(directory):
+                raise PlanError(f"{step.target} cannot be deleted: its directory {directory} "
+                                "is read-only")  # fmt: skip
+
+
+def _directory_writable(directory: str) -> bool:
+    try:
+        read_only = bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+    # access() reports an immutable directory (chattr +i) even to root.
+    return not read_only and os.access(directory, os.W_OK | os.X_OK)
+
+
+def _locked_images(plan: CommitPlan) -> list[str]:
+    return [plan.base, *plan.merged, *(r.image for r in plan.rebased)]
+
+
+def _purpose(plan: CommitPlan) -> str:
+    name = os.path.basename
+    return f"a commit of {name(plan.top)} into {name(plan.base)}"
 
 
 def describe_state(plan: CommitPlan, done: Sequence[Step], failed: Step | None) -> str:
@@ -114,26 +156,77 @@ def _finished_message(plan: CommitPlan) -> str:
 
 
 def run_offline(plan: CommitPlan, sink: ProgressSink, cancel: CancelToken) -> None:
-    """Run a qemu-img plan: commit, re-point each overlay, verify, delete, in that order."""
+    """Run a qemu-img plan: commit, re-point each overlay, verify, delete, in that order.
+
+    The images are locked against a second Backchain, and the job is journalled before the
+    first write, so that an interruption can be explained and completed (see resume_job).
+    """
     if plan.engine != "qemu-img":
         raise EngineError(f"the offline runner cannot run a plan for {plan.engine}")
-    preflight(plan)
+    with base_lock.holding(_locked_images(plan), _purpose(plan)):
+        preflight(plan)
+        journal = Journal.create(plan)
+        _execute(plan, 0, JournalingSink(sink, journal), cancel, journal)
+
+
+def resume_job(record: JobRecord, sink: ProgressSink, cancel: CancelToken) -> None:
+    """Run the steps of an interrupted job that did not complete, once the disk checks out.
+
+    Every offline step is idempotent (commit -b rewrites the same data, rebase -u writes the
+    same name, rm -f of a removed file succeeds), so re-running the step that was cut off is safe.
+    """
+    plan = record.plan
+    with base_lock.holding(_locked_images(plan), _purpose(plan)):
+        check_resumable(record)
+        remaining = plan.steps[record.done :]
+        if any(s.kind == "commit" for s in remaining) and not locks.is_writable(plan.base):
+            raise PlanError(f"{plan.base} is not writable, so the commit cannot change it")
+        _check_directories(plan, remaining)
+        journal = Journal.reopen(record)
+        _execute(plan, record.done, JournalingSink(sink, journal), cancel, journal)
+
+
+def _execute(
+    plan: CommitPlan, first: int, sink: ProgressSink, cancel: CancelToken, journal: Journal
+) -> None:
     sink.started(plan)
     total = plan.bytes_to_copy or 0
-    done: list[Step] = []
+    done: list[Step] = list(plan.steps[:first])
     current: Step | None = None
     try:
-        for current in plan.steps:
+        for index in range(first, len(plan.steps)):
+            current = plan.steps[index]
+            _fault_pause("before", current)
             if cancel.cancelled:
                 raise CancelledError("cancelled before " + current.kind)
+            journal.step_started(index)
             _run_step(plan, current, sink, cancel, total, done)
+            journal.step_done(index)
             done.append(current)
+            _fault_pause("after", current)
         current = None
     except EngineError as err:
         err.state = describe_state(plan, done, current)
+        journal.failed(err.message)
         sink.finished(False, f"{err.message}\n{err.state}")
         raise
+    journal.remove()
     sink.finished(True, _finished_message(plan))
+
+
+def _fault_pause(when: str, step: Step) -> None:
+    """The test seam FAULT_PAUSE_ENV documents; it does nothing unless that variable is set."""
+    spec = f"{when}:{step.kind}"
+    if os.environ.get(FAULT_PAUSE_ENV) != spec or spec in _paused:
+        return
+    _paused.add(spec)
+    marker = os.environ.get("BACKCHAIN_FAULT_PAUSE_FILE") or os.path.join(
+        state_dir(), "fault-paused"
+    )
+    with open(marker, "w", encoding="utf-8") as handle:
+        handle.write(f"{os.getpid()} {spec}\n")
+    while os.path.exists(marker):
+        time.sleep(0.02)
 
 
 def _run_step(
@@ -169,10 +262,27 @@ def _run_step(
                     "after the commit, so nothing was deleted",
                     argv=err.argv, returncode=err.returncode, stderr=err.stderr,
                 ) from err  # fmt: skip
-            raise
+            raise _naming(plan, step, err) from err
         sink.advanced(scale, scale, step.kind)
         return
-    qemu_img.run(step.argv, cwd=step.cwd)
+    try:
+        qemu_img.run(step.argv, cwd=step.cwd)
+    except EngineError as err:
+        raise _naming(plan, step, err) from err
     count = sum(1 for s in plan.steps if s.kind == step.kind)
     index = sum(1 for s in done if s.kind == step.kind) + 1
     sink.advanced(index, count, step.kind)
+
+
+def _naming(plan: CommitPlan, step: Step, err: EngineError) -> EngineError:
+    """The same failure, with a message that names the files the step was working on."""
+    name = os.path.basename
+    doing = {
+        "commit": f"committing {name(plan.top)} into {name(plan.base)}",
+        "rebase": f"re-pointing {name(step.target)} to {name(plan.base)}",
+        "verify": f"comparing {name(plan.top)} with {name(plan.base)}",
+        "delete": f"deleting {name(step.target)}",
+    }.get(step.kind, f"{step.kind} of {name(step.target)}")
+    cause = err.message.removeprefix("qemu-img: ")
+    return EngineError(f"{doing} failed: {cause}", argv=err.argv, returncode=err.returncode,
+                       stderr=err.stderr)  # fmt: skip

@@ -1,0 +1,380 @@
+"""The operation journal: a record of each running commit, so that an interrupted one can be found,
+explained, and completed (or dismissed) on the next start."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from backchain.core.errors import BackchainError
+from backchain.core.model import Affected, CommitPlan, CommitRequest, OnReady, Rebase, Step
+from backchain.engines.progress import ProgressSink
+
+STATE_ENV = "BACKCHAIN_STATE_DIR"
+FORMAT_VERSION = 1
+
+
+def state_dir() -> str:
+    """Where Backchain keeps journals and locks: $BACKCHAIN_STATE_DIR, else platformdirs'."""
+    chosen = os.environ.get(STATE_ENV)
+    if chosen:
+        return os.path.abspath(chosen)
+    import platformdirs
+
+    return str(platformdirs.user_state_dir("backchain"))
+
+
+def jobs_dir() -> str:
+    """The directory that holds one JSON record per unfinished job."""
+    return os.path.join(state_dir(), "jobs")
+
+
+def _write_atomic(path: str, document: Mapping[str, Any], durable: bool) -> None:
+    """Replace ``path`` in one step, so that a crash leaves the old record or the new one."""
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(document, handle, indent=1)
+        if durable:
+            handle.flush()
+            os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    if durable:
+        fd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _step_json(step: Step) -> dict[str, Any]:
+    return {"kind": step.kind, "argv": list(step.argv), "cwd": step.cwd, "target": step.target}
+
+
+def _step_from(data: Mapping[str, Any]) -> Step:
+    return Step(
+        kind=str(data["kind"]),
+        argv=tuple(str(a) for a in data["argv"]),
+        cwd=data.get("cwd"),
+        target=str(data.get("target", "")),
+    )
+
+
+class Journal:
+    """The live record of one job; every method runs in the thread that runs the job."""
+
+    def __init__(self, path: str, document: dict[str, Any]) -> None:
+        self.path = path
+        self.document = document
+        self._last_percent = -1
+        self._last_write = 0.0
+
+    @classmethod
+    def create(cls, plan: CommitPlan) -> Journal:
+        """Record ``plan`` before anything is written; raise BackchainError if that fails."""
+        directory = jobs_dir()
+        job_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}-{secrets.token_hex(2)}"
+        document: dict[str, Any] = {
+            "version": FORMAT_VERSION,
+            "id": job_id,
+            "started": time.time(),
+            "updated": time.time(),
+            "pid": os.getpid(),
+            "argv": list(sys.argv),
+            "plan": plan.to_json(),
+            "steps": [_step_json(s) for s in plan.steps],
+            "rebase_names": {r.image: r.backing_name for r in plan.rebased},
+            "done": 0,
+            "current": None,
+            "fraction": 0.0,
+            "error": None,
+        }
+        journal = cls(os.path.join(directory, job_id + ".json"), document)
+        try:
+            os.makedirs(directory, exist_ok=True)
+            journal._save(durable=True)
+        except OSError as err:
+            raise BackchainError(
+                f"cannot record the job in {directory} ({err.strerror or err}), so it is not "
+                "started: without a record an interruption could not be explained"
+            ) from err
+        return journal
+
+    @classmethod
+    def reopen(cls, record: JobRecord) -> Journal:
+        """Continue writing an existing record (when the job is run again)."""
+        document = dict(record.document)
+        document.update(pid=os.getpid(), argv=list(sys.argv), error=None, resumed=time.time())
+        journal = cls(record.path, document)
+        journal._save(durable=True)
+        return journal
+
+    def _save(self, durable: bool = False) -> None:
+        self.document["updated"] = time.time()
+        _write_atomic(self.path, self.document, durable)
+
+    def _try_save(self, durable: bool = False) -> None:
+        # A journal that cannot be updated must not break a commit that is already running;
+        # the record still names the job and its last known step.
+        with contextlib.suppress(OSError):
+            self._save(durable)
+
+    def step_started(self, index: int) -> None:
+        """Step ``index`` of the plan begins."""
+        self.document["current"] = index
+        self.document["fraction"] = 0.0
+        self._last_percent = 0
+        self._try_save(durable=True)
+
+    def progressed(self, fraction: float) -> None:
+        """The current step is ``fraction`` done (written at most once per percent)."""
+        percent = int(fraction * 100)
+        self.document["fraction"] = fraction
+        now = time.monotonic()
+        if percent != self._last_percent or now - self._last_write > 1.0:
+            self._last_percent = percent
+            self._last_write = now
+            self._try_save()
+
+    def step_done(self, index: int) -> None:
+        """Step ``index`` completed: a re-run starts after it."""
+        self.document["done"] = index + 1
+        self.document["current"] = None
+        self.document["fraction"] = 1.0
+        self._try_save(durable=True)
+
+    def failed(self, message: str) -> None:
+        """The job stopped with an error; the record stays, with the reason."""
+        self.document["error"] = message
+        self._try_save(durable=True)
+
+    def remove(self) -> None:
+        """The job succeeded: forget it, and any interrupted run of the very same steps."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        # This process holds the base's lock, so no other job on it can be running now.
+        for record in unfinished_jobs([self.document["plan"]["base"]], include_running=True):
+            if record.document.get("steps") == self.document["steps"]:
+                dismiss(record)
+
+
+class JournalingSink:
+    """Passes every event on to another sink and records the progress in the journal."""
+
+    def __init__(self, inner: ProgressSink, journal: Journal) -> None:
+        self.inner = inner
+        self.journal = journal
+
+    def started(self, plan: CommitPlan) -> None:
+        """Forward."""
+        self.inner.started(plan)
+
+    def step_started(self, step: Step) -> None:
+        """Forward."""
+        self.inner.step_started(step)
+
+    def advanced(self, done: int, total: int, phase: str) -> None:
+        """Forward, and keep the fraction of the current step in the record."""
+        if total > 0:
+            self.journal.progressed(min(1.0, done / total))
+        self.inner.advanced(done, total, phase)
+
+    def logged(self, text: str) -> None:
+        """Forward."""
+        self.inner.logged(text)
+
+    def ready(self) -> OnReady:
+        """Forward."""
+        return self.inner.ready()
+
+    def finished(self, ok: bool, message: str) -> None:
+        """Forward."""
+        self.inner.finished(ok, message)
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """An unfinished job as read back from the journal."""
+
+    path: str
+    document: Mapping[str, Any]
+    plan: CommitPlan
+
+    @property
+    def id(self) -> str:
+        """The record's id (its file name without .json)."""
+        return str(self.document["id"])
+
+    @property
+    def done(self) -> int:
+        """How many of the plan's steps completed."""
+        return int(self.document.get("done", 0))
+
+    @property
+    def current(self) -> int | None:
+        """The step that was running when the job stopped, if any."""
+        value = self.document.get("current")
+        return None if value is None else int(value)
+
+    @property
+    def error(self) -> str | None:
+        """The error that stopped the job, or None if it was interrupted."""
+        value = self.document.get("error")
+        return None if value is None else str(value)
+
+    def touches(self) -> set[str]:
+        """Every image whose content or view the job may have changed, or still needs."""
+        plan = self.plan
+        paths = {plan.base, plan.image, *plan.chain, *plan.merged, *plan.deleted}
+        paths |= {r.image for r in plan.rebased} | {a.image for a in plan.at_risk}
+        return {os.path.realpath(p) for p in paths}
+
+    def percent(self) -> int:
+        """How far the copy got, in percent (100 once the commit step is done)."""
+        if self.done > 0:
+            return 100
+        return int(float(self.document.get("fraction", 0.0)) * 100)
+
+
+def plan_from_json(
+    data: Mapping[str, Any], steps: Sequence[Step], names: Mapping[str, str]
+) -> CommitPlan:
+    """Rebuild the CommitPlan a record was made from (what the runner and messages need)."""
+    deleted = tuple(str(p) for p in data.get("deleted", []))
+    request = CommitRequest(
+        image=str(data["image"]),
+        top=str(data["top"]),
+        base=str(data["base"]),
+        delete=bool(deleted),
+        verify=bool(data.get("verify", True)) or not deleted,
+        engine=str(data.get("engine", "qemu-img")),
+    )
+
+    def affected(items: Iterable[Mapping[str, Any]]) -> tuple[Affected, ...]:
+        return tuple(Affected(str(i["image"]), i.get("bytes")) for i in items)
+
+    rebased = tuple(
+        Rebase(str(r["image"]), str(r["backing"]), names.get(str(r["image"]), str(r["backing"])))
+        for r in data.get("rebased", [])
+    )
+    return CommitPlan(
+        request=request,
+        engine=request.engine,
+        image=request.image,
+        chain=tuple(str(p) for p in data["chain"]),
+        top=str(data["top"]),
+        base=str(data["base"]),
+        merged=tuple(str(p) for p in data["merged"]),
+        invalid=affected(data.get("invalid", [])),
+        stale=tuple(str(p) for p in data.get("stale", [])),
+        rebased=rebased,
+        at_risk=affected(data.get("at_risk", [])),
+        deleted=deleted,
+        bytes_to_copy=data.get("bytes_to_copy"),
+        advice=(),
+        steps=tuple(steps),
+        active_commit=bool(data.get("active_commit", False)),
+        notes=tuple(str(n) for n in data.get("notes", [])),
+    )
+
+
+def load_record(path: str) -> JobRecord:
+    """Read one record; BackchainError if it is not a record this version understands."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = json.load(handle)
+        if document.get("version") != FORMAT_VERSION:
+            raise ValueError(f"unknown journal version {document.get('version')!r}")
+        steps = [_step_from(s) for s in document["steps"]]
+        plan = plan_from_json(document["plan"], steps, document.get("rebase_names", {}))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise BackchainError(f"the job record {path} cannot be read ({err})") from err
+    return JobRecord(path, document, plan)
+
+
+def is_running(record: JobRecord) -> bool:
+    """Whether a Backchain process still works on the job (it holds the base's lock)."""
+    from backchain.engines.base_lock import holder_of
+
+    return holder_of(record.plan.base) is not None
+
+
+def unfinished_jobs(
+    paths: Iterable[str] | None = None, include_running: bool = False
+) -> list[JobRecord]:
+    """Interrupted or failed jobs (not running ones) that touch any of ``paths`` (all if None)."""
+    try:
+        names = sorted(n for n in os.listdir(jobs_dir()) if n.endswith(".json"))
+    except OSError:
+        return []
+    wanted = None if paths is None else {os.path.realpath(p) for p in paths}
+    records = []
+    for name in names:
+        try:
+            record = load_record(os.path.join(jobs_dir(), name))
+        except BackchainError:
+            continue
+        if wanted is not None and not record.touches() & wanted:
+            continue
+        if include_running or not is_running(record):
+            records.append(record)
+    return records
+
+
+def find_job(job_id: str) -> JobRecord:
+    """The record with this id (a unique prefix will do)."""
+    matches = [r for r in unfinished_jobs() if r.id.startswith(job_id)]
+    if len(matches) != 1:
+        found = "no" if not matches else "more than one"
+        raise BackchainError(f"{found} unfinished job matches '{job_id}'")
+    return matches[0]
+
+
+def describe(record: JobRecord) -> str:
+    """What happened and where every file stands, in the user's words."""
+    plan = record.plan
+    name = os.path.basename
+    head = f"A commit of {name(plan.top)} into {name(plan.base)}"
+    if record.done == 0:
+        where = f"at {record.percent()}%"
+    elif record.done < len(plan.steps):
+        step = plan.steps[record.done]
+        where = f"after {record.done} of {len(plan.steps)} steps, before {_step_words(step)}"
+    else:
+        where = "after its last step"
+    stopped = f"failed {where}: {record.error}" if record.error else f"was interrupted {where}"
+    correct = [plan.image, *(r.image for r in plan.rebased)]
+    correct = [p for p in dict.fromkeys(correct) if os.path.exists(p)]
+    changed = [a.image for a in plan.at_risk]
+    if record.done > 0 or record.percent() > 0 or record.current is not None:
+        changed = [a.image for a in plan.invalid] + changed
+    text = f"{head} {stopped}."
+    if correct:
+        verb = "still reads" if len(correct) == 1 else "still read"
+        text += f" {', '.join(map(name, correct))} {verb} correctly"
+        text += "; " if changed else "."
+    if changed:
+        text += f"{', '.join(map(name, changed))} may read changed data."
+    return text + " Re-run or dismiss."
+
+
+def _step_words(step: Step) -> str:
+    target = os.path.basename(step.target)
+    return {
+        "commit": "the copy",
+        "rebase": f"re-pointing {target}",
+        "verify": f"comparing {target} with the base",
+        "delete": f"deleting {target}",
+    }.get(step.kind, step.kind)
+
+
+def dismiss(record: JobRecord) -> None:
+    """Forget a job without running it (the files stay as they are)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(record.path)
