@@ -1,11 +1,28 @@
-"""The libvirt API calls of a commit through virDomainBlockCommit, as pure data."""
+"""The libvirt API calls of a commit (virDomainBlockCommit and friends), as pure data."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from backchain.core.graph import Layer
-from backchain.core.model import CommitRequest, Step
+from backchain.core.model import CommitPlan, CommitRequest, OnReady, Step
+
+PIVOT_FLAG = "VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT"
+
+
+def commit_flags(request: CommitRequest, deleted: Sequence[str], active_commit: bool) -> list[str]:
+    """The virDomainBlockCommit flags the plan implies; speeds are always in bytes."""
+    flags = ["VIR_DOMAIN_BLOCK_COMMIT_BANDWIDTH_BYTES"]
+    if request.shallow:
+        flags.append("VIR_DOMAIN_BLOCK_COMMIT_SHALLOW")
+    if deleted:
+        flags.append("VIR_DOMAIN_BLOCK_COMMIT_DELETE")
+    if active_commit:
+        flags.append("VIR_DOMAIN_BLOCK_COMMIT_ACTIVE")
+    if request.keep_relative:
+        flags.append("VIR_DOMAIN_BLOCK_COMMIT_RELATIVE")
+    return flags
 
 
 def libvirt_steps(
@@ -17,22 +34,65 @@ def libvirt_steps(
     active_commit: bool,
     label: str,
 ) -> tuple[Step, ...]:
-    """One ``virDomainBlockCommit`` call with the flags the plan implies."""
-    flags = ["VIR_DOMAIN_BLOCK_COMMIT_BANDWIDTH_BYTES"]
-    if request.shallow:
-        flags.append("VIR_DOMAIN_BLOCK_COMMIT_SHALLOW")
-    if deleted:
-        flags.append("VIR_DOMAIN_BLOCK_COMMIT_DELETE")
-    if active_commit:
-        flags.append("VIR_DOMAIN_BLOCK_COMMIT_ACTIVE")
-    if request.keep_relative:
-        flags.append("VIR_DOMAIN_BLOCK_COMMIT_RELATIVE")
+    """``virDomainBlockCommit``, and for an active commit the ``virDomainBlockJobAbort`` after it.
+
+    Layers are named by libvirt's ``vda[N]`` labels, so the call is what ``virsh`` would send.
+    """
+    disk = chain[0].extra.get("disk", label)
     call = {
         "call": "virDomainBlockCommit",
-        "disk": chain[0].extra.get("disk", label),
+        "disk": disk,
         "base": base.extra.get("label", base.path),
         "top": top.extra.get("label", top.path),
         "bandwidth": request.rate,
-        "flags": flags,
+        "flags": commit_flags(request, deleted, active_commit),
     }
-    return (Step("virDomainBlockCommit", call=call, target=base.path),)
+    steps = [Step("virDomainBlockCommit", call=call, target=base.path)]
+    if active_commit:
+        # With PIVOT base becomes the active layer; without it top stays active (keep overlay).
+        abort: dict[str, object] = {"call": "virDomainBlockJobAbort", "disk": disk}
+        if request.on_ready is OnReady.ASK:
+            abort["flags"] = "asked when the job is ready: " + PIVOT_FLAG + " to pivot, 0 to keep"
+        else:
+            abort["flags"] = [PIVOT_FLAG] if request.on_ready is OnReady.PIVOT else []
+        steps.append(Step("virDomainBlockJobAbort", call=abort, target=top.path))
+    return tuple(steps)
+
+
+def shut_off_plan(
+    offline: CommitPlan, domain: str, disk: str, repoint: bool, base_format: str
+) -> CommitPlan:
+    """Wrap a qemu-img plan for a shut-off domain: state check first, disk re-point last.
+
+    Re-pointing (virDomainDefineXML with the disk's source set to base) is the offline
+    equivalent of a pivot, so it is only offered when top was the disk's active layer.
+    """
+    check = Step(
+        "virDomainGetState",
+        call={"call": "virDomainGetState", "domain": domain, "expect": "shut off"},
+    )
+    steps = [check, *offline.steps]
+    notes = list(offline.notes)
+    if repoint and offline.active_commit:
+        define = {
+            "call": "virDomainDefineXML",
+            "domain": domain,
+            "disk": disk,
+            "source": offline.base,
+            "format": base_format,
+        }
+        steps.append(Step("virDomainDefineXML", call=define, target=offline.base))
+        notes.append(f"the domain's disk {disk} will use {offline.base} from now on")
+    elif offline.active_commit:
+        notes.append(
+            f"the domain's disk {disk} still uses {offline.top}, which becomes stale if "
+            f"{offline.base} is written; add --repoint to switch the disk to base"
+        )
+    notes.append(f"domain '{domain}' is shut off: committed offline with qemu-img")
+    return replace(offline, engine="libvirt", steps=tuple(steps), notes=tuple(notes))
+
+
+def offline_part(plan: CommitPlan) -> CommitPlan:
+    """The qemu-img steps of a shut-off domain's plan, as a plan the offline runner accepts."""
+    steps = tuple(step for step in plan.steps if step.argv)
+    return replace(plan, engine="qemu-img", steps=steps)
