@@ -120,6 +120,9 @@ class MainWindow(QMainWindow):
         from backchain.ui.menus import build_menus
 
         build_menus(self)
+        from backchain.ui.qmp_connect import install as install_qmp
+
+        install_qmp(self)
         self._update_title()
         self._restore_geometry()
 

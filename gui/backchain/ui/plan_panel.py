@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -35,6 +37,8 @@ class PlanPanel(QGroupBox):
         self._updating = False
         self.engine = "qemu-img"
         """The engine the request names; the online panels switch it."""
+        self.request_filter: Callable[[CommitRequest], CommitRequest] | None = None
+        """The online panels adjust the request here (ACTIVE for the running VM's layer)."""
 
         self.top_combo = QComboBox()
         self.top_combo.setAccessibleName("Top layer")
@@ -179,7 +183,7 @@ class PlanPanel(QGroupBox):
         image = self.image()
         if image is None:
             return None
-        return CommitRequest(
+        request = CommitRequest(
             image=image,
             top=self.top(),
             base=self.base(),
@@ -189,6 +193,7 @@ class PlanPanel(QGroupBox):
             rate=self.rate.value() * MiB,
             engine=self.engine,
         )
+        return request if self.request_filter is None else self.request_filter(request)
 
     def show_verdict(self, error: str | None, busy: bool = False) -> None:
         """The planner's refusal (or None when the plan is valid); Commit follows it."""
