@@ -9,7 +9,7 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from tests.images import ChainBuilder  # noqa: E402
+from tests.images import ChainBuilder
 
 
 @pytest.fixture

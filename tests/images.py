@@ -1,4 +1,4 @@
-"""Test helpers that build real images with qemu-img and write and check byte patterns with qemu-io."""
+"""Test helpers: real images made with qemu-img, byte patterns written and read with qemu-io."""
 
 from __future__ import annotations
 
@@ -16,12 +16,19 @@ def run(argv: list[str], cwd: Path | str | None = None) -> str:
     """Run a command, fail the test with its output if it fails, return stdout."""
     result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise AssertionError(f"{argv} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+        raise AssertionError(
+            f"{argv} failed ({result.returncode}):\n{result.stdout}{result.stderr}"
+        )
     return result.stdout
 
 
-def create(path: Path, size: str = "64M", backing: str | None = None, backing_fmt: str = "qcow2",
-           cwd: Path | None = None) -> Path:
+def create(
+    path: Path,
+    size: str = "64M",
+    backing: str | None = None,
+    backing_fmt: str = "qcow2",
+    cwd: Path | None = None,
+) -> Path:
     """qemu-img create a qcow2 image, optionally on a backing file named exactly as given."""
     argv = ["qemu-img", "create", "-q", "-f", "qcow2"]
     if backing is not None:
@@ -45,22 +52,26 @@ def reads(path: Path, pattern: int, offset: int, length: int, fmt: str = "qcow2"
     """Whether the image's view has ``pattern`` at ``offset`` (qemu-io read -P, shared locks)."""
     result = subprocess.run(
         ["qemu-io", "-r", "-U", "-f", fmt, "-c", f"read -P {pattern} {offset} {length}", str(path)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     return result.returncode == 0 and "Pattern verification failed" not in result.stdout
 
 
 def compare(a: Path, b: Path) -> bool:
     """qemu-img compare: whether the two images' views are identical."""
-    result = subprocess.run(["qemu-img", "compare", "-U", str(a), str(b)],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        ["qemu-img", "compare", "-U", str(a), str(b)], capture_output=True, text=True, check=False
+    )
     return result.returncode == 0
 
 
 def check_clean(path: Path) -> bool:
     """qemu-img check reports no errors or leaks."""
-    result = subprocess.run(["qemu-img", "check", "-U", str(path)],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        ["qemu-img", "check", "-U", str(path)], capture_output=True, text=True, check=False
+    )
     return result.returncode == 0
 
 
@@ -103,8 +114,9 @@ class ChainBuilder:
     def __init__(self, directory: Path) -> None:
         self.dir = directory
 
-    def chain(self, names: list[str], size: str = "64M", relative: bool = True,
-              data: bool = True) -> list[Path]:
+    def chain(
+        self, names: list[str], size: str = "64M", relative: bool = True, data: bool = True
+    ) -> list[Path]:
         """Images bottom first; layer i (pattern 0x11*(i+1)) writes 1 MiB at offset i MiB.
 
         Every layer also writes its pattern at 32 MiB + i MiB * 2 over a 2 MiB stretch so that

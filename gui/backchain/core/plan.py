@@ -125,12 +125,13 @@ def _check_offline_writes(
     if request.engine == "libvirt":
         return
     if request.engine == "qemu-img":
-        for layer in touched:
-            if layer.in_use:
-                raise PlanError(
-                    f"{layer.path} is in use by a running QEMU (lock held). "
-                    "Stop the VM, or commit online."
-                )
+        locked = [layer for layer in touched if layer.in_use]
+        if locked:
+            more = f" (and {len(locked) - 1} more of its layers)" if len(locked) > 1 else ""
+            raise PlanError(
+                f"{locked[0].path} is in use by a running QEMU (lock held){more}. "
+                "Stop the VM, or commit online."
+            )
     for layer in touched:
         if not layer.writable and (layer is base or request.engine == "qemu-img"):
             raise PlanError(f"'{layer.path}' is not writable, so the commit cannot change it")
@@ -202,7 +203,7 @@ def plan(graph: ImageGraph, request: CommitRequest) -> CommitPlan:
     need = 0
     if bytes_to_copy is not None:
         need = bytes_to_copy + bytes_to_copy // _METADATA_SHARE + _METADATA_FLOOR
-    touched = [base, *merged, *(graph.layer(r.image) for r in rebased)]
+    touched = [*(graph.layer(r.image) for r in rebased), *merged, base]
     _check_offline_writes(graph, request, base, touched, need)
 
     advice = tuple(_advice(chain, i, base_index) for i in range(top_index, base_index))

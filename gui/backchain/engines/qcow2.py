@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import struct
 from dataclasses import dataclass
 
@@ -63,6 +64,10 @@ def unsafe_backing_reason(name: str) -> str | None:
 def read_header(path: str) -> Qcow2Header:
     """Parse the header of a qcow2 file, or raise ImageError naming the file and the fault."""
     try:
+        mode = os.stat(path).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
+            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+            raise ImageError(path, f"is {kind}, not an image")
         with open(path, "rb") as handle:
             blob = handle.read(_FIRST_READ)
             file_size = os.fstat(handle.fileno()).st_size

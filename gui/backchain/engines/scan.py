@@ -74,6 +74,9 @@ def walk_headers(image: str) -> list[Layer]:
     fmt = "qcow2"
     layers: list[Layer] = []
     seen: set[str] = set()
+    if not os.path.exists(access):
+        target = f" (a broken link to {os.path.realpath(access)})" if os.path.islink(access) else ""
+        raise ImageError(access, f"does not exist{target}")
     while True:
         real = os.path.realpath(access)
         if real in seen:
