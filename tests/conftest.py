@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Journals and locks of the commits tests run go to a scratch directory, never the user's.
+os.environ.setdefault("BACKCHAIN_STATE_DIR", tempfile.mkdtemp(prefix="backchain-state-"))
 
 from tests.images import ChainBuilder
 
