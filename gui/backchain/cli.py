@@ -11,7 +11,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from backchain import __version__
+from backchain import __version__, cli_libvirt
 from backchain.core.describe import consequences, human_bytes
 from backchain.core.errors import BackchainError, EngineError
 from backchain.core.graph import ImageGraph, Layer
@@ -39,6 +39,7 @@ def _add_source(parser: argparse.ArgumentParser) -> None:
                         help="directory to search for siblings (repeatable; default: the "
                              "directories of the chain's images)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print JSON")
+    cli_libvirt.add_source_options(parser)
 
 
 def _add_plan_options(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +50,7 @@ def _add_plan_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-relative", action="store_true", help="keep backing names relative")
     parser.add_argument("--no-verify", action="store_true",
                         help="with --delete: skip comparing top's view with base")  # fmt: skip
+    cli_libvirt.add_plan_options(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -267,7 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: returns 0 on success, 2 for a refused request, 1 for a failed operation."""
     args = build_parser().parse_args(_normalise_argv(sys.argv[1:] if argv is None else argv))
     try:
-        return COMMANDS[args.command](args)
+        handled = cli_libvirt.dispatch(args)  # --connect URI
+        return handled if handled is not None else COMMANDS[args.command](args)
     except EngineError as err:
         print(f"backchain: {err.message}", file=sys.stderr)
         if err.state:

@@ -215,6 +215,9 @@ def _follow(plan: CommitPlan, job: _Job, cancel: CancelToken) -> str:
         if active and ready:
             choice = job.sink.ready()
             if choice is OnReady.ASK:
+                # The sink has no answer (a terminal): the plan's own choice stands, if any.
+                choice = plan.request.on_ready
+            if choice is OnReady.ASK:
                 continue
             pivot = choice is OnReady.PIVOT
             step = plan.steps[1] if len(plan.steps) > 1 else Step("virDomainBlockJobAbort")
