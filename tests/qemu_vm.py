@@ -27,7 +27,10 @@ class QemuVM:
         directory: Path,
         names: Sequence[str] | None = None,
         explicit_backing: bool = True,
+        failing_writes: str | None = None,
     ) -> None:
+        self.failing_writes = failing_writes
+        """A node whose file fails every write with EIO (QEMU's own blkdebug fault injection)."""
         self.layers = list(layers)
         """Image files, bottom first."""
         self.names = list(names) if names else [p.stem for p in self.layers]
@@ -48,6 +51,12 @@ class QemuVM:
         below: str | None = None
         for path, name in pairs:
             spec = f"driver=qcow2,node-name={name},file.driver=file,file.filename={path}"
+            if name == self.failing_writes:
+                spec = (
+                    f"driver=qcow2,node-name={name},file.driver=blkdebug,"
+                    "file.inject-error.0.event=write_aio,file.inject-error.0.errno=5,"
+                    f"file.image.driver=file,file.image.filename={path}"
+                )
             if below is not None:
                 # The bottom layer gets no backing option: backing=null would name a node.
                 spec += f",backing={below}"
@@ -113,9 +122,10 @@ def running_vm(
     directory: Path,
     names: Sequence[str] | None = None,
     explicit_backing: bool = True,
+    failing_writes: str | None = None,
 ) -> Iterator[QemuVM]:
     """A started QemuVM that is always stopped afterwards, on success and on failure."""
-    vm = QemuVM(layers, directory, names, explicit_backing)
+    vm = QemuVM(layers, directory, names, explicit_backing, failing_writes)
     try:
         vm.start()
         yield vm

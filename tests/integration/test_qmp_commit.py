@@ -15,7 +15,7 @@ from backchain.core.plan import plan as make_plan
 from backchain.engines.progress import CancelToken, RecordingSink
 from backchain.engines.qmp import read_qmp_graph, root_for, run_qmp_plan
 from backchain.engines.qmp_jobs import QmpJobControl
-from tests.images import ChainBuilder, MiB, backing_name, chain_info, reads, write
+from tests.images import ChainBuilder, MiB, backing_name, chain_info, checksums, reads, write
 from tests.qemu_vm import QemuVM, running_vm
 
 P_BASE, P_MID, P_TOP = 0x11, 0x22, 0x33
@@ -299,4 +299,25 @@ def test_delete_online_is_refused_while_qemu_still_opens_the_file(
     assert mid.exists()
     vm.stop()
     assert chain_names(top) == ["top.qcow2", "base.qcow2"]
+    assert_view_intact(top)
+
+
+def test_write_errors_on_base_fail_the_job_with_qemus_message(
+    layers: list[Path], tmp_path: Path
+) -> None:
+    base, mid, top = layers
+    before = checksums([mid, top])
+    # blkdebug makes every write to base.qcow2 fail with EIO inside QEMU: a real I/O error path.
+    with running_vm(layers, tmp_path, failing_writes="base") as vm:
+        graph, plan = online_plan(vm, top="mid")
+        assert graph.find("base").path == str(base)  # type: ignore[union-attr]
+        sink = RecordingSink()
+        with pytest.raises(EngineError) as caught:
+            run_qmp_plan(plan, sink, CancelToken(), vm.socket)
+        assert caught.value.message.endswith(f"into {base} failed: Input/output error")
+        assert "I/O error on write" in caught.value.stderr
+        assert sink.outcome is not None and not sink.outcome[0]
+        assert vm.execute("query-jobs") == []
+    assert checksums([mid, top]) == before
+    assert chain_names(top) == ["top.qcow2", "mid.qcow2", "base.qcow2"]
     assert_view_intact(top)

@@ -113,9 +113,10 @@ def file_path_of(name: str) -> str:
         spec: Any = json.loads(name[len("json:") :])
     except ValueError:
         return name
-    # Walk down the protocol children: {"driver": "qcow2", "file": {"driver": "file", ...}}.
+    # Walk down the protocol children: {"driver": "qcow2", "file": {"driver": "file", ...}};
+    # filters such as blkdebug name theirs "image".
     while isinstance(spec, dict):
-        child = spec.get("file")
+        child = spec.get("file", spec.get("image"))
         if isinstance(child, str):
             return child
         if child is None:

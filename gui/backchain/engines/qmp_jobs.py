@@ -155,9 +155,10 @@ class _Job:
     async def _follow(self, session: QmpSession, listener: EventListener) -> None:
         """Poll and react until the job is concluded and dismissed."""
         while True:
+            job = await self._query(session)
+            # After the query: QEMU sends events before the reply that follows them.
             for event in listener.clear():
                 self._on_event(event)
-            job = await self._query(session)
             status = str(job.get("status"))
             total = int(job.get("total-progress") or 0)
             self.sink.advanced(int(job.get("current-progress") or 0), total, "commit")
@@ -234,7 +235,11 @@ class _Job:
             )
         if error and not (self._kept_overlay() and "cancel" in str(error).lower()):
             detail = "\n".join(self.errors)
-            raise EngineError(f"QEMU's commit job {self.job_id} failed: {error}", stderr=detail)
+            raise EngineError(
+                f"QEMU's commit of {os.path.basename(self.plan.top)} into {self.plan.base} "
+                f"failed: {error}",
+                stderr=detail,
+            )
         if self.errors:
             self.sink.logged("; ".join(self.errors))
 
