@@ -1,0 +1,8 @@
+"""PyInstaller's entry script: run Backchain's command line, as the `backchain` script does."""
+
+import sys
+
+from backchain.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
