@@ -69,3 +69,13 @@ def test_an_uncaught_exception_writes_a_crash_log_under_the_state_dir(
     text = Path(path).read_text()
     assert "ValueError: boom in a slot" in text and "PySide6" in text
     assert os.path.dirname(path) == crash.crash_dir()
+
+
+def test_a_long_session_of_void_qt_calls_does_not_free_none(qtbot: QtBot) -> None:
+    # PySide6 6.12.0 on Python 3.11 drops a reference to None on every void call; without the
+    # guard in backchain.ui this loop aborts the interpreter (none_dealloc).
+    view = ChainView()
+    qtbot.addWidget(view)
+    for _ in range(200_000):
+        view.setObjectName("chainView")
+    assert view.objectName() == "chainView"
