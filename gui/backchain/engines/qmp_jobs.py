@@ -67,6 +67,11 @@ class QmpJobControl:
         with self._lock:
             return self._ready
 
+    def _reset(self) -> None:
+        """Forget the previous job's state: the window keeps one control per connection."""
+        with self._lock:
+            self._speed, self._choice, self._ready = None, None, False
+
     def _mark_ready(self) -> None:
         with self._lock:
             self._ready = True
@@ -115,6 +120,7 @@ class _Job:
         self.sink = sink
         self.cancel = cancel
         self.control = control
+        control._reset()
         self.commit = next((s for s in plan.steps if s.kind == "block-commit"), None)
         if self.commit is None or self.commit.call is None:
             raise EngineError("the plan has no block-commit step to run over QMP")
