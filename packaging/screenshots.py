@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, QTimer
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import QApplication
 
 from backchain.engines.demo import make_demo
 from backchain.ui.app import make_app
@@ -52,10 +54,42 @@ def _states(window: MainWindow, names: dict[str, str]) -> list[tuple[str, Callab
     ]
 
 
+def _apply_dark_palette(app: QApplication) -> None:
+    """A dark system palette, as a desktop in dark mode would hand to Qt."""
+    palette = QPalette()
+    roles = {
+        QPalette.ColorRole.Window: "#2b2b2b",
+        QPalette.ColorRole.WindowText: "#e6e6e6",
+        QPalette.ColorRole.Base: "#1e1e1e",
+        QPalette.ColorRole.AlternateBase: "#333333",
+        QPalette.ColorRole.Text: "#e6e6e6",
+        QPalette.ColorRole.Button: "#3a3a3a",
+        QPalette.ColorRole.ButtonText: "#e6e6e6",
+        QPalette.ColorRole.Highlight: "#3d8fd6",
+        QPalette.ColorRole.HighlightedText: "#ffffff",
+        QPalette.ColorRole.Mid: "#5a5a5a",
+        QPalette.ColorRole.PlaceholderText: "#9a9a9a",
+        QPalette.ColorRole.ToolTipBase: "#333333",
+        QPalette.ColorRole.ToolTipText: "#e6e6e6",
+    }
+    for role, colour in roles.items():
+        palette.setColor(role, QColor(colour))
+    for role in (
+        QPalette.ColorRole.ButtonText,
+        QPalette.ColorRole.WindowText,
+        QPalette.ColorRole.Text,
+    ):
+        palette.setColor(QPalette.ColorGroup.Disabled, role, QColor("#777777"))
+    app.setPalette(palette)
+
+
 def main() -> int:
     """Build the demo, show each state, save window grabs; exit 0 when all are written."""
     os.environ.setdefault("XDG_CONFIG_HOME", tempfile.mkdtemp(prefix="backchain-shots-cfg-"))
     app = make_app()
+    dark = "--dark" in sys.argv
+    if dark:
+        _apply_dark_palette(app)
     QSettings.setDefaultFormat(QSettings.Format.IniFormat)
     window = MainWindow()
     window.resize(1400, 880)
@@ -75,7 +109,7 @@ def main() -> int:
         window.view.fit()
 
         def grab() -> None:
-            path = OUT / f"{name}.png"
+            path = OUT / (f"dark-{name}.png" if dark else f"{name}.png")
             window.grab().save(str(path))
             print(path)
             shoot(index + 1)

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 
 from backchain.core.errors import PlanError
 from backchain.core.graph import ImageGraph
-from backchain.core.model import CommitPlan
+from backchain.core.model import CommitPlan, OnReady
 from backchain.core.plan import plan as make_plan
 from backchain.ui.background import run_in_background
 from backchain.ui.chain_view import ChainView
@@ -231,10 +231,11 @@ class MainWindow(QMainWindow):
     def start_job(self, plan: CommitPlan) -> JobWorker:
         """Run ``plan`` (exactly the previewed object) in the job thread."""
         worker = self.jobs.start(plan, self.connection)
-        worker.started.connect(lambda _plan: None)
         worker.step_started.connect(self.progress.step_started)
         worker.progressed.connect(self.progress.progressed)
         worker.logged.connect(self.progress.append_log)
+        # A bound method of a GUI-thread object, so Qt queues the call onto the GUI thread.
+        worker.ready_reached.connect(self._on_worker_ready_reached)
         self.progress.job_started(
             f"Committing {os.path.basename(plan.top)} into {os.path.basename(plan.base)}"
         )
@@ -243,6 +244,28 @@ class MainWindow(QMainWindow):
         self.commit_action.setEnabled(False)
         self.cancel_action.setEnabled(True)
         return worker
+
+    def _on_worker_ready_reached(self) -> None:
+        """An active commit caught up (online engines): pivot, or keep top as the active layer."""
+        worker = self.jobs.worker
+        if worker is None:
+            return
+        box = QMessageBox(self)
+        box.setWindowTitle("Commit ready")
+        box.setText(f"{os.path.basename(worker.plan.base)} has caught up with the active layer.")
+        box.setInformativeText(
+            "Pivot makes base the active layer. Keep overlay leaves the active layer as it is, "
+            "with base holding a consistent copy."
+        )
+        pivot = box.addButton("Pivot", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton("Keep overlay", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(pivot)
+
+        def answer() -> None:
+            worker.choose(OnReady.PIVOT if box.clickedButton() is pivot else OnReady.KEEP_OVERLAY)
+
+        box.finished.connect(answer)
+        box.open()
 
     def cancel_job(self) -> None:
         """Esc / the Cancel button."""
