@@ -1,0 +1,212 @@
+"""Connect to libvirt…: a side tree of host → domain → disk, and a disk's chain in the window."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QDockWidget,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QWidget,
+)
+
+from backchain.core.errors import BackchainError
+from backchain.core.model import CommitRequest
+from backchain.ui.background import run_in_background
+
+if TYPE_CHECKING:
+    from backchain.ui.main_window import MainWindow
+
+DEFAULT_URI = "qemu:///system"
+_ROLE = Qt.ItemDataRole.UserRole
+
+
+def binding_available() -> bool:
+    """Whether libvirt-python can be imported (it is an optional extra)."""
+    return importlib.util.find_spec("libvirt") is not None
+
+
+class LibvirtConnectDialog(QDialog):
+    """Asks for a libvirt URI, qemu:///system by default."""
+
+    def __init__(self, parent: QWidget | None = None, uri: str = DEFAULT_URI) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Connect to libvirt")
+        self.uri = QLineEdit(uri or DEFAULT_URI)
+        self.uri.setAccessibleName("libvirt URI")
+        self.uri.setToolTip(
+            "qemu:///system for this machine; qemu+ssh://user@host/system?keyfile=PATH for "
+            "another host (add &no_verify=1 to skip the host key check)"
+        )
+        hint = QLabel("Examples: qemu:///system, qemu+ssh://root@host/system?keyfile=~/.ssh/id")
+        hint.setWordWrap(True)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form = QFormLayout(self)
+        form.addRow("URI:", self.uri)
+        form.addRow(hint)
+        form.addRow(buttons)
+
+    def value(self) -> str:
+        """The URI typed, stripped."""
+        return self.uri.text().strip()
+
+
+class LibvirtPanel(QObject):
+    """The libvirt side tree and what choosing a disk does to the window."""
+
+    connected = Signal(str)
+    """The domains of this URI are in the tree."""
+    disk_opened = Signal(str, str, str)
+    """A disk's chain (uri, domain, disk) is on screen."""
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.window = window
+        self.last_uri = DEFAULT_URI
+        self.tree = QTreeWidget()
+        self.tree.setHeaderLabels(["libvirt", "state / source"])
+        self.tree.setAccessibleName("libvirt domains")
+        self.tree.itemActivated.connect(self._on_tree_item_activated)
+        self.dock = QDockWidget("libvirt", window)
+        self.dock.setObjectName("libvirtDock")
+        self.dock.setWidget(self.tree)
+        window.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.dock)
+        self.dock.hide()
+        self.action = QAction("Connect to &libvirt…", window)
+        self.action.setToolTip("List the VMs of a libvirt host and show their disks' chains")
+        self.action.triggered.connect(self.ask)
+        window.add_connect_action(self.action)
+        panel = window.plan_panel
+        self._previous_filter = getattr(panel, "request_filter", None)
+        panel.request_filter = self._adjust
+
+    # -- connecting -----------------------------------------------------------------------------
+
+    def ask(self) -> None:
+        """Connect to libvirt…: explain what to install, or ask for the URI and connect."""
+        if not binding_available():
+            from backchain.engines.libvirt_read import INSTALL_HINT
+
+            QMessageBox.information(self.window, "libvirt support is not installed", INSTALL_HINT)
+            return
+        dialog = LibvirtConnectDialog(self.window, self.last_uri)
+        if dialog.exec() == QDialog.DialogCode.Accepted and dialog.value():
+            self.add_connection(dialog.value())
+
+    def add_connection(self, uri: str) -> None:
+        """List ``uri``'s domains off the GUI thread and show them as one group of the tree."""
+        from backchain.engines.libvirt_read import list_domains
+
+        self.last_uri = uri
+        self.window.status_label.setText(f"Connecting to {uri}…")
+        run_in_background(
+            lambda _report: list_domains(uri),  # runs in a pool thread
+            on_result=lambda domains: self._on_listed(uri, domains),
+            on_error=lambda error: self._on_failed(uri, error),
+        )
+
+    def _host_item(self, uri: str) -> QTreeWidgetItem:
+        for index in range(self.tree.topLevelItemCount()):
+            item = self.tree.topLevelItem(index)
+            if item is not None and item.data(0, _ROLE) == ("host", uri):
+                item.takeChildren()
+                return item
+        item = QTreeWidgetItem([uri, ""])
+        item.setData(0, _ROLE, ("host", uri))
+        self.tree.addTopLevelItem(item)
+        return item
+
+    def _on_listed(self, uri: str, domains: Any) -> None:
+        host = self._host_item(uri)
+        for dom in domains:
+            state = "running" if dom.running else "shut off"
+            dom_item = QTreeWidgetItem(host, [dom.name, state])
+            dom_item.setData(0, _ROLE, ("domain", uri, dom.name))
+            for disk in dom.disks:
+                disk_item = QTreeWidgetItem(dom_item, [disk.target, disk.chain[0].path])
+                disk_item.setData(0, _ROLE, ("disk", uri, dom.name, disk.target))
+                disk_item.setToolTip(1, "\n".join(layer.path for layer in disk.chain))
+        host.setExpanded(True)
+        self.dock.show()
+        self.window.status_label.setText(f"{uri}: {len(domains)} domains")
+        self.connected.emit(uri)
+
+    def _on_failed(self, where: str, error: BaseException) -> None:
+        summary = error.summary if isinstance(error, BackchainError) else str(error)
+        details = error.details if isinstance(error, BackchainError) else ""
+        self.window.show_load_error(where, summary, details)
+        self.window.status_label.setText(summary)
+
+    # -- opening a disk -------------------------------------------------------------------------
+
+    def _on_tree_item_activated(self, item: QTreeWidgetItem, _column: int) -> None:
+        data = item.data(0, _ROLE)
+        if isinstance(data, tuple) and data[0] == "disk":
+            self.open_disk(data[1], data[2], data[3])
+
+    def open_disk(self, uri: str, domain: str, disk: str) -> None:
+        """Read one disk's chain off the GUI thread and put it in the window."""
+        from backchain.engines.libvirt_read import domain_graph
+
+        self.window.status_label.setText(f"Reading {domain} {disk} from {uri}…")
+        run_in_background(
+            lambda _report: domain_graph(uri, domain, disk),  # runs in a pool thread
+            on_result=lambda result: self._on_disk_read(uri, domain, disk, result),
+            on_error=lambda error: self._on_failed(f"{domain} {disk}", error),
+        )
+
+    def _on_disk_read(self, uri: str, domain: str, disk: str, result: Any) -> None:
+        from backchain.engines.libvirt import LibvirtTarget
+        from backchain.engines.libvirt_read import is_local
+
+        graph, info, running = result
+        window = self.window
+        active = next(
+            layer.path for layer in graph if layer.extra.get("label") and not layer.found_by_scan
+        )
+        if running:
+            # Online: the runner calls virDomainBlockCommit on this disk.
+            window.connection = LibvirtTarget(uri, domain, disk)
+            window.plan_panel.engine = "libvirt"
+        else:
+            # Shut off: an ordinary offline commit of the local files.
+            window.connection = None
+            window.plan_panel.engine = "qemu-img"
+        window.reloader = lambda: self.open_disk(uri, domain, disk)
+        window.show_graph(graph, active, "extents")
+        where = "this machine" if is_local(uri) else f"{uri} (chain from the domain XML only)"
+        state = "running" if running else "shut off"
+        window.status_label.setText(f"{domain} {info.target} ({state}) on {where}")
+        window.setWindowTitle(f"{domain} {info.target} — Backchain")
+        self.disk_opened.emit(uri, domain, disk)
+
+    def _adjust(self, request: CommitRequest) -> CommitRequest:
+        """On a running domain, choosing its active layer as top turns ACTIVE on."""
+        if self._previous_filter is not None:
+            request = self._previous_filter(request)
+        if self.window.plan_panel.engine != "libvirt":
+            return request
+        top = request.top or request.image
+        return replace(request, engine="libvirt", active=top == request.image)
+
+
+def install(window: MainWindow) -> LibvirtPanel:
+    """Add Connect → Connect to libvirt… and the side tree to the window."""
+    panel = LibvirtPanel(window)
+    window.libvirt_panel = panel  # type: ignore[attr-defined]
+    return panel
