@@ -33,6 +33,7 @@ def test_unknown_distribution_lists_every_command(qtbot: QtBot) -> None:
 def test_no_dialog_when_tools_are_present(qtbot: QtBot) -> None:
     # A modal dialog would block here; returning at all shows none was opened.
     tools_dialog.show_missing_tools_dialog(None)
+    tools_dialog.show_missing_tools_dialog(None, [])
 
 
 def test_dialog_opens_when_qemu_img_is_missing(
@@ -56,3 +57,7 @@ def test_dialog_opens_when_qemu_img_is_missing(
     QTimer.singleShot(0, close_when_shown)
     tools_dialog.show_missing_tools_dialog(None)
     assert seen and "qemu-img" in seen[0]
+    # The window passes the list it found itself.
+    QTimer.singleShot(0, close_when_shown)
+    tools_dialog.show_missing_tools_dialog(None, ["qemu-io"])
+    assert "qemu-io" in seen[1] and "qemu-img" not in seen[1]

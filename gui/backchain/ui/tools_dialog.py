@@ -63,11 +63,16 @@ def build_missing_tools_dialog(
     return box
 
 
-def show_missing_tools_dialog(parent: QWidget | None) -> None:
-    """Explain what to install when required tools are missing; does nothing otherwise."""
-    missing = host_tools.missing_tools()
-    if not missing:
+def show_missing_tools_dialog(parent: QWidget | None, missing: Sequence[str] | None = None) -> None:
+    """Explain what to install when required tools are missing; does nothing otherwise.
+
+    `missing` defaults to host_tools.missing_tools(); the window passes what it already found.
+    """
+    required = list(missing) if missing is not None else host_tools.missing_tools()
+    if not required:
         return
-    optional = [n for n in host_tools.missing_tools(include_optional=True) if n not in missing]
-    box = build_missing_tools_dialog(parent, missing, host_tools.detect_package_manager(), optional)
+    optional = [n for n in host_tools.missing_tools(include_optional=True) if n not in required]
+    box = build_missing_tools_dialog(
+        parent, required, host_tools.detect_package_manager(), optional
+    )
     box.exec()
