@@ -126,3 +126,26 @@ def test_title_and_recent_files_follow_the_opened_image(
     assert window.recent_files()[0] == tree["active.qcow2"]
     assert window.recent_menu.actions()[0].text() == tree["active.qcow2"]
     assert os.path.basename(window.image or "") == "active.qcow2"
+
+
+def test_dropping_an_image_on_the_window_opens_it(
+    qtbot: QtBot, window: MainWindow, tree: dict[str, str]
+) -> None:
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    data = QMimeData()
+    data.setUrls([QUrl.fromLocalFile(tree["snap2.qcow2"])])
+    event = QDropEvent(
+        QPointF(50, 50),
+        Qt.DropAction.CopyAction,
+        data,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    stages: list[str] = []
+    window.graph_shown.connect(stages.append)
+    window.dropEvent(event)
+    qtbot.waitUntil(lambda: "extents" in stages, timeout=30_000)
+    assert window.image == tree["snap2.qcow2"]
+    assert window.windowTitle().startswith("snap2.qcow2")
