@@ -207,6 +207,10 @@ def _follow(plan: CommitPlan, job: _Job, cancel: CancelToken) -> str:
             # Someone (set_speed, virsh blockjob --bandwidth) changed the limit: log it.
             bandwidth = int(info.get("bandwidth", 0))
             job.sink.logged(f"bandwidth: {bandwidth} bytes/s")
+        if active and not ready and end > 0 and cur == end:
+            # libvirt reports cur == end only once the job is ready; do not depend on the READY
+            # event alone (a lost event would leave the job mirroring forever).
+            ready = True
         if active and not ready and end > 0 and cur >= end - 1:
             # libvirt holds cur at end-1 until the job is ready: that is the last sync, not 99%.
             job.sink.advanced(cur, end, "synchronising")
