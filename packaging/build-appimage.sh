@@ -67,6 +67,8 @@ mkdir -p "$APPDIR/usr/lib" "$APPDIR/usr/bin" "$APPDIR/usr/share/applications" \
     "$APPDIR/usr/share/icons/hicolor/scalable/apps"
 # cp -a keeps PyInstaller's symlinks; copies would double the size.
 cp -a "$BUNDLE" "$APPDIR/usr/lib/backchain"
+# PyInstaller leaves top-level links to the Qt libraries the spec filtered out; drop them.
+find "$APPDIR/usr/lib/backchain" -xtype l -delete
 ln -s ../lib/backchain/backchain "$APPDIR/usr/bin/backchain"
 install -m 755 "$ROOT/packaging/AppRun" "$APPDIR/AppRun"
 install -m 644 "$RES/backchain.desktop" "$APPDIR/backchain.desktop"
