@@ -284,5 +284,8 @@ def _naming(plan: CommitPlan, step: Step, err: EngineError) -> EngineError:
         "delete": f"deleting {name(step.target)}",
     }.get(step.kind, f"{step.kind} of {name(step.target)}")
     cause = err.message.removeprefix("qemu-img: ")
+    if err.returncode is not None and err.returncode < 0:
+        cause = f"{os.path.basename(err.argv[0]) if err.argv else 'the command'} was killed by " \
+                f"signal {-err.returncode}"  # fmt: skip
     return EngineError(f"{doing} failed: {cause}", argv=err.argv, returncode=err.returncode,
                        stderr=err.stderr)  # fmt: skip
