@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,11 +72,14 @@ def test_an_uncaught_exception_writes_a_crash_log_under_the_state_dir(
     assert os.path.dirname(path) == crash.crash_dir()
 
 
-def test_a_long_session_of_void_qt_calls_does_not_free_none(qtbot: QtBot) -> None:
-    # PySide6 6.12.0 on Python 3.11 drops a reference to None on every void call; without the
-    # guard in backchain.ui this loop aborts the interpreter (none_dealloc).
+def test_a_long_session_of_void_qt_calls_keeps_none_alive(qtbot: QtBot) -> None:
+    # PySide6 6.12.0 on Python 3.11 drops a reference to None on every void call (QPainter.setPen,
+    # setObjectName, ...), and a few seconds of painting then abort the interpreter. pyproject.toml
+    # excludes that release; this proves the installed one keeps None's count steady.
     view = ChainView()
     qtbot.addWidget(view)
-    for _ in range(200_000):
+    before = sys.getrefcount(None)
+    for _ in range(20_000):
         view.setObjectName("chainView")
+    assert abs(sys.getrefcount(None) - before) < 1_000
     assert view.objectName() == "chainView"
