@@ -120,9 +120,11 @@ class MainWindow(QMainWindow):
         from backchain.ui.menus import build_menus
 
         build_menus(self)
+        from backchain.ui.libvirt_panel import install as install_libvirt
         from backchain.ui.qmp_connect import install as install_qmp
 
         install_qmp(self)
+        install_libvirt(self)
         self._update_title()
         self._restore_geometry()
 
