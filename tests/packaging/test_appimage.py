@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -122,3 +123,21 @@ def test_payload_has_desktop_integration_and_no_unused_qt(appimage: Path, tmp_pa
     assert "libQt6Widgets.so.6" in libs
     for unused in ["libQt6Qml.so.6", "libQt6Quick.so.6", "libQt6Network.so.6", "libQt6Pdf.so.6"]:
         assert unused not in libs
+
+
+def _glibc_versions(path: Path) -> set[tuple[int, ...]]:
+    out = subprocess.run(["objdump", "-T", str(path)], capture_output=True, text=True).stdout
+    return {tuple(int(n) for n in v.split(".")) for v in re.findall(r"GLIBC_(\d+(?:\.\d+)+)", out)}
+
+
+def test_bundle_runs_on_glibc_2_35(appimage: Path, tmp_path: Path) -> None:
+    # Ubuntu 22.04 has glibc 2.35; the build host's libstdc++ (2.36) must stay out.
+    out = _run([str(appimage), "--appimage-extract"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    too_new = []
+    for path in (tmp_path / "squashfs-root").rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.read_bytes()[:4] == b"\x7fELF":
+            if any(v > (2, 35) for v in _glibc_versions(path)):
+                too_new.append(path.name)
+    assert too_new == []
+    assert max(_glibc_versions(appimage)) <= (2, 35)  # the runtime itself
