@@ -9,7 +9,7 @@
 # Environment:
 #   PYTHON                      the Python with backchain and pyinstaller (default: python3)
 #   APPIMAGE_RUNTIME            an upstream type-2 runtime file to use instead of ours
-#   BACKCHAIN_APPIMAGE_LIBVIRT  1 to bundle libvirt-python and libvirt.so (about +15 MB)
+#   BACKCHAIN_APPIMAGE_LIBVIRT  1 to bundle libvirt-python and libvirt.so (+18 MB: 99 MB in all)
 # If appimagetool is on PATH, it packs the AppDir instead of mksquashfs + our runtime.
 set -eu
 
