@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from backchain.engines import host_tools
@@ -56,6 +57,8 @@ def build_missing_tools_dialog(
     box.setText(title)
     box.setInformativeText(body)
     box.setStandardButtons(QMessageBox.StandardButton.Ok)
+    # So that the install command can be copied into a terminal.
+    box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     # Every package manager's command, for users whose distribution was not recognised right.
     box.setDetailedText(
         "\n".join(f"{mgr}: {cmd}" for mgr, cmd in host_tools.install_commands(missing).items())
