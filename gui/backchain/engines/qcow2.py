@@ -73,15 +73,20 @@ def read_header(path: str) -> Qcow2Header:
             file_size = os.fstat(handle.fileno()).st_size
             if len(blob) == _FIRST_READ and _needs_more(blob):
                 blob += handle.read(_MAX_HEADER_READ - _FIRST_READ)
-    except IsADirectoryError as err:
-        raise ImageError(path, "is a directory, not an image") from err
-    except FileNotFoundError as err:
-        raise ImageError(path, "does not exist") from err
-    except PermissionError as err:
-        raise ImageError(path, "cannot be read (permission denied)") from err
     except OSError as err:
-        raise ImageError(path, f"cannot be read ({err.strerror or err})") from err
+        raise image_error_from_os(path, err) from err
     return parse_header(path, blob, file_size)
+
+
+def image_error_from_os(path: str, err: OSError) -> ImageError:
+    """The ImageError that says, in words, why opening or reading ``path`` failed."""
+    if isinstance(err, IsADirectoryError):
+        return ImageError(path, "is a directory, not an image")
+    if isinstance(err, FileNotFoundError):
+        return ImageError(path, "does not exist")
+    if isinstance(err, PermissionError):
+        return ImageError(path, "cannot be read (permission denied)")
+    return ImageError(path, f"cannot be read ({err.strerror or err})")
 
 
 def _needs_more(blob: bytes) -> bool:

@@ -11,6 +11,7 @@ import numpy.typing as npt
 
 from backchain.core.errors import ImageError
 from backchain.core.extents import ExtentSet
+from backchain.engines.qcow2 import image_error_from_os
 
 _MAGIC = b"QFI\xfb"
 # magic, version, backing offset/size, cluster bits, size, crypt, l1 size, l1 offset, ...
@@ -117,16 +118,12 @@ def own_allocation(path: str) -> ExtentSet:
     """
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError as err:
-        raise ImageError(path, "does not exist") from err
-    except IsADirectoryError as err:
-        raise ImageError(path, "is a directory, not an image") from err
     except OSError as err:
-        raise ImageError(path, f"cannot be read ({err.strerror or err})") from err
+        raise image_error_from_os(path, err) from err
     try:
         return _own_allocation(path, fd)
     except OSError as err:
-        raise ImageError(path, f"cannot be read ({err.strerror or err})") from err
+        raise image_error_from_os(path, err) from err
     finally:
         os.close(fd)
 
