@@ -149,3 +149,15 @@ class ChainBuilder:
         path.parent.mkdir(parents=True, exist_ok=True)
         name_written = os.path.relpath(backing, path.parent) if relative else str(backing)
         return create(path, backing=name_written, cwd=path.parent)
+
+
+def backchain(
+    *args: str, cwd: Path | None = None, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``backchain`` command line in a child process."""
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "backchain", *args],
+        cwd=cwd, input=stdin, capture_output=True, text=True, check=False,
+    )  # fmt: skip

@@ -6,17 +6,12 @@ import json
 import os
 import pty
 import select
-import subprocess
 import sys
 from pathlib import Path
 
 from tests.images import ChainBuilder, MiB, backing_name, compare, snapshot_copy, tree_checksums
+from tests.images import backchain as cli
 from tests.images import write as write_pattern
-
-
-def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "backchain", *args], input=stdin,
-                          capture_output=True, text=True, check=False)  # fmt: skip
 
 
 def test_commit_asks_first_and_no_changes_nothing(chain_builder: ChainBuilder,

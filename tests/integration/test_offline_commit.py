@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -31,19 +30,9 @@ from tests.images import (
     tree_checksums,
     write,
 )
+from tests.images import backchain as cli
 
 NAMES = ["base.qcow2", "snap1.qcow2", "snap2.qcow2", "snap3.qcow2", "active.qcow2"]
-
-
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "backchain", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def chain_names(image: Path) -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -14,16 +13,7 @@ import pytest
 from backchain.core.errors import ImageError
 from backchain.engines.scan import open_graph, read_chain, scan_directories
 from tests.images import ChainBuilder, MiB, create, run, write, write_zeroes
-
-
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "backchain", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+from tests.images import backchain as cli
 
 
 def test_chain_layers_record_paths_names_formats_and_own_extents(
