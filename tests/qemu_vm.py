@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -28,7 +29,10 @@ class QemuVM:
         names: Sequence[str] | None = None,
         explicit_backing: bool = True,
         failing_writes: str | None = None,
+        tcp_port: int | None = None,
     ) -> None:
+        self.tcp_port = tcp_port
+        """Listen for QMP on 127.0.0.1:PORT instead of a unix socket."""
         self.failing_writes = failing_writes
         """A node whose file fails every write with EIO (QEMU's own blkdebug fault injection)."""
         self.layers = list(layers)
@@ -43,7 +47,7 @@ class QemuVM:
         """The command line; backing nodes are defined before the layers that use them."""
         argv = [
             "qemu-system-x86_64", "-machine", "pc", "-accel", "tcg", "-S", "-nodefaults",
-            "-display", "none", "-m", "32", "-qmp", f"unix:{self.socket},server=on,wait=off",
+            "-display", "none", "-m", "32", "-qmp", f"{self.qmp_listen},server=on,wait=off",
         ]  # fmt: skip
         pairs = list(zip(self.layers, self.names, strict=True))
         if not self.explicit_backing:
@@ -65,12 +69,33 @@ class QemuVM:
         argv += ["-device", f"virtio-blk-pci,drive={self.names[-1]},id=vd0"]
         return argv
 
+    @property
+    def qmp_listen(self) -> str:
+        """QEMU's -qmp chardev address."""
+        if self.tcp_port is not None:
+            return f"tcp:127.0.0.1:{self.tcp_port}"
+        return f"unix:{self.socket}"
+
+    @property
+    def address(self) -> str:
+        """What a client connects to: the socket path, or host:port."""
+        return self.socket if self.tcp_port is None else f"127.0.0.1:{self.tcp_port}"
+
+    def _listening(self) -> bool:
+        if self.tcp_port is None:
+            return os.path.exists(self.socket)
+        probe = socket.socket()
+        try:
+            return probe.connect_ex(("127.0.0.1", self.tcp_port)) == 0
+        finally:
+            probe.close()
+
     def start(self) -> None:
         """Start QEMU and wait until its QMP socket accepts connections."""
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
-        while not os.path.exists(self.socket):
+        while not self._listening():
             if self.proc.poll() is not None:
                 raise AssertionError(f"QEMU exited at start:\n{self.log.read_text()}")
             if time.monotonic() > deadline:
@@ -82,7 +107,8 @@ class QemuVM:
 
         async def call() -> object:
             client = QMPClient("test")
-            await asyncio.wait_for(client.connect(self.socket), 10)
+            target = self.socket if self.tcp_port is None else ("127.0.0.1", self.tcp_port)
+            await asyncio.wait_for(client.connect(target), 10)
             try:
                 return await asyncio.wait_for(client.execute(command, arguments), 10)
             finally:
@@ -123,9 +149,10 @@ def running_vm(
     names: Sequence[str] | None = None,
     explicit_backing: bool = True,
     failing_writes: str | None = None,
+    tcp_port: int | None = None,
 ) -> Iterator[QemuVM]:
     """A started QemuVM that is always stopped afterwards, on success and on failure."""
-    vm = QemuVM(layers, directory, names, explicit_backing, failing_writes)
+    vm = QemuVM(layers, directory, names, explicit_backing, failing_writes, tcp_port)
     try:
         vm.start()
         yield vm
