@@ -21,6 +21,8 @@ _PAD = 10.0
 def layer_tooltip(layer: Layer, active: bool) -> str:
     """Full path, backing name as written, backing format, and whether it is relative."""
     rows = [("Path", layer.path), ("Format", layer.format)]
+    if layer.node_name:
+        rows.append(("Live QMP node", layer.node_name))
     if layer.backing_name:
         rows += [
             ("Backing name (as written)", layer.backing_name),
@@ -164,6 +166,8 @@ class NodeItem(QGraphicsItem):
             badges.append(("base", palette.color(QPalette.ColorRole.Highlight).name()))
         if self.active:
             badges.append(("active", "#56B4E9"))
+        if self.layer.node_name:
+            badges.append((f"live: {self.layer.node_name}", "#009E73"))
         if self.layer.in_use:
             badges.append(("in use", "#D55E00"))
         if not self.layer.writable:
