@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os.path
 
-from backchain.core.model import CommitPlan
+from backchain.core.model import CommitPlan, Role
 
 
 def human_bytes(count: int | None) -> str:
@@ -19,52 +19,60 @@ def human_bytes(count: int | None) -> str:
     return f"{value:.1f} TiB"
 
 
-def consequences(plan: CommitPlan) -> list[str]:
-    """One sentence per effect, naming the file and the bytes."""
+def effects(plan: CommitPlan) -> list[tuple[Role, str]]:
+    """Every effect on an image, one sentence each, tagged with the preview's role."""
     name = os.path.basename
     base = name(plan.base)
-    lines = [
-        f"{name(plan.top)} is committed into {base}: "
-        f"{human_bytes(plan.bytes_to_copy)} to copy from {len(plan.merged)} layer(s)."
+    merged = ", ".join(name(p) for p in plan.merged)
+    lines: list[tuple[Role, str]] = [
+        (Role.BASE, f"{base}: receives {human_bytes(plan.bytes_to_copy)} from {merged}")
     ]
     for item in plan.invalid:
-        if item.bytes is None:
-            amount = "an unknown amount (allocation still loading)"
-        else:
-            amount = human_bytes(item.bytes)
-        lines.append(f"{name(item.image)}: invalid at once; {amount} would read wrong data.")
-    for path in plan.stale:
-        if path in plan.deleted:
-            continue
-        if plan.engine != "qemu-img" and plan.active_commit:
-            lines.append(f"{name(path)}: stays valid until the job pivots to {base}.")
-        else:
-            lines.append(f"{name(path)}: reads correctly until {base} is written again (stale).")
-    for rebase in plan.rebased:
+        amount = "an unknown amount" if item.bytes is None else human_bytes(item.bytes)
         lines.append(
-            f"{name(rebase.image)}: re-pointed to {base} (backing name '{rebase.backing_name}')."
+            (Role.INVALID, f"{name(item.image)}: invalid now; {amount} of its view changes")
         )
-    for item in plan.at_risk:
-        if item.bytes == 0:
-            lines.append(f"{name(item.image)}: hides every changed byte of {base}; unaffected.")
+    for path in plan.stale:
+        if plan.engine != "qemu-img" and plan.active_commit:
+            text = f"{name(path)}: stays valid until the job pivots to {base}"
         else:
-            lines.append(
-                f"{name(item.image)}: {human_bytes(item.bytes)} would read changed data "
-                f"from {base}."
+            text = f"{name(path)}: reads correctly until {base} is written again, then stale"
+        lines.append((Role.STALE, text))
+    for rebase in plan.rebased:
+        text = f"{name(rebase.image)}: re-pointed to {base} (backing name '{rebase.backing_name}')"
+        lines.append((Role.REBASED, text))
+    for item in plan.at_risk:
+        if item.bytes is None:
+            text = f"{name(item.image)}: may read changed data from {base} (allocation unknown)"
+        elif item.bytes == 0:
+            text = f"{name(item.image)}: hides every changed byte of {base}; 0 B at risk"
+        else:
+            text = (
+                f"{name(item.image)}: {human_bytes(item.bytes)} would read changed data from {base}"
             )
+        lines.append((Role.AT_RISK, text))
     for path in plan.deleted:
-        lines.append(f"{name(path)}: deleted after the commit succeeds.")
+        lines.append((Role.DELETED, f"{name(path)}: deleted after the commit succeeds"))
+    return lines
+
+
+def advice_lines(plan: CommitPlan) -> list[str]:
+    """Pull-or-commit advice, one sentence per merged layer whose allocation is known."""
+    lines = []
     for advice in plan.advice:
         if advice.direction is None:
             continue
-        ratio = advice.ratio or 0.0
         lines.append(
-            f"{name(advice.image)}: {ratio:.0%} allocated; a {advice.direction} copies fewer "
-            f"bytes (commit {human_bytes(advice.commit_bytes)}, "
-            f"pull {human_bytes(advice.pull_bytes)})."
+            f"{os.path.basename(advice.image)}: {advice.ratio or 0.0:.0%} allocated; a "
+            f"{advice.direction} copies fewer bytes (commit {human_bytes(advice.commit_bytes)}, "
+            f"pull {human_bytes(advice.pull_bytes)})"
         )
-    lines.extend(plan.notes)
     return lines
+
+
+def consequences(plan: CommitPlan) -> list[str]:
+    """The whole preview in words: effects, advice and notes (what the CLI prints)."""
+    return [text for _, text in effects(plan)] + advice_lines(plan) + list(plan.notes)
 
 
 def destructive_effects(plan: CommitPlan) -> list[str]:

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from backchain.core.describe import effects
 from backchain.core.model import CommitPlan, Role
 from backchain.ui.roles import LEGEND_ORDER, STYLES
 from backchain.ui.text import human_bytes, percent
@@ -50,42 +51,8 @@ def _name(path: str) -> str:
 
 
 def consequences(plan: CommitPlan) -> list[tuple[Role, str]]:
-    """Every effect of the plan as one sentence each, in the order a reader needs them."""
-    base = _name(plan.base)
-    merged = ", ".join(_name(p) for p in plan.merged)
-    lines: list[tuple[Role, str]] = [
-        (Role.BASE, f"{base}: receives {human_bytes(plan.bytes_to_copy)} from {merged}")
-    ]
-    for item in plan.invalid:
-        amount = "an unknown amount of" if item.bytes is None else human_bytes(item.bytes) + " of"
-        lines.append((Role.INVALID, f"{_name(item.image)}: invalid now; {amount} its view changes"))
-    for path in plan.stale:
-        lines.append(
-            (
-                Role.STALE,
-                f"{_name(path)}: reads correctly until {base} is written again, then stale",
-            )
-        )
-    for rebase in plan.rebased:
-        lines.append(
-            (
-                Role.REBASED,
-                f"{_name(rebase.image)}: re-pointed to {base} "
-                f"(backing name '{rebase.backing_name}')",
-            )
-        )
-    for item in plan.at_risk:
-        if item.bytes is None:
-            text = f"{_name(item.image)}: may read changed data from {base} (allocation unknown)"
-        elif item.bytes == 0:
-            text = f"{_name(item.image)}: hides every changed byte of {base}; 0 B at risk"
-        else:
-            amount = human_bytes(item.bytes)
-            text = f"{_name(item.image)}: {amount} would read changed data from {base}"
-        lines.append((Role.AT_RISK, text))
-    for path in plan.deleted:
-        lines.append((Role.DELETED, f"{_name(path)}: deleted after the commit succeeds"))
-    return lines
+    """Every effect of the plan as one sentence each (the CLI prints the same words)."""
+    return effects(plan)
 
 
 class Legend(QWidget):
