@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace
 from types import ModuleType
@@ -17,10 +19,35 @@ INSTALL_HINT = (
     "libvirt support needs the libvirt-python binding: pip install 'backchain[libvirt]' "
     "(building it needs libvirt-dev and pkg-config: apt-get install libvirt-dev pkg-config)"
 )
+# The AppImage bundles the binding but loads the host's client library (libvirt.so.0), as it
+# runs the host's qemu-img and QEMU: people who manage libvirt VMs have it installed.
+HOST_INSTALL_HINT = (
+    "libvirt support in {bundle} uses this computer's libvirt client library (libvirt.so.0), "
+    "and {problem}. Install it on this computer: apt install libvirt-clients (Debian, Ubuntu; "
+    "libvirt0 alone is enough), dnf install libvirt-client (Fedora, RHEL), pacman -S libvirt "
+    "(Arch), zypper install libvirt-client (openSUSE)."
+)
 REMOTE_NOTE = (
     "remote host: the chain is what libvirt's domain XML says; sibling images and allocation "
     "maps on that host cannot be read, so images at risk are not known"
 )
+
+
+def install_hint(error: BaseException | None = None) -> str:
+    """What to install when ``import libvirt`` failed with ``error``: pip, or the host's libvirt."""
+    if not getattr(sys, "frozen", False):
+        return INSTALL_HINT
+    bundle = "the AppImage" if os.environ.get("APPIMAGE") else "this bundle"
+    text = str(error or "")
+    too_old = re.search(r"version `LIBVIRT\w*?_(\d[\d.]*)' not found", text)
+    if too_old:
+        # ld.so names only the first missing version, so this is a lower bound.
+        problem = f"the one installed is too old (it lacks the libvirt {too_old.group(1)} API)"
+    elif text:
+        problem = f"it could not be loaded ({text})"
+    else:
+        problem = "it could not be loaded"
+    return HOST_INSTALL_HINT.format(bundle=bundle, problem=problem)
 
 
 def require_libvirt() -> ModuleType:
@@ -28,7 +55,7 @@ def require_libvirt() -> ModuleType:
     try:
         import libvirt
     except ImportError as err:
-        raise EngineError(INSTALL_HINT) from err
+        raise EngineError(install_hint(err)) from err
     # libvirt prints every error to stderr by default; we report them ourselves.
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     module: ModuleType = libvirt

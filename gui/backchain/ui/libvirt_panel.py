@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -32,9 +31,19 @@ DEFAULT_URI = "qemu:///system"
 _ROLE = Qt.ItemDataRole.UserRole
 
 
-def binding_available() -> bool:
-    """Whether libvirt-python can be imported (it is an optional extra)."""
-    return importlib.util.find_spec("libvirt") is not None
+def binding_problem() -> str | None:
+    """What to install when libvirt cannot be imported, or None when it can.
+
+    Importing, not just finding, the module: the AppImage carries the binding, but it loads the
+    host's libvirt.so.0, which may be missing or too old.
+    """
+    from backchain.engines.libvirt_read import require_libvirt
+
+    try:
+        require_libvirt()
+    except BackchainError as err:
+        return str(err)
+    return None
 
 
 class LibvirtConnectDialog(QDialog):
@@ -99,10 +108,9 @@ class LibvirtPanel(QObject):
 
     def ask(self) -> None:
         """Connect to libvirt…: explain what to install, or ask for the URI and connect."""
-        if not binding_available():
-            from backchain.engines.libvirt_read import INSTALL_HINT
-
-            QMessageBox.information(self.window, "libvirt support is not installed", INSTALL_HINT)
+        problem = binding_problem()
+        if problem is not None:
+            QMessageBox.information(self.window, "libvirt support is not installed", problem)
             return
         dialog = LibvirtConnectDialog(self.window, self.last_uri)
         if dialog.exec() == QDialog.DialogCode.Accepted and dialog.value():
