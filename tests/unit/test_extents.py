@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backchain.core.extents import ExtentSet, union_all
+from backchain.core.extents import Bitmap, ExtentSet, union_all
 
 ranges = st.lists(st.tuples(st.integers(0, 200), st.integers(0, 40)), max_size=12)
 
@@ -46,3 +47,75 @@ def test_touching_ranges_merge_and_union_all_of_nothing_is_empty() -> None:
     assert list(ExtentSet.from_ranges([(0, 10), (10, 5)])) == [(0, 15)]
     assert union_all([]).size == 0
     assert ExtentSet.empty().intersection(ExtentSet.span(0, 9)).size == 0
+
+
+@given(st.lists(ranges, max_size=6))
+def test_union_all_of_many_sets_matches_sets(lists: list) -> None:
+    pairs = [from_pairs(a) for a in lists]
+    expected: set[int] = set().union(*(offsets for _, offsets in pairs))
+    assert as_bytes(union_all(extents for extents, _ in pairs)) == expected
+
+
+@given(ranges, ranges, st.integers(-5, 260))
+def test_sizes_without_building_match_sets(a: list, b: list, limit: int) -> None:
+    ea, sa = from_pairs(a)
+    eb, sb = from_pairs(b)
+    assert ea.intersection_size(eb) == len(sa & sb)
+    assert ea.difference_size(eb) == len(sa - sb)
+    assert ea.size_below(limit) == len({o for o in sa if o < limit})
+    assert as_bytes(ea.clip(limit)) == {o for o in sa if o < limit}
+
+
+@given(ranges, ranges, st.integers(0, 260))
+def test_results_stay_normalised(a: list, b: list, limit: int) -> None:
+    ea, _ = from_pairs(a)
+    eb, _ = from_pairs(b)
+    for result in (
+        ea.union(eb),
+        ea.intersection(eb),
+        ea.difference(eb),
+        ea.complement(limit),
+        ea.clip(limit),
+    ):
+        # The same set normalised from scratch must be identical, array for array.
+        assert result == ExtentSet.from_ranges((s, e - s) for s, e in result)
+        pairs = list(result)
+        assert all(s < e for s, e in pairs)
+        assert all(pairs[i][1] < pairs[i + 1][0] for i in range(len(pairs) - 1))
+
+
+aligned = st.lists(st.tuples(st.integers(0, 50), st.integers(0, 10)), max_size=12)
+
+
+@given(aligned, aligned, st.integers(0, 3), st.integers(0, 70), st.integers(-9, 600))
+def test_bitmap_matches_sets(a: list, b: list, shift: int, units: int, limit: int) -> None:
+    unit = 1 << shift
+    ea, sa = from_pairs([(s * unit, n * unit) for s, n in a])
+    eb, sb = from_pairs([(s * unit, n * unit) for s, n in b])
+    universe = set(range(units * unit))
+    ba, bb = Bitmap.from_extents(ea, shift, units), Bitmap.from_extents(eb, shift, units)
+    assert as_bytes(ba.to_extents()) == sa & universe
+    assert as_bytes((ba | bb).to_extents()) == (sa | sb) & universe
+    assert as_bytes(ba.minus(bb).to_extents()) == (sa - sb) & universe
+    assert ba.size == len(sa & universe)
+    assert ba.size_below(limit) == len({o for o in sa & universe if o < limit})
+    assert ba.any() == bool(sa & universe)
+    assert Bitmap.empty(shift, units).size == 0
+
+
+@given(aligned, st.integers(0, 4))
+def test_alignment_shift_is_the_largest_power_of_two_dividing_every_boundary(
+    a: list, shift: int
+) -> None:
+    extents, _ = from_pairs([(s << shift, n << shift) for s, n in a])
+    found = extents.alignment_shift
+    boundaries = [x for pair in extents for x in pair]
+    assert all(x % (1 << found) == 0 for x in boundaries)
+    if boundaries and any(boundaries):
+        assert found >= shift
+        assert any(x % (2 << found) for x in boundaries)
+
+
+def test_a_misaligned_set_is_refused_as_a_bitmap() -> None:
+    with pytest.raises(ValueError, match="not aligned"):
+        Bitmap.from_extents(ExtentSet.span(0, 3), 1, 8)

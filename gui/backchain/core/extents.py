@@ -2,36 +2,57 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
 Offsets = npt.NDArray[np.int64]
+Words = npt.NDArray[np.uint64]
+
+# np.sort(kind="stable") is a timsort, which merges already sorted runs in about linear time;
+# beyond a few runs the default (introsort or SIMD) sort of the whole array is faster.
+_FEW_RUNS = 4
+_NO_ALIGNMENT = 62
+
+
+def _sorted(parts: Sequence[Offsets], runs: int | None) -> Offsets:
+    joined = np.concatenate(parts) if len(parts) != 1 else parts[0]
+    if runs is not None and runs <= _FEW_RUNS:
+        return np.sort(joined, kind="stable")
+    return np.sort(joined)
+
+
+def _merge(starts: Offsets, ends: Offsets) -> tuple[Offsets, Offsets]:
+    """Union of ranges given as separately sorted starts and ends (all ``start < end``).
+
+    The i-th smallest start is below the i-th smallest end, so coverage drops to zero right
+    after the i-th end exactly when the next start lies beyond it; touching ranges merge.
+    """
+    if starts.size == 0:
+        return starts, ends
+    gap = starts[1:] > ends[:-1]
+    first = np.empty(starts.size, dtype=bool)
+    first[0] = True
+    first[1:] = gap
+    last = np.empty(ends.size, dtype=bool)
+    last[-1] = True
+    last[:-1] = gap
+    return starts[first], ends[last]
 
 
 def _normalise(starts: Offsets, ends: Offsets) -> tuple[Offsets, Offsets]:
     """Sort, drop empty ranges and merge overlapping or touching ones."""
     keep = ends > starts
-    starts, ends = starts[keep], ends[keep]
-    if starts.size == 0:
-        return starts, ends
-    order = np.argsort(starts, kind="stable")
-    starts, ends = starts[order], ends[order]
-    reach = np.maximum.accumulate(ends)
-    # A new run begins where a range starts beyond everything seen before it.
-    begins = np.empty(starts.size, dtype=bool)
-    begins[0] = True
-    begins[1:] = starts[1:] > reach[:-1]
-    run_ids = np.cumsum(begins) - 1
-    merged_starts = starts[begins]
-    merged_ends = np.zeros(merged_starts.size, dtype=np.int64)
-    np.maximum.at(merged_ends, run_ids, ends)
-    return merged_starts, merged_ends
+    return _merge(np.sort(starts[keep]), np.sort(ends[keep]))
 
 
 class ExtentSet:
-    """An immutable, normalised set of half-open byte ranges ``[start, end)``."""
+    """An immutable, normalised set of half-open byte ranges ``[start, end)``.
+
+    Normalised means sorted, non-empty, disjoint and not touching, so the set operations below
+    are sweeps over already sorted boundaries rather than fresh sorts of arbitrary ranges.
+    """
 
     __slots__ = ("_ends", "_starts")
 
@@ -100,44 +121,183 @@ class ExtentSet:
         """How many bytes the set covers."""
         return int(np.sum(self._ends - self._starts))
 
+    @property
+    def end(self) -> int:
+        """The end of the last range (0 for the empty set)."""
+        return int(self._ends[-1]) if self._ends.size else 0
+
     def union(self, *others: ExtentSet) -> ExtentSet:
         """Bytes in any of the sets."""
-        if not others:
-            return self
-        starts = np.concatenate([self._starts, *(o._starts for o in others)])
-        ends = np.concatenate([self._ends, *(o._ends for o in others)])
-        return ExtentSet(starts, ends)
+        return union_all([self, *others])
 
     def complement(self, limit: int) -> ExtentSet:
         """Bytes in ``[0, limit)`` that are not in the set."""
         starts = np.concatenate([np.zeros(1, dtype=np.int64), self._ends])
-        ends = np.concatenate([self._starts, np.array([limit], dtype=np.int64)])
-        ends = np.minimum(ends, limit)
-        return ExtentSet(starts, ends)
+        ends = np.minimum(np.concatenate([self._starts, np.array([limit], dtype=np.int64)]), limit)
+        # The gaps of a normalised set are themselves sorted, disjoint and not touching.
+        keep = ends > starts
+        return ExtentSet(starts[keep], ends[keep], normalised=True)
+
+    def _overlaps(self, other: ExtentSet) -> tuple[Offsets, Offsets]:
+        """Candidate pieces of the intersection: ``[S[k+1], E[k])`` where non-empty.
+
+        Each set is disjoint, so at most two ranges cover a byte: a byte is in both sets
+        exactly when more than k+1 starts and at most k ends lie at or below it.
+        """
+        starts = _sorted([self._starts, other._starts], 2)
+        ends = _sorted([self._ends, other._ends], 2)
+        return starts[1:], ends[:-1]
 
     def intersection(self, other: ExtentSet) -> ExtentSet:
         """Bytes in both sets."""
         if len(self) == 0 or len(other) == 0:
             return ExtentSet.empty()
-        limit = int(max(self._ends[-1], other._ends[-1]))
-        # A ∩ B = not (not A ∪ not B), within [0, limit).
-        return self.complement(limit).union(other.complement(limit)).complement(limit)
+        starts, ends = self._overlaps(other)
+        keep = starts < ends
+        return ExtentSet(starts[keep], ends[keep], normalised=True)
+
+    def intersection_size(self, other: ExtentSet) -> int:
+        """``len`` in bytes of the intersection, without building it."""
+        if len(self) == 0 or len(other) == 0:
+            return 0
+        starts, ends = self._overlaps(other)
+        lengths = ends - starts
+        return int(lengths[lengths > 0].sum())
 
     def difference(self, other: ExtentSet) -> ExtentSet:
         """Bytes in this set but not in ``other``."""
         if len(self) == 0 or len(other) == 0:
             return self
-        limit = int(max(self._ends[-1], other._ends[-1]))
-        return self.intersection(other.complement(limit))
+        return self.intersection(other.complement(self.end))
+
+    def difference_size(self, other: ExtentSet) -> int:
+        """Bytes in this set but not in ``other``, without building the difference."""
+        return self.size - self.intersection_size(other)
 
     def clip(self, limit: int) -> ExtentSet:
         """The part of the set below ``limit``."""
-        return self.intersection(ExtentSet.span(0, limit)) if len(self) else self
+        if len(self) == 0 or self.end <= limit:
+            return self
+        count = int(np.searchsorted(self._starts, limit, side="left"))
+        ends = self._ends[:count].copy()
+        if count:
+            ends[-1] = min(int(ends[-1]), limit)
+        return ExtentSet(self._starts[:count].copy(), ends, normalised=True)
+
+    def size_below(self, limit: int) -> int:
+        """Bytes of the set below ``limit``."""
+        return self.clip(limit).size
+
+    @property
+    def alignment_shift(self) -> int:
+        """The largest ``s`` such that every boundary is a multiple of ``2**s`` (capped)."""
+        if len(self) == 0:
+            return _NO_ALIGNMENT
+        bits = int(np.bitwise_or.reduce(self._starts) | np.bitwise_or.reduce(self._ends))
+        if bits == 0:
+            return _NO_ALIGNMENT
+        return min((bits & -bits).bit_length() - 1, _NO_ALIGNMENT)
 
 
 def union_all(sets: Iterable[ExtentSet]) -> ExtentSet:
-    """Union of any number of sets, in one pass."""
-    collected = list(sets)
-    if not collected:
+    """Union of any number of sets: one sort of all starts and one of all ends."""
+    present = [s for s in sets if len(s)]
+    if not present:
         return ExtentSet.empty()
-    return collected[0].union(*collected[1:])
+    if len(present) == 1:
+        return present[0]
+    starts = _sorted([s.starts for s in present], len(present))
+    ends = _sorted([s.ends for s in present], len(present))
+    merged_starts, merged_ends = _merge(starts, ends)
+    return ExtentSet(merged_starts, merged_ends, normalised=True)
+
+
+class Bitmap:
+    """A set of aligned units of ``2**shift`` bytes in ``[0, units)``, as packed bits.
+
+    When every boundary is a multiple of one unit (qcow2 clusters), union and difference are
+    word-wise AND/OR over ``units / 64`` words, whatever the number of ranges.
+    """
+
+    __slots__ = ("shift", "units", "words")
+
+    def __init__(self, words: Words, shift: int, units: int) -> None:
+        self.words = words
+        self.shift = shift
+        self.units = units
+
+    @classmethod
+    def empty(cls, shift: int, units: int) -> Bitmap:
+        """No unit set."""
+        return cls(np.zeros((units + 63) // 64, dtype=np.uint64), shift, units)
+
+    @classmethod
+    def from_extents(
+        cls, extents: ExtentSet, shift: int, units: int, *, aligned: bool = False
+    ) -> Bitmap:
+        """The units of ``extents`` below ``units``; its boundaries must be unit-aligned.
+
+        ``aligned=True`` skips the check, for callers that already know the alignment.
+        """
+        if not aligned and extents.alignment_shift < shift:
+            raise ValueError(f"{extents!r} is not aligned to units of {1 << shift} bytes")
+        unit_starts = extents.starts >> shift
+        unit_ends = extents.ends >> shift
+        if extents.end >> shift > units:
+            count = int(np.searchsorted(unit_starts, units, side="left"))
+            unit_starts = unit_starts[:count]
+            unit_ends = np.minimum(unit_ends[:count], units)
+        size = (units + 63) // 64 * 64
+        # Toggle a bit at every boundary (all distinct, since ranges do not touch), then a
+        # prefix XOR turns toggles into coverage: within words by doubling shifts, across
+        # words by the running parity of the words before.
+        toggles = np.zeros(size + 1, dtype=np.uint8)
+        toggles[unit_starts] = 1
+        toggles[unit_ends] = 1
+        words = np.packbits(toggles[:size], bitorder="little").view("<u8").astype(np.uint64)
+        for step in (1, 2, 4, 8, 16, 32):
+            words ^= words << np.uint64(step)
+        parity = (words >> np.uint64(63)).astype(bool)
+        carry = np.zeros(words.size, dtype=bool)
+        carry[1:] = np.logical_xor.accumulate(parity)[:-1]
+        np.invert(words, out=words, where=carry)
+        return cls(words, shift, units)
+
+    def __or__(self, other: Bitmap) -> Bitmap:
+        return Bitmap(self.words | other.words, self.shift, self.units)
+
+    def minus(self, other: Bitmap) -> Bitmap:
+        """Units set here and not in ``other``."""
+        return Bitmap(self.words & ~other.words, self.shift, self.units)
+
+    def any(self) -> bool:
+        """Whether any unit is set."""
+        return bool(self.words.any())
+
+    @property
+    def size(self) -> int:
+        """Bytes covered."""
+        return int(np.bitwise_count(self.words).sum(dtype=np.int64)) << self.shift
+
+    def size_below(self, limit: int) -> int:
+        """Bytes covered below ``limit`` (which need not be aligned)."""
+        unit, rest = limit >> self.shift, limit & ((1 << self.shift) - 1)
+        if limit <= 0:
+            return 0
+        if unit >= self.units:
+            return self.size
+        word, bit = divmod(unit, 64)
+        full = int(np.bitwise_count(self.words[:word]).sum(dtype=np.int64))
+        partial = int(self.words[word]) & ((1 << bit) - 1)
+        total = (full + partial.bit_count()) << self.shift
+        if rest and (int(self.words[word]) >> bit) & 1:
+            total += rest
+        return total
+
+    def to_extents(self) -> ExtentSet:
+        """The same bytes as an ExtentSet."""
+        bits = np.unpackbits(self.words.astype("<u8").view(np.uint8), bitorder="little")
+        edges = np.diff(bits.view(np.int8), prepend=np.int8(0), append=np.int8(0))
+        starts = np.flatnonzero(edges == 1).astype(np.int64) << self.shift
+        ends = np.flatnonzero(edges == -1).astype(np.int64) << self.shift
+        return ExtentSet(starts, ends, normalised=True)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from backchain.core import steps as step_builders
 from backchain.core.errors import PlanError
-from backchain.core.extents import ExtentSet, union_all
+from backchain.core.exposure import expose
 from backchain.core.graph import ImageGraph, Layer
 from backchain.core.model import (
     ENGINES,
@@ -38,17 +38,6 @@ def _find_in(chain: Sequence[Layer], graph: ImageGraph, key: str) -> int | None:
         if layer.path == found.path:
             return index
     return None
-
-
-def _exposed_changes(
-    chain_above_base: Sequence[Layer], changed: ExtentSet | None, limit: int
-) -> int | None:
-    """Bytes of ``changed`` that a reader of this chain would now read from base."""
-    if changed is None or any(layer.extents is None for layer in chain_above_base):
-        return None
-    hiding = union_all(layer.extents for layer in chain_above_base if layer.extents is not None)
-    exposed = hiding.complement(limit)
-    return changed.intersection(exposed).size
 
 
 def _check_readable_chain(chain: Sequence[Layer], label: str) -> None:
@@ -154,15 +143,8 @@ def plan(graph: ImageGraph, request: CommitRequest) -> CommitPlan:
     top, base = chain[top_index], chain[base_index]
     merged = chain[top_index:base_index]
     merged_paths = [layer.path for layer in merged]
-    changed: ExtentSet | None = None
-    if all(layer.extents is not None for layer in merged):
-        changed = union_all(layer.extents for layer in merged if layer.extents is not None)
-
-    invalid = tuple(
-        Affected(layer.path, _exposed_changes(merged[i:], changed, layer.virtual_size))
-        for i, layer in enumerate(merged)
-        if i > 0
-    )
+    exposure = expose(graph, chain, top_index, base_index)
+    invalid = tuple(Affected(layer.path, exposure.exposed[layer.path]) for layer in merged[1:])
 
     rebased: list[Rebase] = []
     for overlay_path in graph.overlays(top.path):
@@ -173,12 +155,10 @@ def plan(graph: ImageGraph, request: CommitRequest) -> CommitPlan:
         rebased.append(Rebase(overlay.path, base.path, name))
 
     spared = graph.dependants(top.path) | {top.path}
-    at_risk: list[Affected] = []
-    for path in sorted(graph.dependants(base.path) - spared - set(merged_paths)):
-        other_chain = graph.chain(path)
-        above_base = other_chain[: [layer.path for layer in other_chain].index(base.path)]
-        limit = graph.layer(path).virtual_size
-        at_risk.append(Affected(path, _exposed_changes(above_base, changed, limit)))
+    at_risk = [
+        Affected(path, exposure.exposed[path])
+        for path in sorted(set(exposure.exposed) - set(merged_paths))
+    ]
 
     deleted: tuple[str, ...] = ()
     if request.delete:
@@ -199,14 +179,18 @@ def plan(graph: ImageGraph, request: CommitRequest) -> CommitPlan:
                 )
         deleted = tuple(merged_paths)
 
-    bytes_to_copy = None if changed is None else changed.size
+    bytes_to_copy = exposure.bytes_to_copy
     need = 0
     if bytes_to_copy is not None:
         need = bytes_to_copy + bytes_to_copy // _METADATA_SHARE + _METADATA_FLOOR
     touched = [*(graph.layer(r.image) for r in rebased), *merged, base]
     _check_offline_writes(graph, request, base, touched, need)
 
-    advice = tuple(_advice(chain, i, base_index) for i in range(top_index, base_index))
+    advice = tuple(
+        Advice(layer.path, allocated, layer.virtual_size, allocated, pull)
+        for layer, pull in zip(merged, exposure.pull_bytes, strict=True)
+        for allocated in [layer.allocated_bytes]
+    )
     partial = plan_steps(
         request, chain, top, base, merged, tuple(rebased), deleted, label, top_index == 0
     )
@@ -234,17 +218,6 @@ def plan(graph: ImageGraph, request: CommitRequest) -> CommitPlan:
         active_commit=top_index == 0,
         notes=tuple(notes),
     )
-
-
-def _advice(chain: Sequence[Layer], index: int, base_index: int) -> Advice:
-    layer = chain[index]
-    below = chain[index + 1 : base_index + 1]
-    commit_bytes = layer.allocated_bytes
-    pull_bytes: int | None = None
-    if layer.extents is not None and all(item.extents is not None for item in below):
-        underneath = union_all(item.extents for item in below if item.extents is not None)
-        pull_bytes = underneath.difference(layer.extents).clip(layer.virtual_size).size
-    return Advice(layer.path, layer.allocated_bytes, layer.virtual_size, commit_bytes, pull_bytes)
 
 
 def plan_steps(
