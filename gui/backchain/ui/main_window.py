@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 
 from backchain.core.errors import PlanError
 from backchain.core.graph import ImageGraph
-from backchain.core.model import CommitPlan, OnReady
+from backchain.core.model import CommitPlan, CommitRequest, OnReady
 from backchain.core.plan import plan as make_plan
 from backchain.ui.background import run_in_background
 from backchain.ui.chain_view import ChainView
@@ -56,6 +56,9 @@ class MainWindow(QMainWindow):
         # gets, and a reloader that re-reads their graph after a job instead of the disk.
         self.connection: object | None = None
         self.reloader: Callable[[], None] | None = None
+        # The libvirt panel plans through the engine's rules (shut-off wrapping, remote notes);
+        # whatever it returns is the plan that is previewed and then run.
+        self.planner: Callable[[ImageGraph, CommitRequest], CommitPlan] | None = None
         self.failure_box: QMessageBox | None = None
 
         self.view = ChainView()
@@ -134,6 +137,7 @@ class MainWindow(QMainWindow):
         """Read ``path``'s graph in the background; the graph appears stage by stage."""
         path = os.path.abspath(path)
         self.reloader = None
+        self.planner = None
         self.connection = None
         self.plan_panel.engine = "qemu-img"
         self.banner.hide()
@@ -209,7 +213,7 @@ class MainWindow(QMainWindow):
         self.plan, self.plan_error = None, None
         if request is not None and self.graph is not None:
             try:
-                self.plan = make_plan(self.graph, request)
+                self.plan = (self.planner or make_plan)(self.graph, request)
             except PlanError as error:
                 self.plan_error = error.summary
         if self.plan is not None:
