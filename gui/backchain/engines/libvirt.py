@@ -10,6 +10,7 @@ from typing import Any
 
 from backchain.core import libvirt_steps
 from backchain.core.errors import BackchainError, EngineError, PlanError
+from backchain.core.graph import ImageGraph
 from backchain.core.model import CommitPlan, CommitRequest, OnReady, Step
 from backchain.core.plan import plan as make_plan
 from backchain.engines.libvirt_jobs import run_running_commit, set_speed
@@ -17,6 +18,7 @@ from backchain.engines.libvirt_read import (
     DEFAULT_URI,
     INSTALL_HINT,
     REMOTE_NOTE,
+    DiskInfo,
     DomainInfo,
     domain_graph,
     domain_state,
@@ -37,11 +39,15 @@ __all__ = [
     "DiskResult",
     "DomainInfo",
     "LibvirtTarget",
+    "active_layer",
     "collapse_domain",
     "list_domains",
+    "plan_collapse",
     "plan_commit",
+    "plan_for_graph",
     "read_domain_graph",
     "repoint_disk",
+    "run_collapse",
     "run_libvirt_plan",
     "set_speed",
     "summary",
@@ -68,12 +74,30 @@ def plan_commit(
     layer of a running domain, ACTIVE is turned on and the plan says so.
     """
     graph, info, running = domain_graph(target.uri, target.domain, target.disk)
-    local = is_local(target.uri)
-    active_path = graph.chain(graph.paths[0])[0].path if graph.paths else ""
-    active_path = next(
+    return plan_for_graph(target, graph, info, running, request, repoint=repoint)
+
+
+def active_layer(graph: ImageGraph) -> str:
+    """The disk's active layer in a graph read by domain_graph (its first labelled layer)."""
+    fallback = graph.chain(graph.paths[0])[0].path if graph.paths else ""
+    return next(
         (layer.path for layer in graph if layer.extra.get("label") and not layer.found_by_scan),
-        active_path,
+        fallback,
     )
+
+
+def plan_for_graph(
+    target: LibvirtTarget,
+    graph: ImageGraph,
+    info: DiskInfo,
+    running: bool,
+    request: CommitRequest,
+    *,
+    repoint: bool = False,
+) -> CommitPlan:
+    """plan_commit on a graph already read (the window plans on every click without I/O)."""
+    local = is_local(target.uri)
+    active_path = active_layer(graph)
     notes: list[str] = []
     if running:
         top = graph.find(request.top) if request.top is not None else None
@@ -241,6 +265,63 @@ class DiskResult:
     plan: CommitPlan | None
 
 
+def plan_collapse(
+    uri: str,
+    domain: str,
+    *,
+    disks: Sequence[str] | None = None,
+    on_ready: OnReady = OnReady.PIVOT,
+    repoint: bool = True,
+    rate: int = 0,
+) -> list[tuple[str, CommitPlan | BackchainError]]:
+    """Each disk's plan for committing its whole chain into its bottom image (or why not).
+
+    The plans are made before anything runs, so that they can be shown and then run unchanged.
+    """
+    conn = open_connection(uri)
+    try:
+        names = [d.target for d in parse_disks(lookup_domain(conn, domain).XMLDesc(0))]
+    finally:
+        conn.close()
+    plans: list[tuple[str, CommitPlan | BackchainError]] = []
+    for disk in disks if disks is not None else names:
+        request = CommitRequest(image="", on_ready=on_ready, rate=rate, engine="libvirt")
+        try:
+            plans.append((disk, plan_commit(LibvirtTarget(uri, domain, disk), request,
+                                            repoint=repoint)))  # fmt: skip
+        except BackchainError as err:
+            plans.append((disk, err))
+    return plans
+
+
+def run_collapse(
+    uri: str,
+    domain: str,
+    plans: Sequence[tuple[str, CommitPlan | BackchainError]],
+    sink_for: Callable[[str], ProgressSink],
+    cancel: CancelToken,
+) -> list[DiskResult]:
+    """Run plan_collapse's plans one disk after another, each disk reporting to its own sink.
+
+    A failure on one disk does not stop the others; a disk that could not be planned is reported.
+    """
+    results: list[DiskResult] = []
+    for disk, plan in plans:
+        if isinstance(plan, BackchainError):
+            results.append(DiskResult(disk, False, plan.summary, None))
+            continue
+        sink = sink_for(disk)
+        try:
+            if cancel.cancelled:
+                raise EngineError("cancelled before this disk started")
+            run_libvirt_plan(plan, sink, cancel, LibvirtTarget(uri, domain, disk))
+        except BackchainError as err:
+            results.append(DiskResult(disk, False, err.summary, plan))
+            continue
+        results.append(DiskResult(disk, True, _last_message(sink, plan), plan))
+    return results
+
+
 def collapse_domain(
     uri: str,
     domain: str,
@@ -256,27 +337,8 @@ def collapse_domain(
 
     Each disk reports to its own sink; a failure on one disk does not stop the others.
     """
-    conn = open_connection(uri)
-    try:
-        names = [d.target for d in parse_disks(lookup_domain(conn, domain).XMLDesc(0))]
-    finally:
-        conn.close()
-    results: list[DiskResult] = []
-    for disk in disks if disks is not None else names:
-        target = LibvirtTarget(uri, domain, disk)
-        plan: CommitPlan | None = None
-        sink = sink_for(disk)
-        try:
-            if cancel.cancelled:
-                raise EngineError("cancelled before this disk started")
-            request = CommitRequest(image="", on_ready=on_ready, rate=rate, engine="libvirt")
-            plan = plan_commit(target, request, repoint=repoint)
-            run_libvirt_plan(plan, sink, cancel, target)
-        except BackchainError as err:
-            results.append(DiskResult(disk, False, err.summary, plan))
-            continue
-        results.append(DiskResult(disk, True, _last_message(sink, plan), plan))
-    return results
+    plans = plan_collapse(uri, domain, disks=disks, on_ready=on_ready, repoint=repoint, rate=rate)
+    return run_collapse(uri, domain, plans, sink_for, cancel)
 
 
 def _last_message(sink: Any, plan: CommitPlan) -> str:
