@@ -38,6 +38,8 @@ def install_hint(error: BaseException | None = None) -> str:
     if not getattr(sys, "frozen", False):
         return INSTALL_HINT
     bundle = "the AppImage" if os.environ.get("APPIMAGE") else "this bundle"
+    if isinstance(error, ModuleNotFoundError) and error.name in ("libvirt", "libvirtmod"):
+        return f"{bundle} was built without libvirt support (BACKCHAIN_APPIMAGE_LIBVIRT=0)"
     text = str(error or "")
     too_old = re.search(r"version `LIBVIRT\w*?_(\d[\d.]*)' not found", text)
     if too_old:
