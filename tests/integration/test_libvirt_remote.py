@@ -3,69 +3,14 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from backchain.core.model import CommitRequest
 from backchain.engines import libvirt as lv
 from backchain.engines.libvirt_read import REMOTE_NOTE
 from backchain.engines.progress import CancelToken, RecordingSink
 from tests.images import ChainBuilder, MiB, backing_name, reads
-from tests.libvirt_daemon import Daemons, Domains, domains, libvirtd  # noqa: F401
-
-KNOWN_HOSTS = Path("/root/.ssh/known_hosts")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def ssh_uri(tmp_path_factory: pytest.TempPathFactory, libvirtd: Daemons) -> Iterator[str]:  # noqa: F811
-    """qemu+ssh://root@127.0.0.1:PORT/system through an sshd that only this test runs."""
-    work = tmp_path_factory.mktemp("sshd")
-    host_key, client_key = work / "host_key", work / "client_key"
-    for key in (host_key, client_key):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    (work / "authorized_keys").write_text((work / "client_key.pub").read_text())
-    port = _free_port()
-    config = work / "sshd_config"
-    config.write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\n"
-        f"AuthorizedKeysFile {work / 'authorized_keys'}\nPidFile {work / 'sshd.pid'}\n"
-        "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
-        "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
-    )
-    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
-    # no_verify still makes ssh record the host key: keep root's known_hosts as it was.
-    saved = KNOWN_HOSTS.read_bytes() if KNOWN_HOSTS.exists() else None
-    sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
-                            stderr=subprocess.PIPE)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or sshd.poll() is not None:
-                    raise RuntimeError("sshd did not start") from None
-                time.sleep(0.1)
-        yield f"qemu+ssh://root@127.0.0.1:{port}/system?keyfile={client_key}&no_verify=1"
-    finally:
-        sshd.terminate()
-        sshd.wait(timeout=10)
-        if saved is None:
-            KNOWN_HOSTS.unlink(missing_ok=True)
-        else:
-            KNOWN_HOSTS.write_bytes(saved)
+from tests.libvirt_daemon import Domains, domains, libvirtd, ssh_uri  # noqa: F401
 
 
 def test_far_side_helper_is_installed() -> None:

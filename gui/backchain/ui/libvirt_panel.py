@@ -1,11 +1,11 @@
-"""Connect to libvirt…: a side tree of host → domain → disk, and a disk's chain in the window."""
+"""Connect to libvirt…: a side tree of host → domain → disk; open a disk, collapse a domain."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, QPoint, Qt, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QDialog,
@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QLabel,
     QLineEdit,
+    QMenu,
     QMessageBox,
     QTreeWidget,
     QTreeWidgetItem,
@@ -23,6 +24,8 @@ from PySide6.QtWidgets import (
 from backchain.core.errors import BackchainError
 from backchain.core.model import CommitRequest
 from backchain.ui.background import run_in_background
+from backchain.ui.libvirt_collapse import CollapseDialog
+from backchain.ui.libvirt_disk import DiskSession
 
 if TYPE_CHECKING:
     from backchain.ui.main_window import MainWindow
@@ -91,6 +94,11 @@ class LibvirtPanel(QObject):
         self.tree.setHeaderLabels(["libvirt", "state / source"])
         self.tree.setAccessibleName("libvirt domains")
         self.tree.itemActivated.connect(self._on_tree_item_activated)
+        self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.tree.customContextMenuRequested.connect(self._on_tree_context_menu_requested)
+        self.disk_session = DiskSession(window)
+        self.collapse_dialog: CollapseDialog | None = None
+        window.job_done.connect(self._on_window_job_done)
         self.dock = QDockWidget("libvirt", window)
         self.dock.setObjectName("libvirtDock")
         self.dock.setWidget(self.tree)
@@ -139,7 +147,7 @@ class LibvirtPanel(QObject):
         self.tree.addTopLevelItem(item)
         return item
 
-    def _on_listed(self, uri: str, domains: Any) -> None:
+    def _on_listed(self, uri: str, domains: Any, quiet: bool = False) -> None:
         host = self._host_item(uri)
         for dom in domains:
             state = "running" if dom.running else "shut off"
@@ -151,7 +159,8 @@ class LibvirtPanel(QObject):
                 disk_item.setToolTip(1, "\n".join(layer.path for layer in disk.chain))
         host.setExpanded(True)
         self.dock.show()
-        self.window.status_label.setText(f"{uri}: {len(domains)} domains")
+        if not quiet:
+            self.window.status_label.setText(f"{uri}: {len(domains)} domains")
         self.connected.emit(uri)
 
     def _on_failed(self, where: str, error: BaseException) -> None:
@@ -184,24 +193,68 @@ class LibvirtPanel(QObject):
 
         graph, info, running = result
         window = self.window
-        active = next(
-            layer.path for layer in graph if layer.extra.get("label") and not layer.found_by_scan
-        )
-        if running:
-            # Online: the runner calls virDomainBlockCommit on this disk.
-            window.connection = LibvirtTarget(uri, domain, disk)
-            window.plan_panel.engine = "libvirt"
-        else:
-            # Shut off: an ordinary offline commit of the local files.
-            window.connection = None
-            window.plan_panel.engine = "qemu-img"
+        self.disk_session.show(LibvirtTarget(uri, domain, disk), graph, info, running)
         window.reloader = lambda: self.open_disk(uri, domain, disk)
-        window.show_graph(graph, active, "extents")
         where = "this machine" if is_local(uri) else f"{uri} (chain from the domain XML only)"
         state = "running" if running else "shut off"
         window.status_label.setText(f"{domain} {info.target} ({state}) on {where}")
         window.setWindowTitle(f"{domain} {info.target} — Backchain")
         self.disk_opened.emit(uri, domain, disk)
+
+    def _on_window_job_done(self, _ok: bool, _summary: str, _details: str) -> None:
+        """A disk's job ended: list the host again so the tree shows the disks' new sources."""
+        if self.disk_session.active and self.disk_session.target is not None:
+            self.refresh(self.disk_session.target.uri)
+
+    def refresh(self, uri: str) -> None:
+        """List ``uri``'s domains again (after a commit, a re-point or a collapse)."""
+        from backchain.engines.libvirt_read import list_domains
+
+        run_in_background(
+            lambda _report: list_domains(uri),  # runs in a pool thread
+            on_result=lambda domains: self._on_listed(uri, domains, quiet=True),
+            on_error=lambda error: self.window.status_label.setText(str(error)),
+        )
+
+    # -- collapse this VM's chains --------------------------------------------------------------
+
+    def context_menu_for(self, item: QTreeWidgetItem) -> QMenu | None:
+        """The tree's context menu for a domain (collapse) or a disk (show its chain)."""
+        data = item.data(0, _ROLE)
+        if not isinstance(data, tuple) or data[0] not in ("domain", "disk"):
+            return None
+        menu = QMenu(self.tree)
+        if data[0] == "domain":
+            collapse = menu.addAction("Collapse this VM's chains…")
+            collapse.setToolTip("Commit every disk of this domain into its bottom image")
+            collapse.triggered.connect(lambda _c=False, u=data[1], d=data[2]: self.collapse(u, d))
+        else:
+            show = menu.addAction("Show this disk's chain")
+            show.triggered.connect(
+                lambda _c=False, u=data[1], d=data[2], k=data[3]: self.open_disk(u, d, k)
+            )
+        return menu
+
+    def _on_tree_context_menu_requested(self, position: QPoint) -> None:
+        item = self.tree.itemAt(position)
+        menu = self.context_menu_for(item) if item is not None else None
+        if menu is not None:
+            menu.exec(self.tree.viewport().mapToGlobal(position))
+
+    def collapse(self, uri: str, domain: str) -> CollapseDialog:
+        """Open "Collapse this VM's chains" for ``domain``: its plans first, then its progress."""
+        dialog = CollapseDialog(uri, domain, self.window)
+        dialog.collapsed.connect(lambda _summary: self._on_collapsed(uri, domain, _summary))
+        self.collapse_dialog = dialog
+        dialog.show()
+        return dialog
+
+    def _on_collapsed(self, uri: str, domain: str, text: str) -> None:
+        self.window.status_label.setText(text.splitlines()[-1] if text else "")
+        self.refresh(uri)
+        target = self.disk_session.target
+        if self.disk_session.active and target is not None and target.domain == domain:
+            self.window.reload()
 
     def _adjust(self, request: CommitRequest) -> CommitRequest:
         """On a running domain, choosing its active layer as top turns ACTIVE on."""
