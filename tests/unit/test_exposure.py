@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backchain.core.exposure import MAX_BITMAP_UNITS, RangeAlgebra, _Walk, expose
+from backchain.core.exposure import SMALL_BITMAP_UNITS, RangeAlgebra, _Walk, expose
 from backchain.core.extents import ExtentSet
 from backchain.core.graph import ImageGraph, Layer
 from backchain.core.model import CommitRequest
@@ -132,5 +132,39 @@ def test_bitmaps_and_sorted_ranges_give_the_same_exposure(
     case: tuple[ImageGraph, list[Layer], int, int],
 ) -> None:
     graph, chain, top, base = case
-    assert MAX_BITMAP_UNITS > 1000  # so that expose() does take the bitmap path here
+    assert SMALL_BITMAP_UNITS > 1000  # so that expose() does take the bitmap path here
     assert expose(graph, chain, top, base) == _Walk(RangeAlgebra()).run(graph, chain, top, base)
+
+
+def test_byte_granular_extents_far_into_a_large_disk_give_exact_bytes() -> None:
+    """Boundaries at odd offsets near 1 TiB: far too many 1-byte units for a bitmap."""
+    tib = 1 << 40
+
+    def layer(name: str, backing: str | None, *spans: tuple[int, int]) -> Layer:
+        return Layer(
+            path=f"/img/{name}",
+            format="qcow2",
+            virtual_size=2 * tib,
+            backing_name=backing,
+            backing_format=None if backing is None else "qcow2",
+            backing_path=None if backing is None else f"/img/{backing}",
+            extents=ExtentSet.from_ranges((tib + s, n) for s, n in spans),
+        )
+
+    graph = ImageGraph(
+        [
+            layer("base", None, (0, 1000)),
+            layer("mid", "base", (3, 10), (501, 7)),
+            layer("top", "mid", (5, 100)),
+            layer("side", "base", (1, 50)),
+            layer("twig", "mid", (50, 1)),
+        ]
+    )
+    result = plan(graph, CommitRequest(image="/img/top"))
+    # changed = [3,105) u [501,508) = 109 bytes; side hides [3,51) -> 61 exposed; mid hides
+    # [3,13) and [501,508) -> [13,105) = 92, of which twig hides one more byte.
+    assert result.bytes_to_copy == 109
+    assert [(a.image, a.bytes) for a in result.at_risk] == [("/img/side", 61), ("/img/twig", 91)]
+    assert [(a.image, a.bytes) for a in result.invalid] == [("/img/mid", 92)]
+    chain = graph.chain("/img/top")
+    assert expose(graph, chain, 0, 2) == _Walk(RangeAlgebra()).run(graph, chain, 0, 2)

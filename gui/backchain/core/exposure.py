@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -11,9 +11,15 @@ from backchain.core.graph import ImageGraph, Layer
 
 T = TypeVar("T")
 
-# A bitmap costs units/8 bytes and units/64 word operations per set operation; beyond this
-# (byte-granular extents over a large disk) the sorted-range operations are cheaper.
-MAX_BITMAP_UNITS = 1 << 27
+# Building a bitmap touches one byte per unit and every operation units/64 words, while the
+# sorted-range operations cost in proportion to the number of ranges: bitmaps are chosen
+# while they stay small, or not much larger than the ranges they replace.
+SMALL_BITMAP_UNITS = 1 << 21
+MAX_BITMAP_UNITS = 1 << 26
+_UNITS_PER_RANGE = 16
+# The merged layers' bitmaps are used twice (for what changes, then on the walk); keep them
+# only while that stays small, and convert them again otherwise.
+_KEEP_BYTES = 256 << 20
 _LARGEST_UNIT_SHIFT = 30
 
 
@@ -23,7 +29,7 @@ class Algebra(Protocol[T]):
     def own(self, layer: Layer, extents: ExtentSet) -> T:
         """The layer's own allocation in this representation."""
 
-    def union(self, items: Sequence[T]) -> T:
+    def union(self, items: Iterable[T]) -> T:
         """Bytes in any of the items."""
 
     def minus(self, a: T, b: T) -> T:
@@ -46,7 +52,7 @@ class RangeAlgebra:
         """The extents themselves."""
         return extents
 
-    def union(self, items: Sequence[ExtentSet]) -> ExtentSet:
+    def union(self, items: Iterable[ExtentSet]) -> ExtentSet:
         """One sort of all boundaries."""
         return union_all(items)
 
@@ -90,8 +96,8 @@ class BitmapAlgebra:
             raise Misaligned(found)
         return Bitmap.from_extents(extents, self.shift, self.units, aligned=True)
 
-    def union(self, items: Sequence[Bitmap]) -> Bitmap:
-        """Word-wise OR."""
+    def union(self, items: Iterable[Bitmap]) -> Bitmap:
+        """Word-wise OR, one item at a time (so a generator never holds them all)."""
         result = Bitmap.empty(self.shift, self.units)
         for item in items:
             result = result | item
@@ -129,18 +135,17 @@ class Exposure:
 class _Walk(Generic[T]):
     """One evaluation of the exposure with one algebra."""
 
-    def __init__(self, algebra: Algebra[T]) -> None:
+    def __init__(self, algebra: Algebra[T], keep: bool = True) -> None:
         self.algebra = algebra
+        self._keep = keep
         self._owns: dict[str, T] = {}
 
-    def own(self, layer: Layer, keep: bool = True) -> T | None:
-        """The layer's own set; kept for the chain's layers, which are used twice."""
-        if layer.extents is None:
-            return None
+    def own(self, layer: Layer, extents: ExtentSet, keep: bool = True) -> T:
+        """The layer's own set; the chain's layers are used twice, so they are kept."""
         if layer.path in self._owns:
             return self._owns[layer.path]
-        converted = self.algebra.own(layer, layer.extents)
-        if keep:
+        converted = self.algebra.own(layer, extents)
+        if keep and self._keep:
             self._owns[layer.path] = converted
         return converted
 
@@ -150,46 +155,51 @@ class _Walk(Generic[T]):
         merged_paths = {layer.path for layer in merged}
         changed: T | None = None
         if all(layer.extents is not None for layer in merged):
-            owns = [self.own(layer) for layer in merged]
-            changed = algebra.union([item for item in owns if item is not None])
+            changed = algebra.union(
+                self.own(layer, layer.extents) for layer in merged if layer.extents is not None
+            )
         copy = None if changed is None else algebra.size_below(changed, 1 << 62)
 
         # remaining(N) = remaining(backing of N) - own(N): the changed bytes that no layer
         # between base and N hides. Top's subtree keeps reading top's view, so it is spared.
+        # The stack holds each child with its parent's remaining set, so that siblings share
+        # one set and at most one set per level of the tree is alive.
+        top_path = chain[top].path
         exposed: dict[str, int | None] = {}
-        pending: list[tuple[str, T | None]] = [(chain[base].path, changed)]
+        pending: list[tuple[str, T | None]] = [
+            (child, changed) for child in graph.nx.predecessors(chain[base].path)
+        ]
         while pending:
             path, remaining = pending.pop()
-            for child in graph.nx.predecessors(path):
-                if child == chain[top].path:
-                    continue
-                layer = graph.layer(child)
-                if remaining is None or layer.extents is None:
-                    left: T | None = None
-                    exposed[child] = None
-                elif algebra.is_empty(remaining):
-                    left = remaining  # nothing left to expose, for it and everything above
-                    exposed[child] = 0
+            if path == top_path:
+                continue
+            layer = graph.layer(path)
+            left: T | None = None
+            if remaining is None or layer.extents is None:
+                exposed[path] = None
+            elif algebra.is_empty(remaining):
+                left = remaining  # nothing left to expose, for it and everything above it
+                exposed[path] = 0
+            else:
+                mine = self.own(layer, layer.extents, keep=path in merged_paths)
+                if graph.nx.in_degree(path) == 0:
+                    # An active layer: nothing reads through it, so its size is enough.
+                    exposed[path] = algebra.minus_size(remaining, mine, layer.virtual_size)
                 else:
-                    mine = self.own(layer, keep=child in merged_paths)
-                    assert mine is not None
-                    if graph.nx.in_degree(child) == 0:
-                        left = None  # an active layer: its size is all that is needed
-                        exposed[child] = algebra.minus_size(remaining, mine, layer.virtual_size)
-                    else:
-                        left = algebra.minus(remaining, mine)
-                        exposed[child] = algebra.size_below(left, layer.virtual_size)
-                pending.append((child, left))
+                    left = algebra.minus(remaining, mine)
+                    exposed[path] = algebra.size_below(left, layer.virtual_size)
+            pending.extend((child, left) for child in graph.nx.predecessors(path))
 
         # Pull advice: what lies beneath each merged layer, accumulated from base upwards.
         pulls: list[int | None] = []
-        beneath = self.own(chain[base])
+        under = chain[base].extents
+        beneath = None if under is None else self.own(chain[base], under)
         for layer in reversed(merged):
-            mine = self.own(layer)
-            if beneath is None or mine is None:
+            if beneath is None or layer.extents is None:
                 pulls.append(None)
                 beneath = None
                 continue
+            mine = self.own(layer, layer.extents)
             pulls.append(algebra.minus_size(beneath, mine, layer.virtual_size))
             beneath = algebra.union([beneath, mine])
         return Exposure(copy, exposed, tuple(reversed(pulls)))
@@ -212,11 +222,15 @@ def expose(graph: ImageGraph, chain: Sequence[Layer], top: int, base: int) -> Ex
     known = [layer.extents for layer in chain[top : base + 1] if layer.extents is not None]
     end = max((extents.end for extents in known), default=0)
     shift = min([_LARGEST_UNIT_SHIFT, *(alignment(layer) for layer in chain[top : base + 1])])
+    ranges = sum(len(extents) for extents in known)
+    affordable = min(MAX_BITMAP_UNITS, max(SMALL_BITMAP_UNITS, _UNITS_PER_RANGE * ranges))
     while True:
         units = (end + (1 << shift) - 1) >> shift
-        if units > MAX_BITMAP_UNITS:
+        if units > affordable:
             return _Walk(RangeAlgebra()).run(graph, chain, top, base)
+        keep = (base - top + 1) * (units // 8) <= _KEEP_BYTES
         try:
-            return _Walk(BitmapAlgebra(shift, units, alignment)).run(graph, chain, top, base)
+            walk = _Walk(BitmapAlgebra(shift, units, alignment), keep)
+            return walk.run(graph, chain, top, base)
         except Misaligned as finer:
             shift = finer.shift
