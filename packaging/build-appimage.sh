@@ -9,7 +9,8 @@
 # Environment:
 #   PYTHON                      the Python with backchain and pyinstaller (default: python3)
 #   APPIMAGE_RUNTIME            an upstream type-2 runtime file to use instead of ours
-#   BACKCHAIN_APPIMAGE_LIBVIRT  1 to bundle libvirt-python and libvirt.so (+18 MB: 99 MB in all)
+#   BACKCHAIN_APPIMAGE_LIBVIRT  0 to leave out the libvirt binding (it is bundled by default,
+#                               without libvirt.so.0: the host's is loaded at run time)
 # If appimagetool is on PATH, it packs the AppDir instead of mksquashfs + our runtime.
 set -eu
 
@@ -22,7 +23,7 @@ while [ $# -gt 0 ]; do
         --out) OUT=$2; shift 2 ;;
         --work) WORK=$2; shift 2 ;;
         --reuse-bundle) REUSE=1; shift ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "build-appimage: unknown option $1" >&2; exit 2 ;;
     esac
 done

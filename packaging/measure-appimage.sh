@@ -1,6 +1,7 @@
 #!/bin/sh
-# Report (never assert) the AppImage's figures: size, glibc baseline, and start time to the first
-# window on a virtual X screen, through FUSE and through extract-and-run.
+# Report (never assert) the AppImage's figures: size against the 90 MB target, glibc baseline, the
+# oldest host libvirt the bundled binding loads, and start time to the first window on a virtual
+# X screen, through FUSE and through extract-and-run.
 #
 # Usage: packaging/measure-appimage.sh [APPIMAGE] [RUNS]
 # Needs: Xvfb, xwininfo (x11-utils), objdump (binutils). Root drops the page cache before each
@@ -21,7 +22,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 bytes=$(stat -c %s "$IMAGE")
-echo "size: $bytes bytes ($(( bytes / 1000000 )) MB, $(( bytes / 1048576 )) MiB)"
+echo "size: $bytes bytes ($(( bytes / 1000000 )) MB, $(( bytes / 1048576 )) MiB; target: under 90 MB)"
 
 # glibc baseline: the highest GLIBC_x.y version any bundled ELF file (or the runtime) needs.
 (cd "$SCRATCH" && "$IMAGE" --appimage-extract >/dev/null)
@@ -33,6 +34,15 @@ objdump -T "$IMAGE" 2>/dev/null | grep -o 'GLIBC_[0-9][0-9.]*' | sort -u | sed '
     >> "$SCRATCH/glibc.txt"
 top=$(cut -d' ' -f1 "$SCRATCH/glibc.txt" | sort -u -V | tail -1)
 echo "glibc baseline: $top, needed by: $(grep "^$top " "$SCRATCH/glibc.txt" | cut -d' ' -f2- | head -5 | tr '\n' ' ')"
+# libvirt: the binding is bundled, the client library is the host's; the newest symbol version
+# the binding needs is the oldest host libvirt it loads.
+bundled=$(find "$SCRATCH/squashfs-root" -name 'libvirt*.so*' ! -name 'libvirtmod*' -printf '%f ')
+echo "libvirt client libraries bundled: ${bundled:-none}"
+for mod in "$SCRATCH"/squashfs-root/usr/lib/backchain/_internal/libvirtmod*.so; do
+    [ -e "$mod" ] || { echo "libvirt binding: not bundled"; break; }
+    need=$(objdump -T "$mod" | grep -o 'LIBVIRT[A-Z_]*_[0-9][0-9.]*' | sort -u -V | tail -1)
+    echo "libvirt binding $(basename "$mod"): needs the host's ${need:-?}"
+done
 rm -rf "$SCRATCH/squashfs-root"
 
 # Start time: from exec to a mapped top-level window titled Backchain (Qt paints it in the
