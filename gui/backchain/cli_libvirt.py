@@ -1,15 +1,19 @@
-"""The command line's libvirt options: --connect URI, --domain, --disk and --repoint."""
+"""The command line's libvirt options: --connect URI, --domain, --disk, --repoint, --all-disks."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import threading
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TextIO
 
 from backchain.core.errors import PlanError
-from backchain.core.model import CommitPlan, OnReady
+from backchain.core.model import CommitPlan, OnReady, Step
 
 
 def add_source_options(parser: argparse.ArgumentParser) -> None:
@@ -22,10 +26,13 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_plan_options(parser: argparse.ArgumentParser) -> None:
-    """``--repoint``: after an offline commit of a shut-off domain, switch its disk to base."""
+    """``--repoint`` (shut-off domains) and ``--all-disks`` (collapse a VM's chains)."""
     parser.add_argument("--repoint", action="store_true",
                         help="with --connect, domain shut off, top active: point the disk at "
                              "base (virDomainDefineXML)")  # fmt: skip
+    parser.add_argument("--all-disks", action="store_true",
+                        help="with --connect and --domain: commit every disk's whole chain "
+                             "into its bottom image, one disk after another")  # fmt: skip
 
 
 def dispatch(args: argparse.Namespace) -> int | None:
@@ -36,6 +43,8 @@ def dispatch(args: argparse.Namespace) -> int | None:
         raise PlanError("give either IMAGE, --qmp SOCKET or --connect URI, not several")
     if args.command == "chain":
         return cmd_chain(args)
+    if args.command in ("plan", "commit") and getattr(args, "all_disks", False):
+        return cmd_collapse(args, run=args.command == "commit")
     if args.command in ("plan", "commit"):
         return cmd_commit(args, run=args.command == "commit")
     return None
@@ -130,3 +139,146 @@ def cmd_commit(args: argparse.Namespace, *, run: bool) -> int:
 
 def _offline(plan: CommitPlan) -> bool:
     return bool(plan.steps) and plan.steps[0].kind == "virDomainGetState"
+
+
+# -- --all-disks: collapse a VM's chains -------------------------------------------------------
+
+_NOT_WITH_ALL_DISKS = ("disk", "top", "base", "shallow", "delete", "keep_relative", "active")
+
+
+class DiskLines:
+    """A ProgressSink that prints one disk's progress as lines (``vda: commit 40%``)."""
+
+    def __init__(self, disk: str, stream: TextIO | None) -> None:
+        self.disk = disk
+        self.stream = stream
+        self.outcome: tuple[bool, str] | None = None
+        self._last: tuple[str, int] | None = None
+
+    def _say(self, text: str) -> None:
+        if self.stream is not None:
+            self.stream.write(f"{self.disk}: {text}\n")
+            self.stream.flush()
+
+    def started(self, plan: CommitPlan) -> None:
+        """Name what is committed into what."""
+        self._say(f"committing {os.path.basename(plan.top)} into {os.path.basename(plan.base)}")
+
+    def step_started(self, step: Step) -> None:
+        """Steps show through their progress."""
+
+    def advanced(self, done: int, total: int, phase: str) -> None:
+        """A line per phase and per tenth; synchronising has no percentage."""
+        tenth = min(10, done * 10 // total) if total > 0 else 0
+        if phase == "synchronising":
+            tenth = 0
+        if self._last == (phase, tenth):
+            return
+        self._last = (phase, tenth)
+        self._say("synchronising (base is catching up with the VM's writes)"
+                  if phase == "synchronising" else f"{phase} {tenth * 10}%")  # fmt: skip
+
+    def logged(self, text: str) -> None:
+        """Command output stays out of the per-disk lines."""
+
+    def ready(self) -> OnReady:
+        """The plan holds the --pivot/--keep-overlay choice."""
+        return OnReady.ASK
+
+    def finished(self, ok: bool, message: str) -> None:
+        """Keep the outcome for the summary."""
+        self.outcome = (ok, message)
+        first = message.splitlines()[0] if message else ""
+        self._say(("done: " if ok else "FAILED: ") + first)
+
+
+def cmd_collapse(args: argparse.Namespace, *, run: bool) -> int:
+    """``plan``/``commit --connect URI --domain NAME --all-disks``: every disk, then a summary."""
+    from backchain.engines import libvirt as lv
+    from backchain.engines.progress import CancelToken
+
+    if not args.domain:
+        raise PlanError("--all-disks needs --domain NAME")
+    given = [name for name in _NOT_WITH_ALL_DISKS if getattr(args, name, None)]
+    if given:
+        names = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise PlanError(f"--all-disks commits each disk's whole chain into its bottom image; "
+                        f"{names} apply to one disk (use --disk)")  # fmt: skip
+    on_ready = OnReady.ASK
+    if getattr(args, "pivot", False):
+        on_ready = OnReady.PIVOT
+    elif getattr(args, "keep_overlay", False):
+        on_ready = OnReady.KEEP_OVERLAY
+    rate = getattr(args, "rate", 0) or 0
+    plans = lv.plan_collapse(args.connect, args.domain, on_ready=on_ready,
+                             repoint=args.repoint, rate=rate)  # fmt: skip
+    if not run or not args.yes:
+        _print_collapse_plans(args, plans)
+    if not run:
+        return 0
+    online = [d for d, p in plans if isinstance(p, CommitPlan) and p.active_commit
+              and not _offline(p)]  # fmt: skip
+    if online and on_ready is OnReady.ASK:
+        raise PlanError(f"{', '.join(online)}: an active commit needs --pivot or --keep-overlay")
+    if not args.yes:
+        sys.stdout.write(f"\nCollapse the chains of {args.domain}? [y/N] ")
+        sys.stdout.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            print("Nothing was changed.", file=sys.stderr)
+            return 2
+    stream = None if args.json else sys.stdout
+    cancel = CancelToken()
+    outcome: list[Any] = []
+
+    def work() -> None:  # runs in the collapse thread, so that Ctrl-C cancels cleanly
+        try:
+            sink_for = lambda disk: DiskLines(disk, stream)  # noqa: E731
+            outcome.append(lv.run_collapse(args.connect, args.domain, plans, sink_for, cancel))
+        except BaseException as err:  # reported below, on the main thread
+            outcome.append(err)
+
+    _run_cancellable(work, cancel)
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    results = outcome[0]
+    text = lv.summary(args.domain, results)
+    if args.json:
+        print(json.dumps({"domain": args.domain, "ok": all(r.ok for r in results),
+                          "results": [{"disk": r.disk, "ok": r.ok, "message": r.message}
+                                      for r in results],
+                          "summary": text}, indent=2))  # fmt: skip
+    else:
+        print(text)
+    return 0 if results and all(r.ok for r in results) else 1
+
+
+def _run_cancellable(work: Callable[[], None], cancel: Any) -> None:
+    """Run ``work`` in a thread; Ctrl-C and SIGTERM cancel it, and it is always waited for."""
+    worker = threading.Thread(target=work, name="backchain-collapse")
+    previous = signal.signal(signal.SIGTERM, lambda *_: cancel.cancel())
+    worker.start()
+    try:
+        while worker.is_alive():
+            try:
+                worker.join(0.2)
+            except KeyboardInterrupt:
+                cancel.cancel()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _print_collapse_plans(args: argparse.Namespace, plans: list[Any]) -> None:
+    from backchain import cli
+
+    if args.json:
+        print(json.dumps({"uri": args.connect, "domain": args.domain, "disks": [
+            {"disk": disk, "plan": plan.to_json()} if isinstance(plan, CommitPlan)
+            else {"disk": disk, "error": plan.summary} for disk, plan in plans
+        ]}, indent=2))  # fmt: skip
+        return
+    for disk, plan in plans:
+        print(f"== {args.domain} {disk}")
+        if isinstance(plan, CommitPlan):
+            cli.print_plan(plan, False)
+        else:
+            print(f"not committed: {plan.summary}")
