@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
 
+from backchain.core import exposure
 from backchain.core.extents import ExtentSet
 from backchain.core.graph import ImageGraph, Layer
 from backchain.core.model import CommitRequest
 from backchain.core.plan import plan
-from tests.bench.common import GiB, Row, best_of, log, seconds, yes
+from tests.bench.common import GiB, Row, best_of, log, seconds, timed, yes
 
 IMAGES = 1000
 CHAIN = 100
@@ -74,21 +76,30 @@ CASES: list[tuple[str, dict[str, object]]] = [
 ]
 
 
+def _request(chain: list[str], spec: dict[str, object]) -> CommitRequest:
+    top = spec.get("top")
+    base = spec.get("base")
+    return CommitRequest(
+        image=chain[-1],
+        top=None if top is None else chain[CHAIN - 1 - int(str(top))],
+        base=None if base is None else chain[CHAIN - 1 - int(str(base))],
+        shallow=bool(spec.get("shallow", False)),
+    )
+
+
 def run() -> list[Row]:
-    """Time plan() for a few requests on the big graph."""
+    """Time plan() for a few requests on the big graph.
+
+    With BACKCHAIN_BENCH_PLAN_RANGES=1, also time each request with bitmaps turned off: the
+    exact sorted-range path that plan() takes when extents share no common unit (report only).
+    """
     log("plan: building a 1,000-image graph with 100,000 extents per layer")
     graph, chain = build_graph()
-    active = chain[-1]
     rows = []
+    if os.environ.get("BACKCHAIN_BENCH_PLAN_RANGES"):
+        rows.extend(_ranges_only(graph, chain))
     for label, spec in CASES:
-        top = spec.get("top")
-        base = spec.get("base")
-        request = CommitRequest(
-            image=active,
-            top=None if top is None else chain[CHAIN - 1 - int(top)],
-            base=None if base is None else chain[CHAIN - 1 - int(base)],
-            shallow=bool(spec.get("shallow", False)),
-        )
+        request = _request(chain, spec)
         result, elapsed = best_of(lambda request=request: plan(graph, request), 3)
         log(f"plan: {label}: {seconds(elapsed)}, {len(result.at_risk)} at risk")
         rows.append(
@@ -98,6 +109,28 @@ def run() -> list[Row]:
                 backchain=seconds(elapsed),
                 target="< 50 ms",
                 met=yes(elapsed < 0.050),
+            )
+        )
+    return rows
+
+
+def _ranges_only(graph: ImageGraph, chain: list[str]) -> list[Row]:
+    rows = []
+    saved = exposure.MAX_BITMAP_UNITS
+    for label, spec in CASES:
+        request = _request(chain, spec)
+        try:
+            exposure.MAX_BITMAP_UNITS = 0
+            result, elapsed = timed(lambda request=request: plan(graph, request))
+        finally:
+            exposure.MAX_BITMAP_UNITS = saved
+        same = result == plan(graph, request)
+        log(f"plan (sorted ranges only): {label}: {seconds(elapsed)}, same plan: {same}")
+        rows.append(
+            Row(
+                item=f"4. plan(), sorted ranges only (no bitmaps): {label}",
+                backchain=seconds(elapsed),
+                comparison="same plan as with bitmaps" if same else "**plans differ**",
             )
         )
     return rows
