@@ -94,7 +94,7 @@ class BitmapAlgebra:
         found = self._alignment(layer)
         if found < self.shift:
             raise Misaligned(found)
-        return Bitmap.from_extents(extents, self.shift, self.units, aligned=True)
+        return extents.as_bitmap(self.shift, self.units)
 
     def union(self, items: Iterable[Bitmap]) -> Bitmap:
         """Word-wise OR, one item at a time (so a generator never holds them all)."""

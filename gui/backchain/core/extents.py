@@ -54,9 +54,12 @@ class ExtentSet:
     are sweeps over already sorted boundaries rather than fresh sorts of arbitrary ranges.
     """
 
-    __slots__ = ("_ends", "_starts")
+    __slots__ = ("_bitmaps", "_ends", "_shift", "_starts")
 
     def __init__(self, starts: Offsets, ends: Offsets, *, normalised: bool = False) -> None:
+        # Derived forms are cached: the window re-plans the same graph on every click.
+        self._bitmaps: dict[tuple[int, int], Bitmap] = {}
+        self._shift: int | None = None
         if not normalised:
             starts, ends = _normalise(
                 np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
@@ -191,12 +194,27 @@ class ExtentSet:
     @property
     def alignment_shift(self) -> int:
         """The largest ``s`` such that every boundary is a multiple of ``2**s`` (capped)."""
+        if self._shift is None:
+            self._shift = self._compute_alignment_shift()
+        return self._shift
+
+    def _compute_alignment_shift(self) -> int:
         if len(self) == 0:
             return _NO_ALIGNMENT
         bits = int(np.bitwise_or.reduce(self._starts) | np.bitwise_or.reduce(self._ends))
         if bits == 0:
             return _NO_ALIGNMENT
         return min((bits & -bits).bit_length() - 1, _NO_ALIGNMENT)
+
+    def as_bitmap(self, shift: int, units: int) -> Bitmap:
+        """This set as a read-only Bitmap of ``2**shift``-byte units (computed once)."""
+        key = (shift, units)
+        cached = self._bitmaps.get(key)
+        if cached is None:
+            cached = Bitmap.from_extents(self, shift, units)
+            cached.words.setflags(write=False)
+            self._bitmaps[key] = cached
+        return cached
 
 
 def union_all(sets: Iterable[ExtentSet]) -> ExtentSet:
