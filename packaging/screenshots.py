@@ -12,13 +12,12 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QTimer
-from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import QTimer
 
 from backchain.engines.demo import make_demo
 from backchain.ui.app import make_app
 from backchain.ui.main_window import MainWindow
+from backchain.ui.roles import dark_palette
 
 OUT = Path(__file__).resolve().parent.parent / "resources" / "screenshots"
 
@@ -54,45 +53,18 @@ def _states(window: MainWindow, names: dict[str, str]) -> list[tuple[str, Callab
     ]
 
 
-def _apply_dark_palette(app: QApplication) -> None:
-    """A dark system palette, as a desktop in dark mode would hand to Qt."""
-    palette = QPalette()
-    roles = {
-        QPalette.ColorRole.Window: "#2b2b2b",
-        QPalette.ColorRole.WindowText: "#e6e6e6",
-        QPalette.ColorRole.Base: "#1e1e1e",
-        QPalette.ColorRole.AlternateBase: "#333333",
-        QPalette.ColorRole.Text: "#e6e6e6",
-        QPalette.ColorRole.Button: "#3a3a3a",
-        QPalette.ColorRole.ButtonText: "#e6e6e6",
-        QPalette.ColorRole.Highlight: "#3d8fd6",
-        QPalette.ColorRole.HighlightedText: "#ffffff",
-        QPalette.ColorRole.Mid: "#5a5a5a",
-        QPalette.ColorRole.PlaceholderText: "#9a9a9a",
-        QPalette.ColorRole.ToolTipBase: "#333333",
-        QPalette.ColorRole.ToolTipText: "#e6e6e6",
-    }
-    for role, colour in roles.items():
-        palette.setColor(role, QColor(colour))
-    for role in (
-        QPalette.ColorRole.ButtonText,
-        QPalette.ColorRole.WindowText,
-        QPalette.ColorRole.Text,
-    ):
-        palette.setColor(QPalette.ColorGroup.Disabled, role, QColor("#777777"))
-    app.setPalette(palette)
-
-
 def main() -> int:
     """Build the demo, show each state, save window grabs; exit 0 when all are written."""
-    os.environ.setdefault("XDG_CONFIG_HOME", tempfile.mkdtemp(prefix="backchain-shots-cfg-"))
+    # Never the user's settings (recent files, geometry) nor their state directory.
+    scratch = tempfile.mkdtemp(prefix="backchain-shots-")
+    os.environ.setdefault("BACKCHAIN_SETTINGS", os.path.join(scratch, "settings.ini"))
+    os.environ.setdefault("BACKCHAIN_STATE_DIR", os.path.join(scratch, "state"))
     app = make_app()
     dark = "--dark" in sys.argv
     if dark:
-        _apply_dark_palette(app)
-    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+        app.setPalette(dark_palette())
     window = MainWindow()
-    window.resize(1400, 880)
+    window.resize(1400, 900)
     window.show()
     OUT.mkdir(parents=True, exist_ok=True)
     directory = tempfile.mkdtemp(prefix="backchain-demo-")

@@ -61,7 +61,7 @@ def test_a_200_layer_chain_lays_out_and_draws_without_recursion_limits(qtbot: Qt
 def test_an_uncaught_exception_writes_a_crash_log_under_the_state_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.setenv("BACKCHAIN_STATE_DIR", str(tmp_path))
     try:
         raise ValueError("boom in a slot")
     except ValueError as error:

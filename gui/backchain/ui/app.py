@@ -74,6 +74,7 @@ def _self_test(window: MainWindow, app: QApplication) -> None:
             app.exit(1)
         elif stage == "extents" and window.plan is not None:
             plan = window.plan
+            print(f"self-test: opened {window.image} as {window.windowTitle()!r}")
             print(
                 f"self-test: ok: {len(window.graph or [])} images, plan commits "
                 f"{os.path.basename(plan.top)} into {os.path.basename(plan.base)}, "
@@ -84,6 +85,13 @@ def _self_test(window: MainWindow, app: QApplication) -> None:
     window.graph_shown.connect(on_shown)
     QTimer.singleShot(SELF_TEST_TIMEOUT_MS, lambda: app.exit(1))
     window.open_demo()
+
+
+def _quit(window: MainWindow) -> None:
+    """--quit-after: say what the window showed (scripts and tests read it), then close."""
+    shown = window.stage or ("error: " + window.banner.text() if window.banner.text() else "none")
+    print(f"quit-after: showing {window.image} as {window.windowTitle()!r} ({shown})", flush=True)
+    window.close()
 
 
 def run_gui(
@@ -104,7 +112,7 @@ def run_gui(
     elif image:
         window.open_image(image)
     if quit_after is not None:
-        QTimer.singleShot(int(quit_after * 1000), window.close)
+        QTimer.singleShot(int(quit_after * 1000), lambda: _quit(window))
     if not self_test:
         QTimer.singleShot(0, lambda: _warn_missing_tools(window))
     return int(app.exec())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QPoint, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import (
     QAction,
     QBrush,
@@ -147,6 +147,13 @@ class ChainView(QGraphicsView):
         item = self.nodes[path]
         self.ensureVisible(item)
         return self.mapFromScene(item.sceneBoundingRect().center())
+
+    def changeEvent(self, event: QEvent) -> None:
+        """A new palette (light/dark switch): repaint, since the cards read it while painting."""
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange:
+            self.scene().update()
+            self.viewport().update()
 
     # -- zoom and pan ----------------------------------------------------------------------------
 

@@ -10,16 +10,19 @@ import threading
 import traceback
 from types import TracebackType
 
-import platformdirs
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 import backchain
+from backchain.engines.journal import state_dir
 
 
 def crash_dir() -> str:
-    """Where crash logs go (``~/.local/state/backchain/crashes`` on Linux)."""
-    return os.path.join(platformdirs.user_state_dir("backchain"), "crashes")
+    """Where crash logs go: ``crashes`` in the state directory the journals use.
+
+    That is $BACKCHAIN_STATE_DIR when set (tests, scripts), else ``~/.local/state/backchain``.
+    """
+    return os.path.join(state_dir(), "crashes")
 
 
 def write_crash_log(error: BaseException) -> str:
@@ -49,6 +52,8 @@ class _Reporter(QObject):
 
 
 _reporter: _Reporter | None = None
+last_dialog: QMessageBox | None = None
+"""The crash dialog on screen, if any (tests close it)."""
 
 
 def show_crash_dialog(log_path: str, text: str) -> None:
@@ -60,7 +65,11 @@ def show_crash_dialog(log_path: str, text: str) -> None:
     box.setInformativeText(f"A crash log was written to:\n{log_path}")
     box.setDetailedText(text)
     box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-    box.exec()
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    global last_dialog
+    last_dialog = box
+    # open(), not exec(): a nested event loop inside whatever slot just failed could re-enter it.
+    box.open()
 
 
 def _handle(error: BaseException) -> None:

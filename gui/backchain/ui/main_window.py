@@ -14,7 +14,6 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMenu,
     QMessageBox,
-    QScrollArea,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -32,6 +31,7 @@ from backchain.ui.loader import ChainLoader
 from backchain.ui.plan_panel import PlanPanel
 from backchain.ui.preview_panel import Legend, PreviewPanel
 from backchain.ui.progress_panel import ProgressPanel
+from backchain.ui.settings import open_settings
 
 MAX_RECENT = 10
 
@@ -46,7 +46,7 @@ class MainWindow(QMainWindow):
 
     def __init__(self, settings: QSettings | None = None) -> None:
         super().__init__()
-        self.settings = settings or QSettings("backchain", "backchain")
+        self.settings = settings if settings is not None else open_settings()
         self.graph: ImageGraph | None = None
         self.image: str | None = None
         self.plan: CommitPlan | None = None
@@ -87,19 +87,19 @@ class MainWindow(QMainWindow):
         self.plan_panel.changed.connect(self.replan)
         self.plan_panel.commit_clicked.connect(self.commit)
         self.preview = PreviewPanel()
-        right = QWidget()
-        right_layout = QVBoxLayout(right)
-        right_layout.setContentsMargins(4, 4, 4, 4)
-        right_layout.addWidget(self.plan_panel)
-        right_layout.addWidget(self.preview, 1)
-        scroll = QScrollArea()
-        scroll.setWidget(right)
-        scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(420)
-
+        # A splitter, not a scroll area: word-wrapped labels make a scroll area size its widget
+        # to the preferred height, which pushed the Commands box below the fold.
+        right = QSplitter(Qt.Orientation.Vertical)
+        right.setObjectName("rightSplitter")
+        right.setChildrenCollapsible(False)
+        right.addWidget(self.plan_panel)
+        right.addWidget(self.preview)
+        right.setStretchFactor(0, 0)
+        right.setStretchFactor(1, 1)
+        right.setMinimumWidth(420)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(left)
-        self.splitter.addWidget(scroll)
+        self.splitter.addWidget(right)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 2)
         self.setCentralWidget(self.splitter)
@@ -110,7 +110,10 @@ class MainWindow(QMainWindow):
         self.job_dock.setObjectName("jobDock")
         self.job_dock.setWidget(self.progress)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.job_dock)
-        self.resizeDocks([self.job_dock], [170], Qt.Orientation.Vertical)
+        # Only as tall as the bar, the status and a few log lines: the preview needs the height.
+        self.resizeDocks(
+            [self.job_dock], [self.progress.sizeHint().height()], Qt.Orientation.Vertical
+        )
 
         self.loader = ChainLoader(self)
         self.loader.stage_loaded.connect(self._on_loader_stage_loaded)
@@ -243,7 +246,8 @@ class MainWindow(QMainWindow):
         # A bound method of a GUI-thread object, so Qt queues the call onto the GUI thread.
         worker.ready_reached.connect(self._on_worker_ready_reached)
         self.progress.job_started(
-            f"Committing {os.path.basename(plan.top)} into {os.path.basename(plan.base)}"
+            f"Committing {os.path.basename(plan.top)} into {os.path.basename(plan.base)}",
+            plan.bytes_to_copy,
         )
         self.job_dock.show()
         self.plan_panel.show_verdict(None, busy=True)
@@ -339,6 +343,8 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         else:
             self.resize(1360, 860)
+        # The preview's sentences wrap less in a wider column; the graph keeps the rest.
+        self.splitter.setSizes([880, 480])
         state = self.settings.value("state")
         if isinstance(state, QByteArray):
             self.restoreState(state)
@@ -369,8 +375,12 @@ class MainWindow(QMainWindow):
 
     # -- actions used by menus.py ----------------------------------------------------------------
 
+    open_action: QAction
     commit_action: QAction
     cancel_action: QAction
+    zoom_in_action: QAction
+    zoom_out_action: QAction
+    fit_action: QAction
     recent_menu: QMenu
     connect_menu: QMenu
 

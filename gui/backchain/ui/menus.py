@@ -28,6 +28,7 @@ def build_menus(window: MainWindow) -> None:
     file_menu = bar.addMenu("&File")
     open_action = _action(window, "&Open…", QKeySequence.StandardKey.Open, "Open a disk image")
     open_action.triggered.connect(window.open_dialog)
+    window.open_action = open_action
     demo = _action(window, "Open &demo", None, "Build a sample chain with qemu-img and open it")
     demo.triggered.connect(window.open_demo)
     reload_action = _action(
@@ -58,6 +59,7 @@ def build_menus(window: MainWindow) -> None:
     fit = _action(window, "&Fit to window", "Ctrl+0", "Show the whole graph (Ctrl+0)")
     fit.triggered.connect(window.view.fit)
     view_menu.addActions([zoom_in, zoom_out, fit])
+    window.zoom_in_action, window.zoom_out_action, window.fit_action = zoom_in, zoom_out, fit
     view_menu.addSeparator()
     view_menu.addAction(window.job_dock.toggleViewAction())
 

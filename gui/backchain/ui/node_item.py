@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
 from backchain.core.graph import Layer
 from backchain.core.model import Role
-from backchain.ui.roles import STYLES, border_colour, fill_colour
+from backchain.ui.roles import STYLES, border_colour, fill_colour, text_on
 from backchain.ui.text import human_bytes, percent
 
 NODE_WIDTH = 260.0
@@ -97,7 +97,7 @@ class NodeItem(QGraphicsItem):
         if self.role is not Role.UNTOUCHED:
             # A solid stripe on the left keeps the role visible even when the tint is faint.
             painter.setPen(Qt.PenStyle.NoPen)
-            painter.setBrush(QColor(STYLES[self.role].colour))
+            painter.setBrush(border_colour(self.role, palette))
             painter.drawRoundedRect(QRectF(0, 0, 7, NODE_HEIGHT), 3, 3)
 
         detail = option.levelOfDetailFromTransform(painter.worldTransform())
@@ -194,6 +194,6 @@ class NodeItem(QGraphicsItem):
         painter.setBrush(QColor(colour))
         painter.drawRoundedRect(rect, rect.height() / 2, rect.height() / 2)
         painter.setFont(small)
-        painter.setPen(QColor("white"))
+        painter.setPen(text_on(QColor(colour)))
         painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, label)
         return rect.width()

@@ -96,13 +96,14 @@ class PlanPanel(QGroupBox):
         form.addRow("Bandwidth:", self.rate)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        for box in (self.shallow, self.delete, self.keep_relative):
+        for box in (self.shallow, self.delete):
             layout.addWidget(box)
-        layout.addWidget(self.message)
         row = QHBoxLayout()
+        row.addWidget(self.keep_relative)
         row.addStretch(1)
         row.addWidget(self.commit_button)
         layout.addLayout(row)
+        layout.addWidget(self.message)
 
     # -- graph and selection ----------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os.path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QColor, QFontDatabase, QGuiApplication, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QGridLayout,
@@ -55,6 +55,24 @@ def consequences(plan: CommitPlan) -> list[tuple[Role, str]]:
     return effects(plan)
 
 
+class _CommandsView(QPlainTextEdit):
+    """The commands box: tall enough for a typical plan without a vertical scroll bar."""
+
+    MAX_LINES = 6
+    """Commit, re-points, verify and deletes: beyond this the box scrolls."""
+
+    def sizeHint(self) -> QSize:
+        """One line per command (2 to MAX_LINES), the frame and the horizontal scroll bar."""
+        count = min(self.MAX_LINES, max(2, self.document().blockCount()))
+        scroll = self.horizontalScrollBar().sizeHint().height()
+        height = self.fontMetrics().lineSpacing() * count + 2 * self.frameWidth() + 10
+        return QSize(300, height + scroll)
+
+    def minimumSizeHint(self) -> QSize:
+        """Two lines, when the user drags the splitter."""
+        return QSize(120, self.fontMetrics().lineSpacing() * 2 + 24)
+
+
 class Legend(QWidget):
     """A swatch and a label for every role the preview can show."""
 
@@ -98,13 +116,12 @@ class PreviewPanel(QGroupBox):
         self.advice.setWordWrap(True)
         self.advice.setAccessibleName("Pull or commit advice")
         self.advice.setTextFormat(Qt.TextFormat.RichText)
-        self.commands = QPlainTextEdit()
+        self.commands = _CommandsView()
         self.commands.setReadOnly(True)
         self.commands.setAccessibleName("Commands")
         self.commands.setToolTip("The exact commands the commit runs, in order.")
         self.commands.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
         self.commands.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-        self.commands.setMaximumHeight(110)
         self.copy_commands = QPushButton("Copy commands")
         self.copy_commands.setAccessibleName("Copy commands")
         self.copy_commands.clicked.connect(self._on_copy_commands_clicked)
@@ -113,12 +130,16 @@ class PreviewPanel(QGroupBox):
         self.copy_script.setToolTip("A POSIX sh script with set -e that runs the same steps.")
         self.copy_script.clicked.connect(self._on_copy_script_clicked)
 
+        lines = self.commands.fontMetrics().lineSpacing()
+        self.list.setMinimumHeight(lines * 4)
+        # The list takes every spare pixel; advice and commands keep their natural height, so
+        # a typical plan's commands show without a vertical scroll bar.
         layout = QVBoxLayout(self)
         layout.addWidget(self.summary)
-        layout.addWidget(self.list, 2)
+        layout.addWidget(self.list, 1)
         layout.addWidget(self.advice)
         layout.addWidget(QLabel("<b>Commands</b>"))
-        layout.addWidget(self.commands, 1)
+        layout.addWidget(self.commands)
         row = QHBoxLayout()
         row.addStretch(1)
         row.addWidget(self.copy_commands)
@@ -154,6 +175,7 @@ class PreviewPanel(QGroupBox):
             self.list.addItem(QListWidgetItem(f"Note: {note}"))
         self.advice.setText(self._advice_html(plan))
         self.commands.setPlainText("\n".join(step.as_shell() for step in plan.steps))
+        self.commands.updateGeometry()  # its height follows the number of commands
 
     @staticmethod
     def _advice_html(plan: CommitPlan) -> str:

@@ -50,7 +50,15 @@ def border_colour(role: Role, palette: QPalette) -> QColor:
     """The node outline for ``role``; untouched nodes use the palette's own mid tone."""
     if role is Role.UNTOUCHED:
         return palette.color(QPalette.ColorRole.Mid)
-    return QColor(STYLES[role].colour)
+    colour = QColor(STYLES[role].colour)
+    base = palette.color(QPalette.ColorRole.Base)
+    # Outlines must stand out from the card's surroundings (WCAG's 3:1 for graphics): amber on
+    # white is too faint, so it is darkened on light palettes and lightened on dark ones.
+    for _ in range(12):
+        if contrast(colour, base) >= 3.0:
+            break
+        colour = colour.lighter(110) if is_dark(palette) else colour.darker(110)
+    return colour
 
 
 def fill_colour(role: Role, palette: QPalette) -> QColor:
@@ -65,3 +73,63 @@ def fill_colour(role: Role, palette: QPalette) -> QColor:
         round(base.green() + (strong.green() - base.green()) * share),
         round(base.blue() + (strong.blue() - base.blue()) * share),
     )
+
+
+def _luminance(colour: QColor) -> float:
+    """WCAG relative luminance."""
+
+    def channel(value: float) -> float:
+        return value / 12.92 if value <= 0.03928 else ((value + 0.055) / 1.055) ** 2.4
+
+    return (
+        0.2126 * channel(colour.redF())
+        + 0.7152 * channel(colour.greenF())
+        + 0.0722 * channel(colour.blueF())
+    )
+
+
+def contrast(a: QColor, b: QColor) -> float:
+    """WCAG contrast ratio between two colours, 1 to 21."""
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def text_on(colour: QColor) -> QColor:
+    """Black or white, whichever reads better on ``colour`` (badge and tag labels)."""
+    black, white = QColor("black"), QColor("white")
+    return black if contrast(black, colour) >= contrast(white, colour) else white
+
+
+def dark_palette() -> QPalette:
+    """A dark palette as a desktop in dark mode hands it to Qt (screenshots and tests)."""
+    palette = QPalette()
+    roles = {
+        QPalette.ColorRole.Window: "#2b2b2b",
+        QPalette.ColorRole.WindowText: "#e6e6e6",
+        QPalette.ColorRole.Base: "#1e1e1e",
+        QPalette.ColorRole.AlternateBase: "#333333",
+        QPalette.ColorRole.Text: "#e6e6e6",
+        QPalette.ColorRole.Button: "#3a3a3a",
+        QPalette.ColorRole.ButtonText: "#e6e6e6",
+        QPalette.ColorRole.Highlight: "#3d8fd6",
+        QPalette.ColorRole.HighlightedText: "#ffffff",
+        QPalette.ColorRole.Mid: "#5a5a5a",
+        QPalette.ColorRole.PlaceholderText: "#9a9a9a",
+        QPalette.ColorRole.ToolTipBase: "#333333",
+        QPalette.ColorRole.ToolTipText: "#e6e6e6",
+        QPalette.ColorRole.Light: "#505050",
+        QPalette.ColorRole.Midlight: "#444444",
+        QPalette.ColorRole.Dark: "#1a1a1a",
+        QPalette.ColorRole.Shadow: "#000000",
+        QPalette.ColorRole.BrightText: "#ffffff",
+        QPalette.ColorRole.Link: "#6cb4ff",
+    }
+    for role, colour in roles.items():
+        palette.setColor(role, QColor(colour))
+    for role in (
+        QPalette.ColorRole.ButtonText,
+        QPalette.ColorRole.WindowText,
+        QPalette.ColorRole.Text,
+    ):
+        palette.setColor(QPalette.ColorGroup.Disabled, role, QColor("#777777"))
+    return palette
