@@ -138,6 +138,7 @@ class CollapseDialog(QDialog):
         )
         self.intro.setWordWrap(True)
         self.grid = QGridLayout()
+        self.grid.setColumnStretch(1, 1)
         self.result = QPlainTextEdit()
         self.result.setReadOnly(True)
         self.result.setAccessibleName("Collapse summary")
@@ -158,7 +159,7 @@ class CollapseDialog(QDialog):
         layout.addLayout(self.grid)
         layout.addWidget(self.result)
         layout.addWidget(self.buttons)
-        self.resize(640, 260)
+        self.setMinimumWidth(640)
         self.replan()
 
     def replan(self) -> None:
@@ -184,10 +185,11 @@ class CollapseDialog(QDialog):
         for line, (disk, plan) in enumerate(plans):
             row = DiskRow(disk, plan)
             self.rows[disk] = row
-            self.grid.addWidget(row.name, line * 2, 0)
-            self.grid.addWidget(row.what, line * 2, 1)
-            self.grid.addWidget(row.bar, line * 2 + 1, 1)
-            self.grid.addWidget(row.status, line * 2 + 1, 2)
+            # One block per disk: what will happen, its bar, then where it stands.
+            self.grid.addWidget(row.name, line * 3, 0)
+            self.grid.addWidget(row.what, line * 3, 1)
+            self.grid.addWidget(row.bar, line * 3 + 1, 1)
+            self.grid.addWidget(row.status, line * 3 + 2, 1)
         self.plans = plans
         runnable = sum(1 for _disk, plan in plans if isinstance(plan, CommitPlan))
         self.intro.setText(
@@ -195,6 +197,7 @@ class CollapseDialog(QDialog):
             f"another: {runnable} of {len(plans)} disks can be committed."
         )
         self.start_button.setEnabled(runnable > 0)
+        self.adjustSize()
         self.planned.emit()
 
     def start(self) -> None:
@@ -240,6 +243,7 @@ class CollapseDialog(QDialog):
         self.result.setPlainText(self.summary)
         self.result.show()
         self.close_button.setText("Close")
+        self.adjustSize()
         self.collapsed.emit(self.summary)
 
     def _on_close_clicked(self) -> None:

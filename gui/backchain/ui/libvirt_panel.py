@@ -102,6 +102,7 @@ class LibvirtPanel(QObject):
         self.dock = QDockWidget("libvirt", window)
         self.dock.setObjectName("libvirtDock")
         self.dock.setWidget(self.tree)
+        self.tree.setMinimumWidth(300)
         window.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.dock)
         self.dock.hide()
         self.action = QAction("Connect to &libvirt…", window)
@@ -158,6 +159,7 @@ class LibvirtPanel(QObject):
                 disk_item.setData(0, _ROLE, ("disk", uri, dom.name, disk.target))
                 disk_item.setToolTip(1, "\n".join(layer.path for layer in disk.chain))
         host.setExpanded(True)
+        self.tree.resizeColumnToContents(0)
         self.dock.show()
         if not quiet:
             self.window.status_label.setText(f"{uri}: {len(domains)} domains")
