@@ -1,0 +1,95 @@
+"""The safety features themselves: the exclusive lock, the journal's life cycle and message,
+dismissing, verify-before-delete, and what --no-verify says in the plan."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.faults.helpers import Scene, qemu_io, record, wait_for
+from tests.images import MiB, checksums, tree_checksums
+
+COMMIT = ("commit", "--yes", "--top", "snap2.qcow2", "--delete", "active.qcow2")
+
+
+def test_second_backchain_on_the_same_base_is_refused_naming_the_first(tmp_path: Path) -> None:
+    """While one Backchain holds base, another is refused with the first one's pid and command."""
+    scene = Scene.build(tmp_path)
+    marker = tmp_path / "paused"
+    first = scene.start(*COMMIT, BACKCHAIN_FAULT_PAUSE="before:commit",
+                        BACKCHAIN_FAULT_PAUSE_FILE=str(marker))  # fmt: skip
+    wait_for(marker.exists, what="the first commit to hold its locks")
+    before = tree_checksums(scene.dir)
+    second = scene.backchain(*COMMIT)
+    assert second.returncode == 2, second.stderr
+    assert f"Backchain process {first.pid}" in second.stderr, second.stderr
+    assert "base.qcow2" in second.stderr and "commit" in second.stderr
+    assert tree_checksums(scene.dir) == before
+    # A job that is running is not reported as unfinished.
+    assert "interrupted" not in scene.backchain("chain", "active.qcow2").stderr
+    marker.unlink()
+    _out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert scene.jobs() == []
+    assert scene.committed_correctly()
+    record("lock: second Backchain on one base", True, scene.active_lost())
+
+
+def test_journal_message_dismiss_and_json(tmp_path: Path) -> None:
+    """An interrupted job is listed with a message naming files; --dismiss forgets it only."""
+    scene = Scene.build(tmp_path)
+    marker = tmp_path / "paused"
+    proc = scene.start(*COMMIT, BACKCHAIN_FAULT_PAUSE="after:commit",
+                       BACKCHAIN_FAULT_PAUSE_FILE=str(marker))  # fmt: skip
+    wait_for(marker.exists, what="the pause after the commit")
+    proc.kill()
+    proc.wait()
+    listing = scene.backchain("resume")
+    job_id = str(scene.jobs()[0]["id"])
+    assert job_id in listing.stdout
+    assert "A commit of snap2.qcow2 into base.qcow2 was interrupted after 1 of 5 steps, " \
+           "before re-pointing active.qcow2" in listing.stdout  # fmt: skip
+    assert "active.qcow2 still reads correctly; snap1.qcow2, other.qcow2 may read changed data" \
+        in listing.stdout  # fmt: skip
+    as_json = json.loads(scene.backchain("chain", "--json", "active.qcow2").stdout)
+    assert [job["id"] for job in as_json["unfinished_jobs"]] == [job_id]
+    unrelated = scene.backchain("chain", str(scene.p("unrelated.qcow2")))
+    assert "interrupted" not in unrelated.stderr
+    before = tree_checksums(scene.dir)
+    dismissed = scene.backchain("resume", "--dismiss", job_id[:12])
+    assert dismissed.returncode == 0, dismissed.stderr
+    assert scene.jobs() == [] and tree_checksums(scene.dir) == before
+    assert scene.active_lost() == 0
+
+
+def test_verify_failure_keeps_every_file(tmp_path: Path) -> None:
+    """Base is changed behind our back after the commit: compare fails, nothing is deleted, and
+    the message says so."""
+    scene = Scene.build(tmp_path)
+    marker = tmp_path / "paused"
+    proc = scene.start(*COMMIT, BACKCHAIN_FAULT_PAUSE="after:rebase",
+                       BACKCHAIN_FAULT_PAUSE_FILE=str(marker))  # fmt: skip
+    wait_for(marker.exists, what="the pause after the rebase")
+    qemu_io(scene.base, [f"write -P 0x99 {MiB // 2} 4096"])  # snap2's data lives there
+    sums = checksums([scene.p("snap1.qcow2"), scene.p("snap2.qcow2")])
+    marker.unlink()
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert "snap2.qcow2 and base.qcow2 differ after the commit, so nothing was deleted" in err
+    assert checksums([scene.p("snap1.qcow2"), scene.p("snap2.qcow2")]) == sums
+    assert scene.unchanged_outside_plan()
+    record("verify before delete (base changed)", True)
+
+
+def test_no_verify_is_stated_in_the_plan(tmp_path: Path) -> None:
+    """--no-verify: the plan JSON has no verify step, says verify is off, and gives a note."""
+    scene = Scene.build(tmp_path)
+    plain = json.loads(scene.backchain("plan", "--json", *COMMIT[2:]).stdout)
+    assert plain["verify"] is True
+    assert any(step[:2] == ["qemu-img", "compare"] for step in plain["steps"])
+    skipped = json.loads(scene.backchain("plan", "--json", "--no-verify", *COMMIT[2:]).stdout)
+    assert skipped["verify"] is False
+    assert not any(step[:2] == ["qemu-img", "compare"] for step in skipped["steps"])
+    assert any("--no-verify" in note for note in skipped["notes"])
+    words = scene.backchain("plan", "--no-verify", *COMMIT[2:]).stdout
+    assert "--no-verify" in words or "without comparing" in words
