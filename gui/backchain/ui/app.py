@@ -65,33 +65,55 @@ def _warn_missing_tools(window: MainWindow) -> None:
         show_missing_tools_dialog(window, missing)
 
 
-def _self_test(window: MainWindow, app: QApplication) -> None:
-    """Open the demo, wait for a valid plan with allocation, then exit 0 (1 on timeout/error)."""
+def _self_test(window: MainWindow, app: QApplication, image: str | None = None) -> None:
+    """Open ``image`` (default: the demo), wait for allocation, then exit 0 (1 on timeout/error).
+
+    It prints what it opened and the window title, so scripts and tests can check both.
+    """
 
     def on_shown(stage: str) -> None:
         if stage == "error":
             print(f"self-test: failed: {window.banner.text()}", file=sys.stderr)
             app.exit(1)
-        elif stage == "extents" and window.plan is not None:
-            plan = window.plan
+        elif stage == "extents" and (window.plan is not None or image is not None):
             print(f"self-test: opened {window.image} as {window.windowTitle()!r}")
-            print(
-                f"self-test: ok: {len(window.graph or [])} images, plan commits "
-                f"{os.path.basename(plan.top)} into {os.path.basename(plan.base)}, "
-                f"{plan.bytes_to_copy} bytes, {len(plan.steps)} steps"
-            )
+            plan = window.plan
+            if plan is None:
+                print(f"self-test: ok: {len(window.graph or [])} images, {window.plan_error}")
+            else:
+                print(
+                    f"self-test: ok: {len(window.graph or [])} images, plan commits "
+                    f"{os.path.basename(plan.top)} into {os.path.basename(plan.base)}, "
+                    f"{plan.bytes_to_copy} bytes, {len(plan.steps)} steps"
+                )
             app.exit(0)
 
     window.graph_shown.connect(on_shown)
     QTimer.singleShot(SELF_TEST_TIMEOUT_MS, lambda: app.exit(1))
-    window.open_demo()
+    if image is not None:
+        window.open_image(image)
+    else:
+        window.open_demo()
 
 
-def _quit(window: MainWindow) -> None:
-    """--quit-after: say what the window showed (scripts and tests read it), then close."""
-    shown = window.stage or ("error: " + window.banner.text() if window.banner.text() else "none")
-    print(f"quit-after: showing {window.image} as {window.windowTitle()!r} ({shown})", flush=True)
-    window.close()
+def _quit_after(window: MainWindow, seconds: float, opening: bool) -> None:
+    """--quit-after: close after ``seconds``, but never while the asked-for graph is still read.
+
+    On closing it prints what the window showed (scripts and tests read it).
+    """
+    shown: list[str] = []
+    window.graph_shown.connect(shown.append)
+
+    def close() -> None:
+        if opening and not {"extents", "error"} & set(shown):
+            QTimer.singleShot(100, close)
+            return
+        what = window.stage if "error" not in shown else "error: " + window.banner.text()
+        title = window.windowTitle()
+        print(f"quit-after: showing {window.image} as {title!r} ({what or 'nothing'})", flush=True)
+        window.close()
+
+    QTimer.singleShot(int(seconds * 1000), close)
 
 
 def run_gui(
@@ -106,13 +128,13 @@ def run_gui(
     window = MainWindow()
     window.show()
     if self_test:
-        _self_test(window, app)
+        _self_test(window, app, image)
     elif demo:
         window.open_demo()
     elif image:
         window.open_image(image)
     if quit_after is not None:
-        QTimer.singleShot(int(quit_after * 1000), lambda: _quit(window))
+        _quit_after(window, quit_after, opening=bool(image or demo) and not self_test)
     if not self_test:
         QTimer.singleShot(0, lambda: _warn_missing_tools(window))
     return int(app.exec())
