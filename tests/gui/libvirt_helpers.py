@@ -78,6 +78,16 @@ def click_in_box(qtbot: QtBot, title: str, button_text: str) -> str:
     return text
 
 
+def settle(qtbot: QtBot) -> None:
+    """Wait until the window's background reads (re-listing, re-reading a disk) have returned.
+
+    A job's end starts them; left running, they would land in the next test's event loop.
+    """
+    from backchain.ui import background
+
+    qtbot.waitUntil(lambda: not background._alive, timeout=60_000)
+
+
 def source_of(name: str, disk: str = "vda", inactive: bool = False) -> str:
     """The disk's source file in ``virsh dumpxml`` (``--inactive``: the persistent definition)."""
     argv = ["virsh", "-c", URI, "dumpxml", name] + (["--inactive"] if inactive else [])

@@ -13,7 +13,7 @@ from pytestqt.qtbot import QtBot
 from backchain.engines.libvirt_read import INSTALL_HINT, REMOTE_NOTE
 from backchain.ui.libvirt_collapse import CollapseDialog
 from backchain.ui.main_window import MainWindow
-from tests.gui.libvirt_helpers import URI, connect, open_disk, panel_of, source_of
+from tests.gui.libvirt_helpers import URI, connect, open_disk, panel_of, settle, source_of
 from tests.images import ChainBuilder, MiB, reads
 from tests.libvirt_daemon import Domains, domains, libvirtd, ssh_uri  # noqa: F401
 
@@ -47,6 +47,7 @@ def test_collapse_from_the_domains_context_menu_commits_both_disks(
     with qtbot.waitSignal(dialog.collapsed, timeout=180_000) as done:
         dialog.start_button.click()
     summary = done.args[0]
+    settle(qtbot)
     assert "ok  vda" in summary and "ok  vdb" in summary
     assert summary.splitlines()[-1] == f"{name}: 2 of 2 disks collapsed"
     assert dialog.result.toPlainText() == summary

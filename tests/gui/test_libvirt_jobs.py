@@ -10,7 +10,7 @@ from pytestqt.qtbot import QtBot
 from backchain.engines.libvirt import LibvirtTarget
 from backchain.ui.libvirt_disk import SYNC_TEXT
 from backchain.ui.main_window import MainWindow
-from tests.gui.libvirt_helpers import URI, click_in_box, open_disk, panel_of, source_of
+from tests.gui.libvirt_helpers import URI, click_in_box, open_disk, panel_of, settle, source_of
 from tests.images import ChainBuilder, MiB, reads, write
 from tests.libvirt_daemon import Domains, domains, libvirtd  # noqa: F401
 
@@ -42,6 +42,7 @@ def test_active_commit_from_the_side_tree_shows_progress_and_asks_pivot_or_keep(
         text = click_in_box(qtbot, "Commit ready", answer)
         assert "base.qcow2 has caught up" in text
     assert done.args[0] is True, done.args
+    settle(qtbot)
     assert events and events == window.progress.events[-len(events) :]
     assert any(phase in ("commit", "ready") for _d, _t, phase in events)
     # libvirt holds cur at end-1 until ready: never a commit bar at 99%.
@@ -113,6 +114,7 @@ def test_bandwidth_changed_mid_job_reaches_libvirts_job_info(
     finally:
         conn.close()
     assert done.args[0] is True, done.args
+    settle(qtbot)
     log = window.progress.log.toPlainText()
     assert "bandwidth change requested: 3 MiB/s" in log
     assert f"bandwidth: {3 * MiB} bytes/s" in log or f"bandwidth: {MiB} bytes/s" in log
@@ -142,6 +144,7 @@ def test_shut_off_domain_is_committed_and_repointed_from_the_window(
     with qtbot.waitSignal(window.job_done, timeout=120_000) as done:
         assert window.start_job(shown).plan is shown
     assert done.args[0] is True, done.args
+    settle(qtbot)
     assert source_of(name, inactive=True) == str(paths[0])
     assert chain_reads(paths[0])
     assert "now uses" in window.progress.log.toPlainText()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+import shiboken6
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QCheckBox
 
@@ -109,11 +110,17 @@ class DiskSession(QObject):
         )  # fmt: skip
         run_in_background(
             lambda _report: set_speed(target.uri, target.domain, disk, speed),  # pool thread
-            on_result=lambda _none: self.speed_changed.emit(speed),
+            on_result=lambda _none: self._on_speed_set(speed),
             on_error=self._on_speed_failed,
         )
 
+    def _on_speed_set(self, speed: int) -> None:
+        if shiboken6.isValid(self):  # the window may have closed meanwhile
+            self.speed_changed.emit(speed)
+
     def _on_speed_failed(self, error: BaseException) -> None:
+        if not shiboken6.isValid(self):
+            return
         self.window.progress.append_log(f"bandwidth change failed: {error}")
         self.speed_failed.emit(str(error))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import shiboken6
 from PySide6.QtCore import QObject, QPoint, Qt, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
@@ -113,6 +114,10 @@ class LibvirtPanel(QObject):
         self._previous_filter = getattr(panel, "request_filter", None)
         panel.request_filter = self._adjust
 
+    def alive(self) -> bool:
+        """Whether the window still exists: a listing may come back after it was closed."""
+        return shiboken6.isValid(self) and shiboken6.isValid(self.tree)
+
     # -- connecting -----------------------------------------------------------------------------
 
     def ask(self) -> None:
@@ -149,6 +154,8 @@ class LibvirtPanel(QObject):
         return item
 
     def _on_listed(self, uri: str, domains: Any, quiet: bool = False) -> None:
+        if not self.alive():
+            return
         host = self._host_item(uri)
         for dom in domains:
             state = "running" if dom.running else "shut off"
@@ -166,6 +173,8 @@ class LibvirtPanel(QObject):
         self.connected.emit(uri)
 
     def _on_failed(self, where: str, error: BaseException) -> None:
+        if not self.alive():
+            return
         summary = error.summary if isinstance(error, BackchainError) else str(error)
         details = error.details if isinstance(error, BackchainError) else ""
         self.window.show_load_error(where, summary, details)
@@ -190,6 +199,8 @@ class LibvirtPanel(QObject):
         )
 
     def _on_disk_read(self, uri: str, domain: str, disk: str, result: Any) -> None:
+        if not self.alive():
+            return
         from backchain.engines.libvirt import LibvirtTarget
         from backchain.engines.libvirt_read import is_local
 
