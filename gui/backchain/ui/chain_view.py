@@ -170,8 +170,19 @@ class ChainView(QGraphicsView):
     def zoom(self, factor: float) -> None:
         """Zoom by ``factor`` within sane limits."""
         current = self.transform().m11()
-        factor = max(MIN_SCALE / current, min(MAX_SCALE / current, factor))
-        self.scale(factor, factor)
+        # A tall graph (a 150-layer chain) fits only below MIN_SCALE: zooming out may go as far
+        # as the whole graph, and zooming in from there must never jump.
+        floor = min(MIN_SCALE, self._fit_scale(), current)
+        target = max(floor, min(max(MAX_SCALE, current), current * factor))
+        self.scale(target / current, target / current)
+
+    def _fit_scale(self) -> float:
+        """The scale at which the whole scene fits the viewport."""
+        rect = self.scene().sceneRect()
+        viewport = self.viewport().rect()
+        if rect.isEmpty() or viewport.isEmpty():
+            return MIN_SCALE
+        return min(viewport.width() / rect.width(), viewport.height() / rect.height())
 
     def zoom_in(self) -> None:
         """One step closer."""

@@ -35,7 +35,8 @@ def build_menus(window: MainWindow) -> None:
         window, "&Reload", QKeySequence.StandardKey.Refresh, "Read the graph again"
     )
     reload_action.triggered.connect(window.reload)
-    quit_action = _action(window, "&Quit", QKeySequence.StandardKey.Quit, "Close Backchain")
+    # Spelled out: without a desktop platform theme the standard Quit key has no binding.
+    quit_action = _action(window, "&Quit", "Ctrl+Q", "Close Backchain (Ctrl+Q)")
     quit_action.triggered.connect(window.close)
     file_menu.addActions([open_action, demo])
     window.recent_menu = file_menu.addMenu("Open &recent")
