@@ -93,3 +93,42 @@ def test_no_verify_is_stated_in_the_plan(tmp_path: Path) -> None:
     assert any("--no-verify" in note for note in skipped["notes"])
     words = scene.backchain("plan", "--no-verify", *COMMIT[2:]).stdout
     assert "--no-verify" in words or "without comparing" in words
+
+
+def test_cancel_leaves_a_record_that_says_cancelled_and_resumes(tmp_path: Path) -> None:
+    """Cancel in the middle of the copy (in-process, as the window does): the record says so,
+    the view is intact, and resume_job completes the commit."""
+    from backchain.core.errors import CancelledError
+    from backchain.core.model import CommitRequest
+    from backchain.core.plan import plan as make_plan
+    from backchain.engines import journal
+    from backchain.engines.progress import CancelToken, RecordingSink
+    from backchain.engines.runner import resume_job, run_plan
+    from backchain.engines.scan import open_graph
+
+    scene = Scene.build(tmp_path)
+    active = str(scene.p("active.qcow2").resolve())
+    request = CommitRequest(image=active, top=str(scene.p("snap2.qcow2").resolve()),
+                            delete=True, rate=8 * MiB)  # fmt: skip
+    token = CancelToken()
+
+    class CancellingSink(RecordingSink):
+        def advanced(self, done: int, total: int, phase: str) -> None:
+            super().advanced(done, total, phase)
+            if done > 0:
+                token.cancel()
+
+    try:
+        run_plan(make_plan(open_graph(active), request), CancellingSink(), token)
+    except CancelledError:
+        pass
+    records = journal.unfinished_jobs([active])
+    assert len(records) == 1
+    assert "A commit of snap2.qcow2 into base.qcow2 was cancelled at" in journal.describe(
+        records[0]
+    )
+    assert scene.active_lost() == 0 and scene.all_clean() == []
+    resume_job(records[0], RecordingSink(), CancelToken())
+    assert journal.unfinished_jobs([active]) == []
+    assert scene.committed_correctly() and scene.unchanged_outside_plan()
+    record("cancel, then resume", True)

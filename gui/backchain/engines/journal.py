@@ -348,7 +348,12 @@ def describe(record: JobRecord) -> str:
         where = f"after {record.done} of {len(plan.steps)} steps, before {_step_words(step)}"
     else:
         where = "after its last step"
-    stopped = f"failed {where}: {record.error}" if record.error else f"was interrupted {where}"
+    if record.error and record.error.startswith("cancelled"):
+        stopped = f"was cancelled {where}"
+    elif record.error:
+        stopped = f"failed {where}: {record.error}"
+    else:
+        stopped = f"was interrupted {where}"
     correct = [plan.image, *(r.image for r in plan.rebased)]
     correct = [p for p in dict.fromkeys(correct) if os.path.exists(p)]
     changed = [a.image for a in plan.at_risk]
