@@ -33,7 +33,7 @@ def effects(plan: CommitPlan) -> list[tuple[Role, str]]:
             (Role.INVALID, f"{name(item.image)}: invalid now; {amount} of its view changes")
         )
     for path in plan.stale:
-        if plan.engine != "qemu-img" and plan.active_commit:
+        if plan.active_commit and _runs_a_live_job(plan):
             text = f"{name(path)}: stays valid until the job pivots to {base}"
         else:
             text = f"{name(path)}: reads correctly until {base} is written again, then stale"
@@ -54,6 +54,11 @@ def effects(plan: CommitPlan) -> list[tuple[Role, str]]:
     for path in plan.deleted:
         lines.append((Role.DELETED, f"{name(path)}: deleted after the commit succeeds"))
     return lines
+
+
+def _runs_a_live_job(plan: CommitPlan) -> bool:
+    """Whether the commit runs inside a live VM (which pivots), not with qemu-img."""
+    return any(step.kind in ("block-commit", "virDomainBlockCommit") for step in plan.steps)
 
 
 def advice_lines(plan: CommitPlan) -> list[str]:
