@@ -61,12 +61,15 @@ def main() -> int:
     os.environ.setdefault("BACKCHAIN_STATE_DIR", os.path.join(scratch, "state"))
     app = make_app()
     dark = "--dark" in sys.argv
+    # --out=DIR for trial runs (QT_SCALE_FACTOR=2, other fonts) that must not replace the
+    # screenshots the repository keeps.
+    out = next((Path(a.split("=", 1)[1]) for a in sys.argv if a.startswith("--out=")), OUT)
     if dark:
         app.setPalette(dark_palette())
     window = MainWindow()
     window.resize(1400, 900)
     window.show()
-    OUT.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     directory = tempfile.mkdtemp(prefix="backchain-demo-")
     active = make_demo(directory)
     names = {name: os.path.join(directory, name) for name in os.listdir(directory)}
@@ -81,7 +84,7 @@ def main() -> int:
         window.view.fit()
 
         def grab() -> None:
-            path = OUT / (f"dark-{name}.png" if dark else f"{name}.png")
+            path = out / (f"dark-{name}.png" if dark else f"{name}.png")
             window.grab().save(str(path))
             print(path)
             shoot(index + 1)

@@ -112,6 +112,8 @@ class PreviewPanel(QGroupBox):
         self.list.setToolTip("What the commit does to each image, with the bytes affected.")
         self.list.setWordWrap(True)
         self.list.setUniformItemSizes(False)
+        # The swatch's logical size: left to the style, HiDPI scaling drew it at twice that.
+        self.list.setIconSize(QSize(14, 14))
         self.advice = QLabel()
         self.advice.setWordWrap(True)
         self.advice.setAccessibleName("Pull or commit advice")
