@@ -11,7 +11,6 @@ import pytest
 from PySide6.QtCore import QSettings, QTimer
 from pytestqt.qtbot import QtBot
 
-from backchain.ui.journal_banner import JournalBanner
 from backchain.ui.main_window import MainWindow
 from tests.faults.helpers import Scene, children_of, kill, record
 from tests.images import compare
@@ -77,15 +76,18 @@ def test_commit_failing_midway_keeps_the_window_responsive_and_rereads_the_graph
     lost = scene.active_lost()
     assert lost == 0 and scene.all_clean() == [] and scene.unchanged_outside_plan()
 
-    banner = JournalBanner()
-    qtbot.addWidget(banner)
-    banner.refresh(window.graph.paths if window.graph is not None else [])
-    assert not banner.isHidden()
+    # The window itself now reports the interrupted job above the graph, and re-runs it.
+    banner = window.journal_banner
+    qtbot.waitUntil(lambda: not banner.isHidden(), timeout=10_000)
     assert "A commit of snap2.qcow2 into base.qcow2 failed at" in banner.label.text()
+    stages.clear()
     with qtbot.waitSignal(banner.resumed, timeout=120_000) as resumed:
         banner.rerun_button.click()
     assert resumed.args is not None and resumed.args[0] is True, resumed.args
+    qtbot.waitUntil(lambda: "extents" in stages, timeout=60_000)  # re-read after the re-run
     assert banner.isHidden()
+    assert window.graph is not None
+    assert window.graph.backing_of(active) == os.path.realpath(scene.base)
     assert compare(scene.base, scene.keep / "snap2-view.qcow2")
     assert scene.active_lost() == 0 and scene.all_clean() == [] and scene.unchanged_outside_plan()
     record("8. GUI under faults", True, lost)

@@ -27,6 +27,7 @@ from backchain.ui.background import run_in_background
 from backchain.ui.chain_view import ChainView
 from backchain.ui.confirm import confirm_commit
 from backchain.ui.job_worker import JobController, JobWorker
+from backchain.ui.journal_banner import JournalBanner
 from backchain.ui.loader import ChainLoader
 from backchain.ui.plan_panel import PlanPanel
 from backchain.ui.preview_panel import Legend, PreviewPanel
@@ -80,6 +81,9 @@ class MainWindow(QMainWindow):
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(4, 4, 4, 4)
         left_layout.addWidget(self.banner)
+        self.journal_banner = JournalBanner()
+        self.journal_banner.resumed.connect(self._on_journal_banner_resumed)
+        left_layout.addWidget(self.journal_banner)
         left_layout.addWidget(self.view, 1)
         left_layout.addWidget(self.legend)
 
@@ -180,6 +184,8 @@ class MainWindow(QMainWindow):
         self.graph, self.image, self.stage = graph, focus, stage
         self.banner.hide()
         self.view.set_graph(graph, focus)
+        if stage != "extents":
+            self.journal_banner.refresh(graph.paths)
         self.plan_panel.set_graph(graph, focus)  # emits changed -> replan
         self._update_title()
         self.graph_shown.emit(stage)
@@ -295,6 +301,13 @@ class MainWindow(QMainWindow):
             self.image = survivor
         self.reload()
         self.job_done.emit(ok, summary, details)
+
+    def _on_journal_banner_resumed(self, ok: bool, summary: str, details: str) -> None:
+        if not ok:
+            self._show_failure(summary, details)
+        else:
+            self.status_label.setText(summary)
+        self.reload()
 
     def _show_failure(self, summary: str, details: str) -> None:
         box = QMessageBox(self)
