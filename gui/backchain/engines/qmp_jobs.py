@@ -137,10 +137,11 @@ class _Job:
             listener = EventListener(_JOB_EVENTS, self._ours)
             with session.client.listen(listener):
                 self.sink.step_started(self.commit)
-                await session.execute(
-                    str(self.commit.call["execute"]), self.commit.call.get("arguments")
-                )
-                self.sink.logged(f"started job {self.job_id}")
+                if not await self._adopt_leftover(session):
+                    await session.execute(
+                        str(self.commit.call["execute"]), self.commit.call.get("arguments")
+                    )
+                    self.sink.logged(f"started job {self.job_id}")
                 try:
                     await self._follow(session, listener)
                 except EngineError as exc:
@@ -150,6 +151,24 @@ class _Job:
             deletes = [step for step in self.plan.steps if step.kind == "delete"]
             if deletes and not self._kept_overlay():
                 await self._delete(session, deletes)
+
+    async def _adopt_leftover(self, session: QmpSession) -> bool:
+        """Deal with a job of ours left behind by a connection that was cut mid-job.
+
+        A job that still runs is followed to its end instead of being started twice (QEMU
+        would refuse the duplicate job id); a concluded one is dismissed so it can start anew.
+        """
+        jobs = await session.execute("query-jobs")
+        leftover = next((dict(job) for job in jobs if job.get("id") == self.job_id), None)
+        if leftover is None:
+            return False
+        status = str(leftover.get("status"))
+        if status in ("concluded", "null"):
+            await session.execute("job-dismiss", {"id": self.job_id})
+            self.sink.logged(f"dismissed the earlier, concluded job {self.job_id}")
+            return False
+        self.sink.logged(f"continuing job {self.job_id}, left {status} by an earlier connection")
+        return True
 
     def _ours(self, event: Mapping[str, Any]) -> bool:
         data = event.get("data") or {}
