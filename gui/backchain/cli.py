@@ -11,7 +11,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from backchain import __version__, cli_libvirt
+from backchain import __version__, cli_libvirt, cli_qmp
 from backchain.core.describe import consequences, human_bytes
 from backchain.core.errors import BackchainError, EngineError
 from backchain.core.graph import ImageGraph, Layer
@@ -20,7 +20,7 @@ from backchain.core.plan import plan as make_plan
 from backchain.engines.progress import CancelToken
 from backchain.engines.terminal import TerminalSink
 
-SUBCOMMANDS = ("chain", "plan", "commit", "demo", "gui")
+SUBCOMMANDS = ("chain", "plan", "commit", "demo", "gui", "resume")
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
 
 
@@ -40,6 +40,7 @@ def _add_source(parser: argparse.ArgumentParser) -> None:
                              "directories of the chain's images)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print JSON")
     cli_libvirt.add_source_options(parser)
+    cli_qmp.add_source_options(parser)
 
 
 def _add_plan_options(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +52,7 @@ def _add_plan_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-verify", action="store_true",
                         help="with --delete: skip comparing top's view with base")  # fmt: skip
     cli_libvirt.add_plan_options(parser)
+    cli_qmp.add_plan_options(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     commit.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     demo = sub.add_parser("demo", help="create the demo chain and print its active image")
     demo.add_argument("directory", nargs="?", help="where to create it (default: a temp dir)")
+    from backchain import cli_journal
+
+    cli_journal.add_parser(sub)
     return parser
 
 
@@ -96,6 +101,8 @@ def load_graph(args: argparse.Namespace) -> ImageGraph:
     """Read the graph the arguments name, with siblings, file facts and extents."""
     from backchain.engines.scan import open_graph
 
+    if getattr(args, "qmp", None):
+        return cli_qmp.load_graph(args)
     if not args.image:
         raise BackchainError("no image given (backchain chain IMAGE)")
     return open_graph(args.image, scan_dirs=args.scan)
@@ -148,8 +155,12 @@ def cmd_chain(args: argparse.Namespace) -> int:
     active = _active_of(graph, args.image)
     chain = graph.chain(active)
     others = [layer for layer in graph if layer.path not in {c.path for c in chain}]
+    from backchain.cli_journal import warn_unfinished
+
+    unfinished = warn_unfinished(graph.paths)
     if args.json:
         document = {
+            "unfinished_jobs": unfinished,
             "image": active,
             "chain": [layer_json(layer) for layer in chain],
             "others": [layer_json(layer) for layer in others],
@@ -159,6 +170,7 @@ def cmd_chain(args: argparse.Namespace) -> int:
         return EXIT_OK
     for depth, layer in enumerate(chain):
         badges = " [in use]" if layer.in_use else ""
+        badges += f" node {layer.node_name}" if layer.node_name else ""
         print(f"{'  ' * depth}{layer.path}  {layer.format} {human_bytes(layer.virtual_size)}, "
               f"own {human_bytes(layer.allocated_bytes)}{badges}")  # fmt: skip
     for layer in others:
@@ -169,7 +181,10 @@ def cmd_chain(args: argparse.Namespace) -> int:
 def compute_plan(args: argparse.Namespace) -> CommitPlan:
     """Load the graph and plan the request the options describe."""
     graph = load_graph(args)
-    return make_plan(graph, request_from(args, _active_of(graph, args.image)))
+    request = request_from(args, _active_of(graph, args.image))
+    if args.qmp:
+        request = cli_qmp.online_request(args, request)
+    return make_plan(graph, request)
 
 
 def print_plan(plan: CommitPlan, as_json: bool) -> None:
@@ -235,10 +250,12 @@ def execute(plan: CommitPlan, as_json: bool, connection: object | None = None) -
 def cmd_commit(args: argparse.Namespace) -> int:
     """``backchain commit``."""
     plan = compute_plan(args)
+    if args.qmp:
+        cli_qmp.check_runnable(plan)
     if not args.yes and not _confirm(plan):
         print("Nothing was changed.", file=sys.stderr)
         return EXIT_REFUSED
-    return execute(plan, args.json)
+    return execute(plan, args.json, args.qmp)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -261,8 +278,15 @@ def cmd_gui(args: argparse.Namespace) -> int:
     return run_gui(image, demo=args.demo, quit_after=args.quit_after, self_test=args.self_test)
 
 
+def cmd_resume(args: argparse.Namespace) -> int:
+    """``backchain resume``: see cli_journal."""
+    from backchain.cli_journal import cmd_resume as run
+
+    return run(args)
+
+
 COMMANDS = {"chain": cmd_chain, "plan": cmd_plan, "commit": cmd_commit, "demo": cmd_demo,
-            "gui": cmd_gui}  # fmt: skip
+            "gui": cmd_gui, "resume": cmd_resume}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
