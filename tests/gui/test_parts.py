@@ -83,3 +83,23 @@ def test_a_long_session_of_void_qt_calls_keeps_none_alive(qtbot: QtBot) -> None:
         view.setObjectName("chainView")
     assert abs(sys.getrefcount(None) - before) < 1_000
     assert view.objectName() == "chainView"
+
+
+def test_libvirt_indexes_stand_beside_the_file_names(qtbot: QtBot) -> None:
+    from dataclasses import replace
+
+    from backchain.ui.node_item import layer_tooltip
+    from backchain.ui.plan_panel import PlanPanel
+
+    labelled = [
+        replace(layer, extra={"label": f"vda[{index}]", "disk": "vda"})
+        for index, layer in enumerate([_layer("active", "snap"), _layer("snap", "base"),
+                                       _layer("base", None)])
+    ]  # fmt: skip
+    graph = ImageGraph(labelled)
+    panel = PlanPanel()
+    qtbot.addWidget(panel)
+    panel.set_graph(graph, labelled[0].path)
+    texts = [panel.top_combo.itemText(i) for i in range(panel.top_combo.count())]
+    assert "snap  (vda[1])" in texts, texts
+    assert "vda[2]" in layer_tooltip(labelled[2], active=False)

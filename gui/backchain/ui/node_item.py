@@ -23,6 +23,8 @@ def layer_tooltip(layer: Layer, active: bool) -> str:
     rows = [("Path", layer.path), ("Format", layer.format)]
     if layer.node_name:
         rows.append(("Live QMP node", layer.node_name))
+    if layer.extra.get("label"):
+        rows.append(("libvirt index", layer.extra["label"]))
     if layer.backing_name:
         rows += [
             ("Backing name (as written)", layer.backing_name),
@@ -168,6 +170,8 @@ class NodeItem(QGraphicsItem):
             badges.append(("active", "#56B4E9"))
         if self.layer.node_name:
             badges.append((f"live: {self.layer.node_name}", "#009E73"))
+        if self.layer.extra.get("label"):
+            badges.append((self.layer.extra["label"], "#0072B2"))
         if self.layer.in_use:
             badges.append(("in use", "#D55E00"))
         if not self.layer.writable:

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from backchain.core.graph import ImageGraph
+from backchain.core.graph import ImageGraph, Layer
 from backchain.core.model import CommitRequest
 
 MiB = 1 << 20
@@ -120,7 +120,7 @@ class PlanPanel(QGroupBox):
                 combo.clear()
                 combo.addItem(default, None)
                 for path in self._ordered_paths():
-                    combo.addItem(graph.layer(path).name if graph else path, path)
+                    combo.addItem(_combo_text(graph.layer(path)) if graph else path, path)
                     combo.setItemData(combo.count() - 1, path, Qt.ItemDataRole.ToolTipRole)
             self._select(self.top_combo, top)
             self._select(self.base_combo, base)
@@ -208,3 +208,9 @@ class PlanPanel(QGroupBox):
 
     def _on_option_changed(self, *_args: object) -> None:
         self.changed.emit()
+
+
+def _combo_text(layer: Layer) -> str:
+    """The file name, with libvirt's ``vda[N]`` index beside it when there is one."""
+    label = layer.extra.get("label")
+    return f"{layer.name}  ({label})" if label else layer.name
