@@ -355,7 +355,8 @@ class MainWindow(QMainWindow):
         if isinstance(geometry, QByteArray) and not geometry.isEmpty():
             self.restoreGeometry(geometry)
         else:
-            self.resize(1360, 860)
+            screen = self.screen().availableGeometry()
+            self.resize(min(1360, screen.width() * 9 // 10), min(860, screen.height() * 9 // 10))
         # The preview's sentences wrap less in a wider column; the graph keeps the rest.
         self.splitter.setSizes([880, 480])
         state = self.settings.value("state")
