@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from backchain import __version__, cli_libvirt, cli_qmp
@@ -213,6 +213,21 @@ def _confirm(plan: CommitPlan) -> bool:
     return answer in ("y", "yes")
 
 
+def run_cancellable(work: Callable[[], None], cancel: CancelToken, name: str) -> None:
+    """Run ``work`` in a thread; Ctrl-C and SIGTERM cancel it, and it is always waited for."""
+    worker = threading.Thread(target=work, name=name)
+    previous = signal.signal(signal.SIGTERM, lambda *_: cancel.cancel())
+    worker.start()
+    try:
+        while worker.is_alive():
+            try:
+                worker.join(0.2)
+            except KeyboardInterrupt:
+                cancel.cancel()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def execute(plan: CommitPlan, as_json: bool, connection: object | None = None) -> int:
     """Run a plan in a worker thread so that Ctrl-C cancels it cleanly."""
     from backchain.engines.runner import run_plan
@@ -227,17 +242,7 @@ def execute(plan: CommitPlan, as_json: bool, connection: object | None = None) -
         except BaseException as err:  # reported below, on the main thread
             failure.append(err)
 
-    worker = threading.Thread(target=work, name="backchain-commit")
-    previous = signal.signal(signal.SIGTERM, lambda *_: cancel.cancel())
-    worker.start()
-    try:
-        while worker.is_alive():
-            try:
-                worker.join(0.2)
-            except KeyboardInterrupt:
-                cancel.cancel()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    run_cancellable(work, cancel, "backchain-commit")
     if failure:
         raise failure[0]
     if as_json:

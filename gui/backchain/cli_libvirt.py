@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TextIO
@@ -253,18 +251,10 @@ def cmd_collapse(args: argparse.Namespace, *, run: bool) -> int:
 
 
 def _run_cancellable(work: Callable[[], None], cancel: Any) -> None:
-    """Run ``work`` in a thread; Ctrl-C and SIGTERM cancel it, and it is always waited for."""
-    worker = threading.Thread(target=work, name="backchain-collapse")
-    previous = signal.signal(signal.SIGTERM, lambda *_: cancel.cancel())
-    worker.start()
-    try:
-        while worker.is_alive():
-            try:
-                worker.join(0.2)
-            except KeyboardInterrupt:
-                cancel.cancel()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    """Run ``work`` in a thread that Ctrl-C and SIGTERM cancel (see cli.run_cancellable)."""
+    from backchain.cli import run_cancellable
+
+    run_cancellable(work, cancel, "backchain-collapse")
 
 
 def _print_collapse_plans(args: argparse.Namespace, plans: list[Any]) -> None:
