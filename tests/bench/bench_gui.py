@@ -7,6 +7,7 @@ Run: ``QT_QPA_PLATFORM=offscreen python -m tests.bench.bench_gui`` (or under
 from __future__ import annotations
 
 import os
+import random
 import statistics
 import tempfile
 import time
@@ -54,19 +55,33 @@ class _FirstPaint(QObject):
         return False
 
 
-def bench_launch_50(app: QApplication, directory: str) -> None:
-    """From creating the window to the first painted graph, and to allocation, on 50 layers."""
-    images = Path(directory) / "chain50"
+def _build_chain(images: Path, count: int, size: str, random_allocation: bool) -> Path:
+    """``count`` layers; each writes its own stretch, or (randomly) 24 scattered extents."""
     images.mkdir()
+    rng = random.Random(7)
     previous: Path | None = None
-    for index in range(50):
-        path = images / f"layer{index:02d}.qcow2"
+    for index in range(count):
+        path = images / f"layer{index:03d}.qcow2"
         if previous is None:
-            create(path, "64M")
+            create(path, size)
         else:
             create(path, backing=previous.name, cwd=images)
-        write(path, 0x10 + index, index * 256 * 1024, 256 * 1024)
+        if random_allocation:
+            commands = []
+            for _ in range(24):
+                offset = rng.randrange(0, ((1 << 30) - (1 << 20)) // (64 << 10)) * (64 << 10)
+                length = rng.choice((64, 256, 1024)) << 10
+                commands += ["-c", f"write -P {index % 250 + 1} {offset} {length}"]
+            run(["qemu-io", "-f", "qcow2", *commands, str(path)])
+        else:
+            write(path, 0x10 + index, index * 256 * 1024, 256 * 1024)
         previous = path
+    assert previous is not None
+    return previous
+
+
+def bench_launch(app: QApplication, directory: str, label: str, active: Path) -> None:
+    """From creating the window to the first painted graph, and to allocation."""
     start = time.perf_counter()
     window = _window(directory)
     painted = _FirstPaint(window)
@@ -74,13 +89,28 @@ def bench_launch_50(app: QApplication, directory: str) -> None:
     stages: dict[str, float] = {}
     window.graph_shown.connect(lambda s: stages.setdefault(s, time.perf_counter()))
     window.show()
-    window.open_image(str(previous))
+    window.open_image(str(active))
     _spin(app, lambda: painted.at is not None and "extents" in stages)
     assert painted.at is not None
-    print(f"launch -> first painted graph (50 layers): {(painted.at - start) * 1000:.0f} ms")
-    print(f"launch -> headers on screen: {(stages['headers'] - start) * 1000:.0f} ms")
-    print(f"launch -> allocation filled in: {(stages['extents'] - start) * 1000:.0f} ms")
+    print(f"launch -> first painted graph ({label}): {(painted.at - start) * 1000:.0f} ms")
+    print(f"launch -> headers on screen ({label}): {(stages['headers'] - start) * 1000:.0f} ms")
+    print(
+        f"launch -> complete graph with allocation ({label}): "
+        f"{(stages['extents'] - start) * 1000:.0f} ms"
+    )
     window.close()
+
+
+def bench_launch_50(app: QApplication, directory: str) -> None:
+    """Issue 3's figure: a 50-layer chain."""
+    active = _build_chain(Path(directory) / "chain50", 50, "64M", random_allocation=False)
+    bench_launch(app, directory, "50 layers", active)
+
+
+def bench_launch_100_random(app: QApplication, directory: str) -> None:
+    """Issue 7's figure: 100 layers of 1 GiB virtual size with random allocation."""
+    active = _build_chain(Path(directory) / "chain100", 100, "1G", random_allocation=True)
+    bench_launch(app, directory, "100 × 1 GiB layers, random allocation", active)
 
 
 def bench_stall_during_commit(app: QApplication, directory: str) -> None:
@@ -187,6 +217,7 @@ def main() -> None:
     print(f"Qt platform: {app.platformName()}")
     with tempfile.TemporaryDirectory(prefix="backchain-bench-") as directory:
         bench_launch_50(app, directory)
+        bench_launch_100_random(app, directory)
         bench_stall_during_commit(app, directory)
     bench_paint_200(app)
 
