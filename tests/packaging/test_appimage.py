@@ -241,3 +241,55 @@ def test_with_too_old_host_libvirt_the_appimage_says_so(appimage: Path, tmp_path
     message = _with_libvirt_replaced(tmp_path / "libvirt.so.0", argv, tmp_path)
     assert re.search(r"the one installed is too old \(it lacks the libvirt \d[\d.]* API\)", message)
     assert all(hint in message for hint in HOST_INSTALL), message
+
+
+def _rebuild(appimage: Path, out: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Pack again from the bundle the module fixture built (--reuse-bundle skips PyInstaller)."""
+    work = appimage.parent.parent
+    return subprocess.run(
+        [str(ROOT / "packaging" / "build-appimage.sh"), "--reuse-bundle", "--work", str(work),
+         "--out", str(out)],
+        env=dict(os.environ, PYTHON=sys.executable, **env),
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+
+
+def test_a_runtime_given_by_appimage_runtime_is_used(appimage: Path, tmp_path: Path) -> None:
+    given = tmp_path / "upstream-runtime"
+    given.write_bytes((appimage.parent.parent / "runtime" / "runtime").read_bytes())
+    given.chmod(0o755)
+    result = _rebuild(appimage, tmp_path / "out", APPIMAGE_RUNTIME=str(given))
+    assert result.returncode == 0, result.stderr
+    assert f"using the runtime {given}" in result.stdout
+    built = tmp_path / "out" / appimage.name
+    assert built.read_bytes()[: given.stat().st_size] == given.read_bytes()
+    version = _run([str(built), "--appimage-version"], tmp_path)
+    assert version.returncode == 0
+
+
+def test_an_appimagetool_on_path_packs_the_appdir(appimage: Path, tmp_path: Path) -> None:
+    # appimagetool is not packaged for Debian; a stand-in on PATH records how it is called
+    # and packs the AppDir the way our own path does, so the delegation itself is what's tested.
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    calls = tmp_path / "calls"
+    runtime = appimage.parent.parent / "runtime" / "runtime"
+    (tools / "appimagetool").write_text(
+        "#!/bin/sh\n"
+        f'echo "$@" > {calls}\n'
+        "for last; do :; done\n"
+        'for arg; do [ "$arg" = "$last" ] && break; appdir=$arg; done\n'
+        f'mksquashfs "$appdir" "$last.sqfs" -root-owned -noappend -comp zstd -quiet -no-progress\n'
+        f'cat {runtime} "$last.sqfs" > "$last" && rm "$last.sqfs" && chmod 755 "$last"\n'
+    )
+    (tools / "appimagetool").chmod(0o755)
+    result = _rebuild(appimage, tmp_path / "out", PATH=f"{tools}:{os.environ['PATH']}")
+    assert result.returncode == 0, result.stderr
+    assert "packing with" in result.stdout and "appimagetool" in result.stdout
+    arguments = calls.read_text().split()
+    assert arguments[0] == "--no-appstream" and arguments[-1].endswith(appimage.name)
+    assert Path(arguments[-2]).is_dir() and (Path(arguments[-2]) / "AppRun").exists()
+    assert (
+        _run([str(tmp_path / "out" / appimage.name), "--appimage-version"], tmp_path).returncode
+        == 0
+    )
