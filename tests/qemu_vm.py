@@ -92,6 +92,8 @@ class QemuVM:
 
     def start(self) -> None:
         """Start QEMU and wait until its QMP socket accepts connections."""
+        if self.tcp_port is None and os.path.exists(self.socket):
+            os.unlink(self.socket)  # left by a QEMU that was killed; the new one makes its own
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30

@@ -184,3 +184,33 @@ def test_io_error_inside_qemu_gives_block_job_error(tmp_path: Path) -> None:
     assert "I/O error on write" in caught.value.stderr
     (tmp_path / "rerun").mkdir()
     survived(scene, "5. online (QMP)", tmp_path / "rerun")
+
+
+def test_an_interrupted_online_job_is_journalled_and_re_run_from_the_journal(
+    tmp_path: Path,
+) -> None:
+    """QEMU dies mid-job: the journal says so; on a restarted QEMU the record re-runs the job."""
+    from backchain.engines import journal
+    from backchain.engines.runner import resume_job, run_plan
+
+    scene = Scene.build(tmp_path)
+    with running_vm(layers(scene), tmp_path) as vm:
+        plan = online_plan(vm)
+        with pytest.raises(EngineError):
+            run_plan(plan, KillingSink(vm.kill), CancelToken(), vm.socket)
+    records = journal.unfinished_jobs([str(scene.base)])
+    assert len(records) == 1 and records[0].plan.engine == "qmp"
+    message = journal.describe(records[0])
+    assert message.startswith("A commit of snap2.qcow2 into base.qcow2 failed at"), message
+    assert "active.qcow2 still reads correctly" in message
+    assert scene.active_lost() == 0 and scene.all_clean() == []
+    # The VM is started again on the same socket, as a user would; the record re-runs the job.
+    with running_vm(layers(scene), tmp_path) as vm:
+        sink = RecordingSink()
+        resume_job(records[0], sink, CancelToken())
+        assert sink.outcome is not None and sink.outcome[0]
+    assert journal.unfinished_jobs([str(scene.base)]) == []
+    assert compare(scene.base, scene.keep / "snap2-view.qcow2")
+    lost = scene.active_lost()
+    assert lost == 0 and scene.all_clean() == [] and scene.unchanged_outside_plan()
+    record("5. online (QMP)", True, lost)

@@ -54,13 +54,20 @@ def _write_atomic(path: str, document: Mapping[str, Any], durable: bool) -> None
 
 
 def _step_json(step: Step) -> dict[str, Any]:
-    return {"kind": step.kind, "argv": list(step.argv), "cwd": step.cwd, "target": step.target}
+    document: dict[str, Any] = {
+        "kind": step.kind, "argv": list(step.argv), "cwd": step.cwd, "target": step.target
+    }  # fmt: skip
+    if step.call is not None:
+        document["call"] = dict(step.call)
+    return document
 
 
 def _step_from(data: Mapping[str, Any]) -> Step:
+    call = data.get("call")
     return Step(
         kind=str(data["kind"]),
         argv=tuple(str(a) for a in data["argv"]),
+        call=dict(call) if isinstance(call, Mapping) else None,
         cwd=data.get("cwd"),
         target=str(data.get("target", "")),
     )
@@ -76,8 +83,11 @@ class Journal:
         self._last_write = 0.0
 
     @classmethod
-    def create(cls, plan: CommitPlan) -> Journal:
-        """Record ``plan`` before anything is written; raise BackchainError if that fails."""
+    def create(cls, plan: CommitPlan, connection: str | None = None) -> Journal:
+        """Record ``plan`` before anything is written; raise BackchainError if that fails.
+
+        ``connection`` is where an online job runs (a QMP socket), so that it can be re-run.
+        """
         directory = jobs_dir()
         job_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}-{secrets.token_hex(2)}"
         document: dict[str, Any] = {
@@ -94,6 +104,7 @@ class Journal:
             "current": None,
             "fraction": 0.0,
             "error": None,
+            "connection": connection,
         }
         journal = cls(os.path.join(directory, job_id + ".json"), document)
         try:

@@ -18,6 +18,10 @@ def check_resumable(record: JobRecord) -> None:
     plan = record.plan
     remaining = plan.steps[record.done :]
     kinds = {s.kind for s in remaining}
+    if plan.engine == "qmp":
+        if not record.document.get("connection"):
+            raise PlanError("the record does not say which QEMU ran the job; dismiss it")
+        return  # QEMU holds the files; it checks the nodes itself when the job is re-run
     if plan.engine != "qemu-img":
         raise PlanError(f"a {plan.engine} job cannot be re-run from the journal; dismiss it")
     for path in [plan.base, *plan.merged, *(r.image for r in plan.rebased)]:

@@ -31,9 +31,7 @@ def run_plan(
 ) -> None:
     """Run ``plan`` with the engine it was made for; raise EngineError or CancelledError."""
     if plan.engine == "qmp":
-        from backchain.engines import qmp
-
-        qmp.run_qmp_plan(plan, sink, cancel, connection)
+        _run_online(plan, sink, cancel, connection)
         return
     if plan.engine == "libvirt":
         from backchain.engines import libvirt  # type: ignore[attr-defined,unused-ignore]
@@ -41,6 +39,30 @@ def run_plan(
         libvirt.run_libvirt_plan(plan, sink, cancel, connection)
         return
     run_offline(plan, sink, cancel)
+
+
+def _run_online(
+    plan: CommitPlan,
+    sink: ProgressSink,
+    cancel: CancelToken,
+    connection: object | None,
+    journal: Journal | None = None,
+) -> None:
+    """A QMP job, journalled like an offline one, so that an interruption is reported."""
+    from backchain.engines import qmp
+
+    address = getattr(connection, "address", connection)
+    journal = journal or Journal.create(plan, connection=str(address))
+    try:
+        qmp.run_qmp_plan(plan, JournalingSink(sink, journal), cancel, connection)
+    except CancelledError:
+        # A cancelled block-commit leaves the chain as it was: there is nothing to finish.
+        journal.remove()
+        raise
+    except EngineError as err:
+        journal.failed(err.message)
+        raise
+    journal.remove()
 
 
 def preflight(plan: CommitPlan) -> None:
@@ -176,6 +198,13 @@ def resume_job(record: JobRecord, sink: ProgressSink, cancel: CancelToken) -> No
     same name, rm -f of a removed file succeeds), so re-running the step that was cut off is safe.
     """
     plan = record.plan
+    if plan.engine == "qmp":
+        # QEMU still runs a job whose client vanished; the QMP engine takes it over, or starts
+        # the same block-commit again on the same socket.
+        check_resumable(record)
+        address = record.document.get("connection")
+        _run_online(plan, sink, cancel, str(address), Journal.reopen(record))
+        return
     with base_lock.holding(_locked_images(plan), _purpose(plan)):
         check_resumable(record)
         remaining = plan.steps[record.done :]

@@ -184,8 +184,7 @@ class MainWindow(QMainWindow):
         self.graph, self.image, self.stage = graph, focus, stage
         self.banner.hide()
         self.view.set_graph(graph, focus)
-        if stage != "extents":
-            self.journal_banner.refresh(graph.paths)
+        self.journal_banner.refresh(graph.paths)
         self.plan_panel.set_graph(graph, focus)  # emits changed -> replan
         self._update_title()
         self.graph_shown.emit(stage)
