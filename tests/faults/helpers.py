@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.images import check_clean, checksums, compare, run, snapshot_copy
+from tests.images import check_clean, checksums, compare, create, run, snapshot_copy
 
 MiB = 1 << 20
 VIRTUAL = 32 * MiB
@@ -87,46 +87,17 @@ class Scene:
         base, snap1, snap2, active = (
             scene.p(n) for n in ("base.qcow2", "snap1.qcow2", "snap2.qcow2", "active.qcow2")
         )
-        run(["qemu-img", "create", "-q", "-f", "qcow2", str(base), str(VIRTUAL)])
+        create(base, str(VIRTUAL))
         qemu_io(base, [f"write -P 0x11 {i * 4 * MiB} {MiB}" for i in range(8)])
         for image, below in ((snap1, base), (snap2, snap1), (active, snap2)):
-            run(
-                [
-                    "qemu-img",
-                    "create",
-                    "-q",
-                    "-f",
-                    "qcow2",
-                    "-b",
-                    below.name,
-                    "-F",
-                    "qcow2",
-                    str(image),
-                ],
-                cwd=scene.dir,
-            )
+            create(image, backing=below.name, cwd=scene.dir)
         qemu_io(snap1, [f"write -P 0x22 {i * 2 * MiB} {MiB}" for i in range(16)])
         qemu_io(snap2, [f"write -P 0x33 {i * 2 * MiB + MiB // 2} {MiB}" for i in range(16)])
         qemu_io(active, [f"write -P 0x44 {i * 8 * MiB} {MiB // 4}" for i in range(4)])
-        other = scene.p("other.qcow2")
-        run(
-            [
-                "qemu-img",
-                "create",
-                "-q",
-                "-f",
-                "qcow2",
-                "-b",
-                "base.qcow2",
-                "-F",
-                "qcow2",
-                str(other),
-            ],
-            cwd=scene.dir,
-        )
+        other = create(scene.p("other.qcow2"), backing="base.qcow2", cwd=scene.dir)
         qemu_io(other, [f"write -P 0x55 {3 * MiB} {MiB}"])
         unrelated = scene.p("unrelated.qcow2")
-        run(["qemu-img", "create", "-q", "-f", "qcow2", str(unrelated), str(VIRTUAL)])
+        create(unrelated, str(VIRTUAL))
         qemu_io(unrelated, [f"write -P 0x66 0 {MiB}"])
         snapshot_copy(active, scene.keep / "active-view.qcow2")
         snapshot_copy(snap2, scene.keep / "snap2-view.qcow2")
@@ -246,3 +217,9 @@ def wait_for(predicate: object, seconds: float = 60, what: str = "condition") ->
             return
         time.sleep(0.01)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+COMMIT_SNAP2_DELETE = (
+    "commit", "--yes", "--top", "snap2.qcow2", "--delete", "--rate", str(12 * MiB), "active.qcow2",
+)  # fmt: skip
+"""snap2 into base with DELETE, slowed so that faults land inside the copy."""

@@ -9,19 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.helpers import MiB, Scene, record, wait_for
+from tests.faults.helpers import COMMIT_SNAP2_DELETE, MiB, Scene, record, wait_for
 from tests.images import tree_checksums
-
-COMMIT = (
-    "commit",
-    "--yes",
-    "--top",
-    "snap2.qcow2",
-    "--delete",
-    "--rate",
-    str(12 * MiB),
-    "active.qcow2",
-)
 
 
 def _mounted_scene(root: Path, size: str) -> Iterator[Scene]:
@@ -55,7 +44,7 @@ def test_too_little_space_is_refused_before_anything_is_written(small_fs_scene: 
     """The planner's estimate does not fit: refused, naming base and the sizes."""
     scene = small_fs_scene
     before = tree_checksums(scene.dir)
-    result = scene.backchain(*COMMIT)
+    result = scene.backchain(*COMMIT_SNAP2_DELETE)
     assert result.returncode == 2, result.stderr
     assert "base.qcow2" in result.stderr and "not enough free space" in result.stderr
     assert tree_checksums(scene.dir) == before
@@ -69,7 +58,7 @@ def test_disk_filling_up_during_the_commit_loses_nothing_and_resume_completes(
     """Another program fills the file system at 20%: qemu-img fails with ENOSPC, the message
     names base and the cause, every view reads as before; after space is freed, resume works."""
     scene = roomy_fs_scene
-    proc = scene.start(*COMMIT)
+    proc = scene.start(*COMMIT_SNAP2_DELETE)
 
     def at_20_percent() -> bool:
         jobs = scene.jobs()

@@ -12,24 +12,13 @@ from pathlib import Path
 import pytest
 
 from tests.faults.helpers import (
-    MiB,
+    COMMIT_SNAP2_DELETE,
     Scene,
     children_of,
     kill,
     record,
     wait_for,
     wait_gone,
-)
-
-COMMIT = (
-    "commit",
-    "--yes",
-    "--top",
-    "snap2.qcow2",
-    "--delete",
-    "--rate",
-    str(12 * MiB),
-    "active.qcow2",
 )
 
 POINTS = (
@@ -68,13 +57,15 @@ def test_sigkill_at_any_point_loses_nothing_and_resume_completes(
     if isinstance(point, str):
         marker = tmp_path / "paused"
         proc = scene.start(
-            *COMMIT, BACKCHAIN_FAULT_PAUSE=point, BACKCHAIN_FAULT_PAUSE_FILE=str(marker)
+            *COMMIT_SNAP2_DELETE,
+            BACKCHAIN_FAULT_PAUSE=point,
+            BACKCHAIN_FAULT_PAUSE_FILE=str(marker),
         )
         wait_for(marker.exists, what=f"the runner to pause {point}")
         orphans: list[int] = []
         kill(proc.pid)
     else:
-        proc = scene.start(*COMMIT)
+        proc = scene.start(*COMMIT_SNAP2_DELETE)
         wait_for(lambda: _reached(scene, point), what=f"{point}% of the copy")
         orphans = [c for c in children_of(proc.pid)]
         if victim in ("backchain", "both"):
