@@ -9,7 +9,55 @@ from typing import Any
 
 from backchain.core.errors import shell_quote
 
-ENGINES = ("qemu-img", "qmp", "libvirt")
+class EngineKind(enum.StrEnum):
+    """Which engine runs a plan; the values are what ``plan --json`` prints."""
+
+    QEMU_IMG = "qemu-img"
+    QMP = "qmp"
+    LIBVIRT = "libvirt"
+
+
+ENGINES = tuple(EngineKind)
+
+
+class Operation(enum.StrEnum):
+    """The two ways to shorten a chain: write down into base, or copy up into top."""
+
+    COMMIT = "commit"
+    PULL = "pull"
+
+
+class StepKind(enum.StrEnum):
+    """What one step of a plan does; the values are what ``plan --json`` and the journal hold."""
+
+    COMMIT = "commit"
+    REBASE = "rebase"
+    PULL = "pull"
+    VERIFY = "verify"
+    DELETE = "delete"
+    BLOCK_COMMIT = "block-commit"
+    BLOCK_STREAM = "block-stream"
+    LIBVIRT_STATE = "virDomainGetState"
+    LIBVIRT_COMMIT = "virDomainBlockCommit"
+    LIBVIRT_REBASE = "virDomainBlockRebase"
+    LIBVIRT_ABORT = "virDomainBlockJobAbort"
+    LIBVIRT_DEFINE = "virDomainDefineXML"
+    LIBVIRT_SNAPSHOT_DELETE = "virDomainSnapshotDelete"
+
+
+class Phase(enum.StrEnum):
+    """The phase a progress report belongs to (the bar's label)."""
+
+    COMMIT = "commit"
+    REBASE = "rebase"
+    PULL = "pull"
+    VERIFY = "verify"
+    DELETE = "delete"
+    SYNCHRONISING = "synchronising"
+    READY = "ready"
+    PIVOT = "pivot"
+    KEEP_OVERLAY = "keep overlay"
+    REPOINT = "re-point"
 
 
 class OnReady(enum.StrEnum):
@@ -38,7 +86,8 @@ class CommitRequest:
     verify: bool = True
     """With DELETE: compare top's view with base before anything is removed."""
     on_ready: OnReady = OnReady.ASK
-    engine: str = "qemu-img"
+    engine: EngineKind = EngineKind.QEMU_IMG
+    operation: Operation = Operation.COMMIT
 
 
 class Role(enum.StrEnum):
