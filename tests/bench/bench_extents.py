@@ -8,8 +8,8 @@ from pathlib import Path
 
 from backchain.core.extents import ExtentSet
 from backchain.core.graph import ImageGraph
-from backchain.engines.qcow2_alloc import own_allocation
-from backchain.engines.scan import load_extents, open_graph, read_chain
+from backchain.engines.files.qcow2_alloc import own_allocation
+from backchain.engines.files.scan import load_extents, open_graph, read_chain
 from tests.bench.common import (
     GiB,
     KiB,

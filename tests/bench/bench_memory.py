@@ -16,7 +16,7 @@ import numpy as np
 from backchain.core.extents import ExtentSet
 from backchain.core.graph import ImageGraph, Layer
 from backchain.core.model import CommitRequest
-from backchain.core.plan import plan
+from backchain.engines.registry import make_plan as plan
 rng = np.random.default_rng(1)
 layers, previous = [], None
 for i in range({IMAGES}):

@@ -11,7 +11,7 @@ from backchain.core import exposure
 from backchain.core.extents import ExtentSet
 from backchain.core.graph import ImageGraph, Layer
 from backchain.core.model import CommitRequest
-from backchain.core.plan import plan
+from backchain.engines.registry import make_plan as plan
 from tests.bench.common import GiB, Row, best_of, log, seconds, timed, yes
 
 IMAGES = 1000

@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 
 from backchain.core.model import CommitRequest, OnReady
-from backchain.core.plan import plan as make_plan
+from backchain.engines.registry import make_plan
 from backchain.engines.progress import CancelToken, RecordingSink
-from backchain.engines.qmp import read_qmp_graph, root_for, run_qmp_plan
+from backchain.engines.qmp.graph import read_qmp_graph, root_for
+from backchain.engines.runner import run_plan as run_qmp_plan
 from tests.images import ChainBuilder, MiB, write
 from tests.qemu_vm import running_vm
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from backchain.core.graph import ImageGraph
-from backchain.engines.scan import read_chain, scan_directories
+from backchain.engines.files.scan import read_chain, scan_directories
 from tests.bench.common import GiB, Row, create, log, ratio, scratch, seconds, timed, yes
 
 IMAGES = 1000

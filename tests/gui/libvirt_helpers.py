@@ -7,7 +7,7 @@ import subprocess
 from PySide6.QtWidgets import QApplication, QMessageBox, QTreeWidgetItem
 from pytestqt.qtbot import QtBot
 
-from backchain.engines.libvirt_read import parse_disks
+from backchain.engines.libvirt.read import parse_disks
 from backchain.ui.libvirt_panel import LibvirtPanel
 from backchain.ui.main_window import MainWindow
 

@@ -10,7 +10,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 from pytestqt.qtbot import QtBot
 
-from backchain.engines.libvirt_read import INSTALL_HINT, REMOTE_NOTE
+from backchain.engines.libvirt.read import INSTALL_HINT, REMOTE_NOTE
 from backchain.ui.libvirt_collapse import CollapseDialog
 from backchain.ui.main_window import MainWindow
 from tests.gui.libvirt_helpers import URI, connect, open_disk, panel_of, settle, source_of

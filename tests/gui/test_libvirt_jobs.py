@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pytestqt.qtbot import QtBot
 
-from backchain.engines.libvirt import LibvirtTarget
+from backchain.engines.libvirt.engine import LibvirtTarget
 from backchain.ui.libvirt_disk import SYNC_TEXT
 from backchain.ui.main_window import MainWindow
 from tests.gui.libvirt_helpers import URI, click_in_box, open_disk, panel_of, settle, source_of

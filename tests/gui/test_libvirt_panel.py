@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pytestqt.qtbot import QtBot
 
-from backchain.engines.libvirt import LibvirtTarget
+from backchain.engines.libvirt.engine import LibvirtTarget
 from backchain.ui import libvirt_panel
 from backchain.ui.main_window import MainWindow
 from tests.images import ChainBuilder

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pytestqt.qtbot import QtBot
 
-from backchain.engines.qmp_jobs import QmpJobControl
+from backchain.engines.qmp.job import QmpJobControl
 from backchain.ui.main_window import MainWindow
 from backchain.ui.qmp_connect import OnlineSession, QmpConnectDialog
 from tests.images import ChainBuilder, MiB, chain_info, reads, write

@@ -11,7 +11,9 @@ import pytest
 
 from backchain.core.errors import EngineError, PlanError
 from backchain.core.model import CommitRequest, OnReady
-from backchain.engines import libvirt as lv
+from backchain.engines.libvirt import collapse
+from backchain.engines.libvirt import engine as lv
+from backchain.engines.runner import run_plan
 from backchain.engines.progress import CancelToken, RecordingSink
 from tests.images import ChainBuilder, MiB, backing_name, reads
 from tests.libvirt_daemon import Domains, domains, libvirtd  # noqa: F401
@@ -35,7 +37,7 @@ def source_of(name: str, disk: str = "vda", inactive: bool = False) -> str:
     """The disk's source file in ``virsh dumpxml``."""
     argv = ["virsh", "-c", URI, "dumpxml", name] + (["--inactive"] if inactive else [])
     xml = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
-    from backchain.engines.libvirt_read import parse_disks
+    from backchain.engines.libvirt.read import parse_disks
 
     return next(d for d in parse_disks(xml) if d.target == disk).chain[0].path
 
@@ -52,7 +54,7 @@ def run(name: str, request: CommitRequest, sink: RecordingSink | None = None) ->
     target = lv.LibvirtTarget(URI, name, "vda")
     plan = lv.plan_commit(target, request)
     sink = sink or RecordingSink()
-    lv.run_libvirt_plan(plan, sink, CancelToken(), target)
+    run_plan(plan, sink, CancelToken(), target)
     return sink
 
 
@@ -75,7 +77,7 @@ def test_intermediate_commit_addressed_by_vda_index(vm: tuple[str, list[Path]]) 
     assert call is not None and call["top"] == "vda[2]" and call["base"] == "vda[4]"
     assert call["flags"] == ["VIR_DOMAIN_BLOCK_COMMIT_BANDWIDTH_BYTES"]
     sink = RecordingSink()
-    lv.run_libvirt_plan(plan, sink, CancelToken(), lv.LibvirtTarget(URI, name, "vda"))
+    run_plan(plan, sink, CancelToken(), lv.LibvirtTarget(URI, name, "vda"))
     assert sink.outcome is not None and sink.outcome[0]
     assert lv.read_domain_graph(URI, name, "vda", extents=False).chain(str(paths[-1]))[1].path == (
         str(paths[0])
@@ -97,7 +99,7 @@ def test_shallow_with_delete_removes_the_merged_layer(vm: tuple[str, list[Path]]
         "VIR_DOMAIN_BLOCK_COMMIT_SHALLOW",
         "VIR_DOMAIN_BLOCK_COMMIT_DELETE",
     }
-    lv.run_libvirt_plan(plan, RecordingSink(), CancelToken(), lv.LibvirtTarget(URI, name, "vda"))
+    run_plan(plan, RecordingSink(), CancelToken(), lv.LibvirtTarget(URI, name, "vda"))
     assert not paths[2].exists()
     assert paths[1].exists() and paths[0].exists()
     assert view_is_intact(paths[-1])
@@ -132,7 +134,7 @@ def test_active_commit_with_pivot_makes_base_the_disk_source(vm: tuple[str, list
     }
     assert any("ACTIVE flag" in note for note in plan.notes)
     sink = RecordingSink(on_ready=OnReady.PIVOT)
-    lv.run_libvirt_plan(plan, sink, CancelToken(), lv.LibvirtTarget(URI, name, "vda"))
+    run_plan(plan, sink, CancelToken(), lv.LibvirtTarget(URI, name, "vda"))
     assert ("ready", OnReady.PIVOT) in sink.events
     assert sink.outcome is not None and sink.outcome[0]
     assert source_of(name) == str(paths[0])
@@ -165,7 +167,7 @@ def test_bandwidth_limit_reports_progress_and_can_be_changed(vm: tuple[str, list
     sink = SpeedUp()
     plan = lv.plan_commit(target, CommitRequest(image="", top="vda[2]", rate=rate))
     assert plan.steps[0].call["bandwidth"] == rate
-    lv.run_libvirt_plan(plan, sink, CancelToken(), target)
+    run_plan(plan, sink, CancelToken(), target)
     assert sink.outcome is not None and sink.outcome[0]
     assert f"bandwidth: {rate} bytes/s" in sink.log
     assert f"bandwidth: {faster} bytes/s" in sink.log
@@ -196,7 +198,7 @@ def test_libvirt_error_reaches_the_user_unchanged(vm: tuple[str, list[Path]]) ->
     tampered = replace(plan, steps=(replace(plan.steps[0], call=call),))
     sink = RecordingSink()
     with pytest.raises(EngineError) as ours:
-        lv.run_libvirt_plan(tampered, sink, CancelToken(), target)
+        run_plan(tampered, sink, CancelToken(), target)
     assert ours.value.message == libvirt_message
     assert sink.outcome is not None and sink.outcome[0] is False
     assert sink.outcome[1].startswith(libvirt_message)
@@ -230,7 +232,7 @@ def test_shut_off_domain_is_committed_offline_and_repointed(
     assert plan.steps[1].argv[:2] == ("qemu-img", "commit")
     assert plan.steps[-1].kind == "virDomainDefineXML"
     sink = RecordingSink()
-    lv.run_libvirt_plan(plan, sink, CancelToken(), target)
+    run_plan(plan, sink, CancelToken(), target)
     assert sink.outcome is not None and sink.outcome[0], sink.outcome
     assert source_of(name, inactive=True) == str(paths[0])
     assert not any(p.exists() for p in paths[1:])
@@ -257,7 +259,7 @@ def test_collapse_commits_every_disk_of_a_domain(tmp_path: Path, domains: Domain
         sinks[disk] = RecordingSink(on_ready=OnReady.PIVOT)
         return sinks[disk]
 
-    results = lv.collapse_domain(URI, name, sink_for, CancelToken())
+    results = collapse.collapse_domain(URI, name, sink_for, CancelToken(), run_plan)
     assert [(r.disk, r.ok) for r in results] == [("vda", True), ("vdb", True)]
     assert set(sinks) == {"vda", "vdb"} and all(s.progress for s in sinks.values())
     assert source_of(name, "vda") == str(a[0]) and source_of(name, "vdb") == str(b[0])

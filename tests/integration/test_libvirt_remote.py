@@ -6,8 +6,10 @@ import shutil
 from pathlib import Path
 
 from backchain.core.model import CommitRequest
-from backchain.engines import libvirt as lv
-from backchain.engines.libvirt_read import REMOTE_NOTE
+from backchain.engines.libvirt import collapse
+from backchain.engines.libvirt import engine as lv
+from backchain.engines.runner import run_plan
+from backchain.engines.libvirt.read import REMOTE_NOTE
 from backchain.engines.progress import CancelToken, RecordingSink
 from tests.images import ChainBuilder, MiB, backing_name, reads
 from tests.libvirt_daemon import Domains, domains, libvirtd, ssh_uri  # noqa: F401
@@ -44,7 +46,7 @@ def test_remote_intermediate_commit_runs_over_ssh(
     target = lv.LibvirtTarget(ssh_uri, name, "vda")
     plan = lv.plan_commit(target, CommitRequest(image="", top="vda[2]", keep_relative=True))
     sink = RecordingSink()
-    lv.run_libvirt_plan(plan, sink, CancelToken(), target)
+    run_plan(plan, sink, CancelToken(), target)
     assert sink.outcome is not None and sink.outcome[0], sink.outcome
     assert backing_name(paths[-1]) == "base.qcow2"
     for i in range(3):

@@ -13,10 +13,10 @@ import pytest
 
 from backchain.core.errors import CancelledError
 from backchain.core.model import CommitRequest
-from backchain.core.plan import plan
+from backchain.engines.registry import make_plan as plan
 from backchain.engines.progress import CancelToken, RecordingSink
 from backchain.engines.runner import run_plan
-from backchain.engines.scan import open_graph
+from backchain.engines.files.scan import open_graph
 from tests.images import (
     ChainBuilder,
     MiB,

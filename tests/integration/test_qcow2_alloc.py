@@ -11,7 +11,7 @@ import pytest
 
 from backchain.core.errors import ImageError
 from backchain.core.extents import ExtentSet
-from backchain.engines.qcow2_alloc import FallbackRequired, own_allocation
+from backchain.engines.files.qcow2_alloc import FallbackRequired, own_allocation
 from tests.images import checksums, create, run
 
 KiB = 1 << 10

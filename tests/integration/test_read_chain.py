@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from backchain.core.errors import ImageError
-from backchain.engines.scan import open_graph, read_chain, scan_directories
+from backchain.engines.files.scan import open_graph, read_chain, scan_directories
 from tests.images import ChainBuilder, MiB, create, run, write, write_zeroes
 from tests.images import backchain as cli
 

@@ -9,7 +9,7 @@ from backchain.core.exposure import SMALL_BITMAP_UNITS, RangeAlgebra, _Walk, exp
 from backchain.core.extents import ExtentSet
 from backchain.core.graph import ImageGraph, Layer
 from backchain.core.model import CommitRequest
-from backchain.core.plan import plan
+from backchain.engines.registry import make_plan as plan
 
 
 def as_bytes(extents: ExtentSet | None) -> set[int] | None:

@@ -10,7 +10,7 @@ from backchain.core.errors import PlanError
 from backchain.core.extents import ExtentSet
 from backchain.core.graph import ImageGraph, Layer
 from backchain.core.model import CommitRequest, OnReady, Role
-from backchain.core.plan import plan
+from backchain.engines.registry import make_plan as plan
 
 MiB = 1 << 20
 SIZE = 100 * MiB

@@ -31,12 +31,16 @@ class Layer:
     """The layer's own allocation (data and zero clusters), or None while not yet known."""
     in_use: bool = False
     """Locked by another process (a running QEMU), so an offline commit must not touch it."""
+    in_use_by: str | None = None
+    """Who holds the lock when it is Backchain itself (another job), in words."""
     writable: bool = True
     free_bytes: int | None = None
     """Free space on the file system that holds the layer."""
     node_name: str | None = None
     """The QMP node name, for online graphs."""
     found_by_scan: bool = False
+    encrypted: bool = False
+    """The image is encrypted (qcow2 LUKS or AES): opening it needs a secret."""
     extra: Mapping[str, str] = field(default_factory=dict)
     """Engine-specific labels (libvirt's ``vda[N]``, a device name)."""
 

@@ -89,6 +89,12 @@ class CommitRequest:
     engine: EngineKind = EngineKind.QEMU_IMG
     operation: Operation = Operation.COMMIT
 
+    def __post_init__(self) -> None:
+        # Accept the enums' plain values too ("qmp"), as the command line and JSON spell them.
+        object.__setattr__(self, "engine", EngineKind(self.engine))
+        object.__setattr__(self, "operation", Operation(self.operation))
+        object.__setattr__(self, "on_ready", OnReady(self.on_ready))
+
 
 class Role(enum.StrEnum):
     """What a commit does to one image, as the preview colours it."""
@@ -148,14 +154,17 @@ class Advice:
 class Step:
     """One exact engine action: a process to run, or a QMP/libvirt call."""
 
-    kind: str
-    """``commit``, ``rebase``, ``verify``, ``delete`` or an engine-specific name."""
+    kind: StepKind
     argv: tuple[str, ...] = ()
     call: Mapping[str, Any] | None = None
     """For QMP: ``{"execute": ..., "arguments": ...}``; for libvirt: the API call."""
     cwd: str | None = None
     target: str = ""
     """The image this step writes or removes."""
+
+    def __post_init__(self) -> None:
+        # Accept the kind's plain value too ("commit"), as the JSON of a plan spells it.
+        object.__setattr__(self, "kind", StepKind(self.kind))
 
     def to_json(self) -> list[str] | Mapping[str, Any]:
         """argv as a list, or the call object."""
@@ -176,7 +185,7 @@ class CommitPlan:
     """Every consequence of one commit, and the exact steps that carry it out."""
 
     request: CommitRequest
-    engine: str
+    engine: EngineKind
     image: str
     chain: tuple[str, ...]
     top: str
@@ -193,6 +202,11 @@ class CommitPlan:
     active_commit: bool
     """Top is the chain's active layer (online: the job waits in ``ready``)."""
     notes: tuple[str, ...] = field(default=())
+    operation: Operation = Operation.COMMIT
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "engine", EngineKind(self.engine))
+        object.__setattr__(self, "operation", Operation(self.operation))
 
     def roles(self) -> dict[str, Role]:
         """The preview's colour for every image the plan touches; others are untouched."""
@@ -222,7 +236,8 @@ class CommitPlan:
     def to_json(self) -> dict[str, Any]:
         """The ``plan --json`` object (paths absolute, sizes in bytes)."""
         return {
-            "engine": self.engine,
+            "operation": self.operation.value,
+            "engine": self.engine.value,
             "image": self.image,
             "chain": list(self.chain),
             "top": self.top,
@@ -250,4 +265,5 @@ class CommitPlan:
             ],
             "notes": list(self.notes),
             "steps": [step.to_json() for step in self.steps],
+
         }

@@ -1,15 +1,20 @@
-"""CommitRequest -> CommitPlan, or PlanError: the rules of SEMANTICS.md, in one place."""
+"""CommitRequest -> CommitPlan, or PlanError: the rules of SEMANTICS.md, in one place.
+
+The planner knows no engine: what differs between engines (a live VM's ACTIVE flag, whose locks
+matter, how a layer is named) comes in as ``PlanRules``; the engine adds its steps afterwards.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import enum
+import os.path
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from backchain.core import steps as step_builders
 from backchain.core.errors import PlanError
 from backchain.core.exposure import expose
 from backchain.core.graph import ImageGraph, Layer
 from backchain.core.model import (
-    ENGINES,
     Advice,
     Affected,
     CommitPlan,
@@ -23,11 +28,45 @@ _METADATA_SHARE = 64
 _METADATA_FLOOR = 1 << 20
 
 
-def _label(layer: Layer, engine: str) -> str:
-    if engine == "qmp" and layer.node_name:
-        return layer.node_name
-    label = layer.extra.get("label") if engine == "libvirt" else None
-    return label or layer.path
+class WriteCheck(enum.Enum):
+    """Which layers must be writable for the plan to be allowed."""
+
+    ALL = "all"
+    """Every layer the commit writes (offline: qemu-img opens them itself)."""
+    BASE = "base"
+    """Only base (online: QEMU reopens base read-write; it re-points overlays itself)."""
+    NONE = "none"
+    """The engine checks for itself (libvirt, possibly on another host)."""
+
+
+def path_label(layer: Layer) -> str:
+    """A layer named by its path (files on this machine)."""
+    return layer.path
+
+
+@dataclass(frozen=True)
+class PlanRules:
+    """What an engine changes about the planner's rules; the defaults are qemu-img's."""
+
+    live: bool = False
+    """The chain belongs to a running VM: committing its active layer needs the ACTIVE flag,
+    and the job can pivot or keep the overlay."""
+    refuse_in_use: bool = True
+    """A layer locked by another process (a running QEMU) is refused (offline engines)."""
+    writes: WriteCheck = WriteCheck.ALL
+    check_space: bool = True
+    label: Callable[[Layer], str] = path_label
+    """How messages name a layer (a path, a QMP node name, libvirt's vda[N])."""
+
+
+OFFLINE_RULES = PlanRules()
+
+
+def backing_name_for(overlay: Layer, base: Layer, *, relative: bool) -> str:
+    """The backing name to write into ``overlay`` so that it points to ``base``."""
+    if relative:
+        return os.path.relpath(base.path, os.path.dirname(overlay.path))
+    return base.path
 
 
 def _find_in(chain: Sequence[Layer], graph: ImageGraph, key: str) -> int | None:
@@ -54,13 +93,15 @@ def _check_readable_chain(chain: Sequence[Layer], label: str) -> None:
             )
 
 
-def _resolve(graph: ImageGraph, request: CommitRequest) -> tuple[list[Layer], int, int, str]:
+def _resolve(
+    graph: ImageGraph, request: CommitRequest, rules: PlanRules
+) -> tuple[list[Layer], int, int, str]:
     """Resolve top and base as libvirt does: (chain, top index, base index, chain label)."""
     image = graph.find(request.image)
     if image is None:
         raise PlanError(f"could not find image '{request.image}'")
     chain = graph.chain(image.path)
-    label = _label(image, request.engine)
+    label = rules.label(image)
     _check_readable_chain(chain, label)
 
     top_index = 0
@@ -70,7 +111,7 @@ def _resolve(graph: ImageGraph, request: CommitRequest) -> tuple[list[Layer], in
             raise PlanError(f"could not find image '{request.top}' in chain for '{label}'")
         top_index = found
     top = chain[top_index]
-    top_label = _label(top, request.engine)
+    top_label = rules.label(top)
     if top_index == len(chain) - 1:
         raise PlanError(f"top '{top_label}' in chain for '{label}' has no backing file")
 
@@ -86,17 +127,17 @@ def _resolve(graph: ImageGraph, request: CommitRequest) -> tuple[list[Layer], in
         base_index = found
         if request.shallow and base_index != top_index + 1:
             raise PlanError(
-                f"base '{_label(chain[base_index], request.engine)}' is not immediately below "
+                f"base '{rules.label(chain[base_index])}' is not immediately below "
                 f"'{top_label}' in chain for '{label}'"
             )
     return chain, top_index, base_index, label
 
 
 def _check_flags(
-    request: CommitRequest, chain: list[Layer], top_index: int, base_index: int
+    request: CommitRequest, rules: PlanRules, chain: list[Layer], top_index: int, base_index: int
 ) -> None:
-    top_label = _label(chain[top_index], request.engine)
-    if request.engine != "qemu-img":
+    top_label = rules.label(chain[top_index])
+    if rules.live:
         if top_index == 0 and not request.active:
             raise PlanError(f"commit of '{top_label}' active layer requires active flag")
         if request.active and top_index != 0:
@@ -108,37 +149,42 @@ def _check_flags(
                 raise PlanError("can't keep relative backing relationship")
 
 
-def _check_offline_writes(
-    graph: ImageGraph, request: CommitRequest, base: Layer, touched: Sequence[Layer], need: int
-) -> None:
-    if request.engine == "libvirt":
+def _check_writes(rules: PlanRules, base: Layer, touched: Sequence[Layer], need: int) -> None:
+    if rules.writes is WriteCheck.NONE:
         return
-    if request.engine == "qemu-img":
+    if rules.refuse_in_use:
         locked = [layer for layer in touched if layer.in_use]
         if locked:
             more = f" (and {len(locked) - 1} more of its layers)" if len(locked) > 1 else ""
+            holder = locked[0].in_use_by
+            if holder:
+                raise PlanError(f"{locked[0].path} is being changed by {holder}{more}. "
+                                "Wait until it ends.")  # fmt: skip
             raise PlanError(
                 f"{locked[0].path} is in use by a running QEMU (lock held){more}. "
                 "Stop the VM, or commit online."
             )
     for layer in touched:
-        if not layer.writable and (layer is base or request.engine == "qemu-img"):
+        if not layer.writable and (layer is base or rules.writes is WriteCheck.ALL):
             raise PlanError(f"'{layer.path}' is not writable, so the commit cannot change it")
-    if base.free_bytes is not None and need > base.free_bytes:
+    if rules.check_space and base.free_bytes is not None and need > base.free_bytes:
         raise PlanError(
             f"not enough free space for base '{base.path}' to grow: "
             f"{need} bytes needed, {base.free_bytes} bytes free"
         )
 
 
-def plan(graph: ImageGraph, request: CommitRequest) -> CommitPlan:
-    """Resolve the request against the graph and list every consequence, or raise PlanError."""
-    if request.engine not in ENGINES:
-        raise PlanError(f"unknown engine '{request.engine}'")
+def plan(
+    graph: ImageGraph, request: CommitRequest, rules: PlanRules = OFFLINE_RULES
+) -> CommitPlan:
+    """Resolve the request against the graph and list every consequence, or raise PlanError.
+
+    The plan has no steps yet: the engine that runs it adds them (``engines/<kind>/steps.py``).
+    """
     if request.rate < 0:
         raise PlanError("the bandwidth limit cannot be negative")
-    chain, top_index, base_index, label = _resolve(graph, request)
-    _check_flags(request, chain, top_index, base_index)
+    chain, top_index, base_index, _label = _resolve(graph, request, rules)
+    _check_flags(request, rules, chain, top_index, base_index)
 
     top, base = chain[top_index], chain[base_index]
     merged = chain[top_index:base_index]
@@ -149,7 +195,7 @@ def plan(graph: ImageGraph, request: CommitRequest) -> CommitPlan:
     rebased: list[Rebase] = []
     for overlay_path in graph.overlays(top.path):
         overlay = graph.layer(overlay_path)
-        name = step_builders.backing_name_for(
+        name = backing_name_for(
             overlay, base, relative=request.keep_relative or overlay.backing_is_relative
         )
         rebased.append(Rebase(overlay.path, base.path, name))
@@ -162,13 +208,9 @@ def plan(graph: ImageGraph, request: CommitRequest) -> CommitPlan:
 
     deleted: tuple[str, ...] = ()
     if request.delete:
-        if (
-            request.engine != "qemu-img"
-            and top_index == 0
-            and (request.on_ready is OnReady.KEEP_OVERLAY)
-        ):
+        if rules.live and top_index == 0 and request.on_ready is OnReady.KEEP_OVERLAY:
             raise PlanError(
-                f"cannot delete '{_label(top, request.engine)}': it stays the active layer "
+                f"cannot delete '{rules.label(top)}': it stays the active layer "
                 "when the overlay is kept"
             )
         for layer in merged:
@@ -184,15 +226,12 @@ def plan(graph: ImageGraph, request: CommitRequest) -> CommitPlan:
     if bytes_to_copy is not None:
         need = bytes_to_copy + bytes_to_copy // _METADATA_SHARE + _METADATA_FLOOR
     touched = [*(graph.layer(r.image) for r in rebased), *merged, base]
-    _check_offline_writes(graph, request, base, touched, need)
+    _check_writes(rules, base, touched, need)
 
     advice = tuple(
         Advice(layer.path, allocated, layer.virtual_size, allocated, pull)
         for layer, pull in zip(merged, exposure.pull_bytes, strict=True)
         for allocated in [layer.allocated_bytes]
-    )
-    partial = plan_steps(
-        request, chain, top, base, merged, tuple(rebased), deleted, label, top_index == 0
     )
     notes: list[str] = []
     if deleted and not request.verify:
@@ -214,26 +253,8 @@ def plan(graph: ImageGraph, request: CommitRequest) -> CommitPlan:
         deleted=deleted,
         bytes_to_copy=bytes_to_copy,
         advice=advice,
-        steps=partial,
+        steps=(),
         active_commit=top_index == 0,
         notes=tuple(notes),
     )
 
-
-def plan_steps(
-    request: CommitRequest,
-    chain: Sequence[Layer],
-    top: Layer,
-    base: Layer,
-    merged: Sequence[Layer],
-    rebased: tuple[Rebase, ...],
-    deleted: tuple[str, ...],
-    label: str,
-    active_commit: bool,
-) -> tuple[step_builders.Step, ...]:
-    """The engine's exact steps for a resolved commit."""
-    if request.engine == "qemu-img":
-        return step_builders.qemu_img_steps(request, top, base, rebased, deleted)
-    if request.engine == "qmp":
-        return step_builders.qmp_steps(request, chain, top, base, rebased, deleted, active_commit)
-    return step_builders.libvirt_steps(request, chain, top, base, deleted, active_commit, label)

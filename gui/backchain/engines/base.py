@@ -141,8 +141,43 @@ class LibvirtTarget:
 Target = ImageTarget | QmpTarget | LibvirtTarget
 
 
+def target_to_record(target: Target) -> dict[str, object]:
+    """What the journal keeps of a target, so that a re-run reaches the same files or VM."""
+    if isinstance(target, ImageTarget):
+        return {"kind": "qemu-img", "image": target.image, "scan": list(target.scan),
+                "default_scan": target.default_scan, "secrets": list(target.secrets)}  # fmt: skip
+    if isinstance(target, QmpTarget):
+        return {"kind": "qmp", "address": target.address, "device": target.device,
+                "timeout": target.timeout, "scan": list(target.scan)}  # fmt: skip
+    return {"kind": "libvirt", "uri": target.uri, "domain": target.domain,
+            "disk": target.disk, "scan": list(target.scan)}  # fmt: skip
+
+
+def target_from_record(data: object) -> Target:
+    """The target ``target_to_record`` wrote; ValueError if it is not one."""
+    if not isinstance(data, dict):
+        raise ValueError(f"not a job target: {data!r}")
+    kind = data.get("kind")
+    scan = tuple(str(d) for d in data.get("scan") or ())
+    if kind == "qemu-img":
+        secrets = tuple(str(s) for s in data.get("secrets") or ())
+        return ImageTarget(str(data["image"]), scan, bool(data.get("default_scan", True)), secrets)
+    if kind == "qmp":
+        device = data.get("device")
+        timeout = float(data.get("timeout") or DEFAULT_QMP_TIMEOUT)
+        return QmpTarget(str(data["address"]), None if device is None else str(device), timeout,
+                         scan)  # fmt: skip
+    if kind == "libvirt":
+        return LibvirtTarget(str(data["uri"]), str(data["domain"]), str(data["disk"]), scan)
+    raise ValueError(f"unknown job target kind {kind!r}")
+
+
 class Session(Protocol):
     """An engine's connection for the length of one job; it runs one step at a time."""
+
+    outcome: str | None
+    """What the job did, in the user's words, when the engine knows better than the plan
+    (an active commit that kept its overlay, files libvirt deleted)."""
 
     def run_step(self, index: int, step: Step, sink: ProgressSink, cancel: CancelToken) -> None:
         """Carry out one step of the plan; raise EngineError (or CancelledError)."""
@@ -152,6 +187,9 @@ class Engine(Protocol):
     """What the runner needs from an engine: its plan, its checks, its session, its words."""
 
     kind: EngineKind
+    keeps_cancelled_record: bool
+    """Whether a cancelled job leaves work that a re-run completes (offline: base is partly
+    written); online, QEMU's cancelled job leaves a consistent chain and nothing to finish."""
 
     def read_graph(self, target: Target) -> ImageGraph:
         """The graph the target's chain (and its siblings) make."""
@@ -164,6 +202,9 @@ class Engine(Protocol):
 
     def preflight(self, plan: CommitPlan, target: Target) -> None:
         """Just before the first write: the chain or live graph still matches the plan."""
+
+    def resume_check(self, plan: CommitPlan, done: int, target: Target) -> None:
+        """Before the rest of an interrupted job runs: the files are where it left them."""
 
     def session(self, plan: CommitPlan, target: Target) -> AbstractContextManager[Session]:
         """Open what the steps need (a QMP connection, a libvirt connection, nothing)."""

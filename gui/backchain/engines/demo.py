@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import tempfile
 
-from backchain.engines import qemu_img
+from backchain.engines import process as qemu_img
 
 MiB = 1 << 20
 QEMU_IO = os.environ.get("BACKCHAIN_QEMU_IO", "qemu-io")
 
 
 def _create(directory: str, name: str, backing: str | None, size: str = "256M") -> str:
-    argv = [qemu_img.QEMU_IMG, "create", "-q", "-f", "qcow2"]
+    argv = [qemu_img.qemu_img_binary(), "create", "-q", "-f", "qcow2"]
     if backing is not None:
         argv += ["-b", backing, "-F", "qcow2", name]
     else:

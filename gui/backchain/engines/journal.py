@@ -13,22 +13,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from backchain.core.codec import plan_from_record, plan_to_record
 from backchain.core.errors import BackchainError
-from backchain.core.model import Affected, CommitPlan, CommitRequest, OnReady, Rebase, Step
+from backchain.core.model import CommitPlan, OnReady, Step, StepKind
+from backchain.engines.base import Target, target_from_record, target_to_record
 from backchain.engines.progress import ProgressSink
+from backchain.engines.state import STATE_ENV, process_alive, process_start_time, state_dir
 
-STATE_ENV = "BACKCHAIN_STATE_DIR"
-FORMAT_VERSION = 1
-
-
-def state_dir() -> str:
-    """Where Backchain keeps journals and locks: $BACKCHAIN_STATE_DIR, else platformdirs'."""
-    chosen = os.environ.get(STATE_ENV)
-    if chosen:
-        return os.path.abspath(chosen)
-    import platformdirs
-
-    return str(platformdirs.user_state_dir("backchain"))
+__all__ = ["STATE_ENV", "Journal", "JobRecord", "JournalingSink", "state_dir"]
+FORMAT_VERSION = 2
 
 
 def jobs_dir() -> str:
@@ -53,26 +46,6 @@ def _write_atomic(path: str, document: Mapping[str, Any], durable: bool) -> None
             os.close(fd)
 
 
-def _step_json(step: Step) -> dict[str, Any]:
-    document: dict[str, Any] = {
-        "kind": step.kind, "argv": list(step.argv), "cwd": step.cwd, "target": step.target
-    }  # fmt: skip
-    if step.call is not None:
-        document["call"] = dict(step.call)
-    return document
-
-
-def _step_from(data: Mapping[str, Any]) -> Step:
-    call = data.get("call")
-    return Step(
-        kind=str(data["kind"]),
-        argv=tuple(str(a) for a in data["argv"]),
-        call=dict(call) if isinstance(call, Mapping) else None,
-        cwd=data.get("cwd"),
-        target=str(data.get("target", "")),
-    )
-
-
 class Journal:
     """The live record of one job; every method runs in the thread that runs the job."""
 
@@ -83,10 +56,11 @@ class Journal:
         self._last_write = 0.0
 
     @classmethod
-    def create(cls, plan: CommitPlan, connection: str | None = None) -> Journal:
+    def create(cls, plan: CommitPlan, target: Target) -> Journal:
         """Record ``plan`` before anything is written; raise BackchainError if that fails.
 
-        ``connection`` is where an online job runs (a QMP socket), so that it can be re-run.
+        ``target`` says where the job runs (the files, a QMP socket, a libvirt disk), so that an
+        interrupted job can be re-run against the same thing.
         """
         directory = jobs_dir()
         job_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}-{secrets.token_hex(2)}"
@@ -96,15 +70,16 @@ class Journal:
             "started": time.time(),
             "updated": time.time(),
             "pid": os.getpid(),
+            "pid_start": process_start_time(os.getpid()),
             "argv": list(sys.argv),
             "plan": plan.to_json(),
-            "steps": [_step_json(s) for s in plan.steps],
-            "rebase_names": {r.image: r.backing_name for r in plan.rebased},
+            "record": plan_to_record(plan),
+            "target": target_to_record(target),
             "done": 0,
             "current": None,
             "fraction": 0.0,
             "error": None,
-            "connection": connection,
+            "connection": target.describe(),
         }
         journal = cls(os.path.join(directory, job_id + ".json"), document)
         try:
@@ -117,11 +92,17 @@ class Journal:
             ) from err
         return journal
 
+    @property
+    def job_id(self) -> str:
+        """The record's id."""
+        return str(self.document["id"])
+
     @classmethod
     def reopen(cls, record: JobRecord) -> Journal:
         """Continue writing an existing record (when the job is run again)."""
         document = dict(record.document)
-        document.update(pid=os.getpid(), argv=list(sys.argv), error=None, resumed=time.time())
+        document.update(pid=os.getpid(), pid_start=process_start_time(os.getpid()),
+                        argv=list(sys.argv), error=None, resumed=time.time())  # fmt: skip
         journal = cls(record.path, document)
         journal._save(durable=True)
         return journal
@@ -166,12 +147,13 @@ class Journal:
         self._try_save(durable=True)
 
     def remove(self) -> None:
-        """The job succeeded: forget it, and any interrupted run of the very same steps."""
+        """The job ended with nothing left to do: forget it, and older runs of the same plan."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
-        # This process holds the base's lock, so no other job on it can be running now.
-        for record in unfinished_jobs([self.document["plan"]["base"]], include_running=True):
-            if record.document.get("steps") == self.document["steps"]:
+        # This process holds the images' locks, so no other job on them can be running now.
+        mine = self.document["record"]["plan"]["steps"]
+        for record in unfinished_jobs([self.document["plan"]["base"]]):
+            if record.document.get("record", {}).get("plan", {}).get("steps") == mine:
                 dismiss(record)
 
 
@@ -216,6 +198,7 @@ class JobRecord:
     path: str
     document: Mapping[str, Any]
     plan: CommitPlan
+    target: Target
 
     @property
     def id(self) -> str:
@@ -253,48 +236,6 @@ class JobRecord:
         return int(float(self.document.get("fraction", 0.0)) * 100)
 
 
-def plan_from_json(
-    data: Mapping[str, Any], steps: Sequence[Step], names: Mapping[str, str]
-) -> CommitPlan:
-    """Rebuild the CommitPlan a record was made from (what the runner and messages need)."""
-    deleted = tuple(str(p) for p in data.get("deleted", []))
-    request = CommitRequest(
-        image=str(data["image"]),
-        top=str(data["top"]),
-        base=str(data["base"]),
-        delete=bool(deleted),
-        verify=bool(data.get("verify", True)) or not deleted,
-        engine=str(data.get("engine", "qemu-img")),
-    )
-
-    def affected(items: Iterable[Mapping[str, Any]]) -> tuple[Affected, ...]:
-        return tuple(Affected(str(i["image"]), i.get("bytes")) for i in items)
-
-    rebased = tuple(
-        Rebase(str(r["image"]), str(r["backing"]), names.get(str(r["image"]), str(r["backing"])))
-        for r in data.get("rebased", [])
-    )
-    return CommitPlan(
-        request=request,
-        engine=request.engine,
-        image=request.image,
-        chain=tuple(str(p) for p in data["chain"]),
-        top=str(data["top"]),
-        base=str(data["base"]),
-        merged=tuple(str(p) for p in data["merged"]),
-        invalid=affected(data.get("invalid", [])),
-        stale=tuple(str(p) for p in data.get("stale", [])),
-        rebased=rebased,
-        at_risk=affected(data.get("at_risk", [])),
-        deleted=deleted,
-        bytes_to_copy=data.get("bytes_to_copy"),
-        advice=(),
-        steps=tuple(steps),
-        active_commit=bool(data.get("active_commit", False)),
-        notes=tuple(str(n) for n in data.get("notes", [])),
-    )
-
-
 def load_record(path: str) -> JobRecord:
     """Read one record; BackchainError if it is not a record this version understands."""
     try:
@@ -302,18 +243,20 @@ def load_record(path: str) -> JobRecord:
             document = json.load(handle)
         if document.get("version") != FORMAT_VERSION:
             raise ValueError(f"unknown journal version {document.get('version')!r}")
-        steps = [_step_from(s) for s in document["steps"]]
-        plan = plan_from_json(document["plan"], steps, document.get("rebase_names", {}))
+        plan = plan_from_record(document["record"])
+        target = target_from_record(document["target"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise BackchainError(f"the job record {path} cannot be read ({err})") from err
-    return JobRecord(path, document, plan)
+    return JobRecord(path, document, plan, target)
 
 
 def is_running(record: JobRecord) -> bool:
-    """Whether a Backchain process still works on the job (it holds the base's lock)."""
-    from backchain.engines.base_lock import holder_of
-
-    return holder_of(record.plan.base) is not None
+    """Whether the process that runs the job is still alive (its pid and start time match)."""
+    pid = record.document.get("pid")
+    start = record.document.get("pid_start")
+    if not isinstance(pid, int):
+        return False
+    return process_alive(pid, start if isinstance(start, int) else None)
 
 
 def unfinished_jobs(
@@ -351,7 +294,7 @@ def describe(record: JobRecord) -> str:
     """What happened and where every file stands, in the user's words."""
     plan = record.plan
     name = os.path.basename
-    head = f"A commit of {name(plan.top)} into {name(plan.base)}"
+    head = f"A {plan.operation.value} of {name(plan.top)} into {name(plan.base)}"
     if record.done == 0:
         where = f"at {record.percent()}%"
     elif record.done < len(plan.steps):
@@ -383,11 +326,11 @@ def describe(record: JobRecord) -> str:
 def _step_words(step: Step) -> str:
     target = os.path.basename(step.target)
     return {
-        "commit": "the copy",
-        "rebase": f"re-pointing {target}",
-        "verify": f"comparing {target} with the base",
-        "delete": f"deleting {target}",
-    }.get(step.kind, step.kind)
+        StepKind.COMMIT: "the copy",
+        StepKind.REBASE: f"re-pointing {target}",
+        StepKind.VERIFY: f"comparing {target} with the base",
+        StepKind.DELETE: f"deleting {target}",
+    }.get(step.kind, step.kind.value)
 
 
 def dismiss(record: JobRecord) -> None:

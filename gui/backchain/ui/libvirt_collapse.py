@@ -164,7 +164,7 @@ class CollapseDialog(QDialog):
 
     def replan(self) -> None:
         """Plan every disk off the GUI thread (shut-off disks are re-pointed to base)."""
-        from backchain.engines.libvirt import plan_collapse
+        from backchain.engines.libvirt.collapse import plan_collapse
 
         uri, domain = self.uri, self.domain
         on_ready = OnReady(self.choice.currentData())
@@ -202,7 +202,8 @@ class CollapseDialog(QDialog):
 
     def start(self) -> None:
         """Run the plans shown, each disk reporting to its own row."""
-        from backchain.engines.libvirt import run_collapse
+        from backchain.engines.libvirt.collapse import run_collapse
+        from backchain.engines.runner import run_plan
 
         uri, domain, plans, token = self.uri, self.domain, list(self.plans), self.token
         self.running = True
@@ -211,7 +212,7 @@ class CollapseDialog(QDialog):
         self.close_button.setText("Cancel")
 
         def work(report: Any) -> Any:  # runs in a pool thread
-            return run_collapse(uri, domain, plans, lambda d: _RowSink(d, report), token)
+            return run_collapse(uri, domain, plans, lambda d: _RowSink(d, report), token, run_plan)
 
         run_in_background(work, on_stage=self._on_stage, on_result=self._on_done,
                           on_error=lambda error: self._on_done(error))  # fmt: skip
@@ -229,7 +230,7 @@ class CollapseDialog(QDialog):
             row.finished(*payload)
 
     def _on_done(self, results: Any) -> None:
-        from backchain.engines.libvirt import summary
+        from backchain.engines.libvirt.engine import summary
 
         self.running = False
         if isinstance(results, BaseException):

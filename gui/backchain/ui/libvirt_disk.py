@@ -11,12 +11,12 @@ from PySide6.QtWidgets import QCheckBox
 
 from backchain.core.graph import ImageGraph
 from backchain.core.model import CommitPlan, CommitRequest
-from backchain.core.plan import plan as make_plan
-from backchain.engines.libvirt import LibvirtTarget
+from backchain.engines.registry import make_plan
+from backchain.engines.libvirt.engine import LibvirtTarget
 from backchain.ui.background import run_in_background
 
 if TYPE_CHECKING:
-    from backchain.engines.libvirt_read import DiskInfo
+    from backchain.engines.libvirt.read import DiskInfo
     from backchain.ui.main_window import MainWindow
 
 MiB = 1 << 20
@@ -57,7 +57,7 @@ class DiskSession(QObject):
 
     def show(self, target: LibvirtTarget, graph: ImageGraph, info: DiskInfo, running: bool) -> None:
         """Put the disk's graph in the window; its plans come from the libvirt engine's rules."""
-        from backchain.engines.libvirt import active_layer
+        from backchain.engines.libvirt.engine import active_layer
 
         window = self.window
         self.target, self.info, self.running = target, info, running
@@ -70,7 +70,7 @@ class DiskSession(QObject):
 
     def plan(self, graph: ImageGraph, request: CommitRequest) -> CommitPlan:
         """The window's planner: plan_for_graph for this disk, make_plan for anything else."""
-        from backchain.engines.libvirt import plan_for_graph
+        from backchain.engines.libvirt.engine import plan_for_graph
 
         if not self.active or self.target is None or self.info is None:
             return make_plan(graph, request)
@@ -97,7 +97,7 @@ class DiskSession(QObject):
 
     def _on_rate_changed(self, value: int) -> None:
         """Bandwidth changed while a running domain's commit goes on: virDomainBlockJobSetSpeed."""
-        from backchain.engines.libvirt import set_speed
+        from backchain.engines.libvirt.engine import set_speed
 
         worker = self.window.jobs.worker
         if not self._running_commit() or self.target is None or worker is None:

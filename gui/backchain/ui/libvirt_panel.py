@@ -41,7 +41,7 @@ def binding_problem() -> str | None:
     Importing, not just finding, the module: the AppImage carries the binding, but it loads the
     host's libvirt.so.0, which may be missing or too old.
     """
-    from backchain.engines.libvirt_read import require_libvirt
+    from backchain.engines.libvirt.read import require_libvirt
 
     try:
         require_libvirt()
@@ -132,7 +132,7 @@ class LibvirtPanel(QObject):
 
     def add_connection(self, uri: str) -> None:
         """List ``uri``'s domains off the GUI thread and show them as one group of the tree."""
-        from backchain.engines.libvirt_read import list_domains
+        from backchain.engines.libvirt.read import list_domains
 
         self.last_uri = uri
         self.window.status_label.setText(f"Connecting to {uri}…")
@@ -189,7 +189,7 @@ class LibvirtPanel(QObject):
 
     def open_disk(self, uri: str, domain: str, disk: str) -> None:
         """Read one disk's chain off the GUI thread and put it in the window."""
-        from backchain.engines.libvirt_read import domain_graph
+        from backchain.engines.libvirt.read import domain_graph
 
         self.window.status_label.setText(f"Reading {domain} {disk} from {uri}…")
         run_in_background(
@@ -201,8 +201,8 @@ class LibvirtPanel(QObject):
     def _on_disk_read(self, uri: str, domain: str, disk: str, result: Any) -> None:
         if not self.alive():
             return
-        from backchain.engines.libvirt import LibvirtTarget
-        from backchain.engines.libvirt_read import is_local
+        from backchain.engines.libvirt.engine import LibvirtTarget
+        from backchain.engines.libvirt.read import is_local
 
         graph, info, running = result
         window = self.window
@@ -221,7 +221,7 @@ class LibvirtPanel(QObject):
 
     def refresh(self, uri: str) -> None:
         """List ``uri``'s domains again (after a commit, a re-point or a collapse)."""
-        from backchain.engines.libvirt_read import list_domains
+        from backchain.engines.libvirt.read import list_domains
 
         run_in_background(
             lambda _report: list_domains(uri),  # runs in a pool thread

@@ -10,7 +10,7 @@ from PySide6.QtCore import QObject, Signal
 
 from backchain.core.errors import BackchainError
 from backchain.core.graph import ImageGraph
-from backchain.engines import scan
+from backchain.engines.files import scan
 from backchain.ui.background import run_in_background
 
 STAGES = ("headers", "scanned", "extents")

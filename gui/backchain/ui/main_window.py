@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 from backchain.core.errors import PlanError
 from backchain.core.graph import ImageGraph
 from backchain.core.model import CommitPlan, CommitRequest, OnReady
-from backchain.core.plan import plan as make_plan
+from backchain.engines.registry import make_plan
 from backchain.ui.background import run_in_background
 from backchain.ui.chain_view import ChainView
 from backchain.ui.confirm import confirm_commit

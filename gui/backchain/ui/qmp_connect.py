@@ -24,8 +24,8 @@ from PySide6.QtWidgets import (
 from backchain.core.errors import BackchainError
 from backchain.core.graph import ImageGraph
 from backchain.core.model import CommitRequest, OnReady
-from backchain.engines.qmp import read_qmp_graph, root_for
-from backchain.engines.qmp_jobs import QmpJobControl
+from backchain.engines.qmp.graph import read_qmp_graph, root_for
+from backchain.engines.qmp.job import QmpJobControl
 from backchain.ui.background import run_in_background
 
 if TYPE_CHECKING:

@@ -1,24 +1,21 @@
-"""The live block graph of a running QEMU, read over QMP (qemu.qmp), and the commit entry point."""
+"""The live block graph of a running QEMU, read over QMP: nodes, devices, files and filters."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os.path
-import re
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from qemu.qmp import ConnectError, ExecInterruptedError, ExecuteError, QMPClient, QMPError
-
 from backchain.core.errors import EngineError
 from backchain.core.graph import ImageGraph, Layer
-from backchain.core.model import CommitPlan
-from backchain.engines.progress import CancelToken, ProgressSink
+from backchain.engines.files.scan import load_extents
+from backchain.engines.qmp.session import DEFAULT_TIMEOUT, QmpSession
 
-DEFAULT_TIMEOUT = 15.0
-"""Seconds to wait for QEMU to answer one command before the peer is declared unresponsive."""
+__all__ = ["DEFAULT_TIMEOUT", "QmpSession", "file_path_of", "live_layers", "read_qmp_graph",
+           "root_for"]  # fmt: skip
 
 # Nodes that sit between a device and an image without being an image themselves.
 _NOT_IMAGES = frozenset(
@@ -29,80 +26,6 @@ _NOT_IMAGES = frozenset(
         "compress", "snapshot-access", "copy-before-write", "quorum", "replication",
     }
 )  # fmt: skip
-
-
-def parse_address(address: str) -> str | tuple[str, int]:
-    """A unix socket path, or ``(host, port)`` for ``host:port``."""
-    match = re.fullmatch(r"\[?([^/\[\]]*?)\]?:(\d+)", address.strip())
-    if match and not os.path.exists(address):
-        return match.group(1) or "localhost", int(match.group(2))
-    return address
-
-
-class QmpSession:
-    """One QMP connection, used in one asyncio loop in one thread; raises EngineError."""
-
-    def __init__(self, address: str, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.address = address
-        self.timeout = timeout
-        self.client = QMPClient("backchain")
-
-    async def __aenter__(self) -> QmpSession:
-        try:
-            await asyncio.wait_for(self.client.connect(parse_address(self.address)), self.timeout)
-        except TimeoutError as exc:
-            await self._drop()
-            raise EngineError(
-                f"QEMU at {self.address} did not answer within {self.timeout:g} s "
-                "(no QMP greeting); is the VM stopped or hung?"
-            ) from exc
-        except ConnectError as exc:
-            raise EngineError(
-                f"cannot connect to QEMU at {self.address}: {exc.exc or exc}",
-                stderr=str(exc),
-            ) from exc
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self._drop()
-
-    async def _drop(self) -> None:
-        try:
-            await asyncio.wait_for(self.client.disconnect(), 5)
-        except (QMPError, OSError, EOFError, TimeoutError):
-            # The connection is already gone; its cause was reported by the failed command.
-            pass
-
-    def gone(self, doing: str, exc: BaseException) -> EngineError:
-        """The error for a connection that closed under us (QEMU exited or crashed)."""
-        return EngineError(
-            f"the connection to QEMU at {self.address} closed while {doing}: "
-            "QEMU exited or crashed",
-            stderr=f"{type(exc).__name__}: {exc}",
-        )
-
-    async def execute(self, command: str, arguments: Mapping[str, object] | None = None) -> Any:
-        """Run one command; QEMU's refusal, a timeout or a lost connection raise EngineError."""
-        sent = json.dumps({"execute": command, "arguments": dict(arguments or {})})
-        try:
-            return await asyncio.wait_for(
-                self.client.execute(command, dict(arguments) if arguments else None), self.timeout
-            )
-        except ExecuteError as exc:
-            raise EngineError(
-                f"QEMU refused {command}: {exc.error.error.desc}",
-                argv=(sent,),
-                stderr=f"{exc.error.error.class_}: {exc.error.error.desc}",
-            ) from exc
-        except TimeoutError as exc:
-            raise EngineError(
-                f"QEMU at {self.address} did not answer {command} within {self.timeout:g} s",
-                argv=(sent,),
-            ) from exc
-        except (ExecInterruptedError, QMPError, OSError, EOFError) as exc:
-            raise self.gone(f"running {command}", exc) from exc
 
 
 def file_path_of(name: str) -> str:
@@ -240,21 +163,6 @@ def read_qmp_graph(
         root = root_for(graph, device)
         graph = ImageGraph(graph.chain(root.path))
     if extents:
-        from backchain.engines.scan import load_extents
-
         files = [p for p in graph.paths if os.path.isabs(p) and os.path.exists(p)]
         graph = load_extents(graph, files)
     return graph
-
-
-def run_qmp_plan(
-    plan: CommitPlan, sink: ProgressSink, cancel: CancelToken, connection: object
-) -> None:
-    """Run the plan's block-commit over QMP; ``connection`` is the socket address or a control."""
-    # Imported here because qmp_jobs builds on this module's session and name parsing.
-    from backchain.engines.qmp_jobs import QmpJobControl
-    from backchain.engines.qmp_jobs import run_qmp_plan as run
-
-    if not isinstance(connection, (str, QmpJobControl)):
-        raise EngineError("an online commit needs the QMP socket address of the running QEMU")
-    run(plan, sink, cancel, connection)

@@ -44,7 +44,7 @@ def add_plan_options(parser: argparse.ArgumentParser) -> None:
 
 def load_graph(args: argparse.Namespace) -> ImageGraph:
     """Read the live graph; ``args.image`` becomes the chosen chain's active layer."""
-    from backchain.engines.qmp import read_qmp_graph, root_for
+    from backchain.engines.qmp.graph import read_qmp_graph, root_for
 
     if args.image:
         raise PlanError("give either IMAGE or --qmp SOCKET, not both")

@@ -11,14 +11,16 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from backchain import __version__, cli_libvirt, cli_qmp
+from backchain import __version__
+from backchain.cli import libvirt as cli_libvirt
+from backchain.cli import qmp as cli_qmp
 from backchain.core.describe import consequences, human_bytes
 from backchain.core.errors import BackchainError, EngineError
 from backchain.core.graph import ImageGraph, Layer
 from backchain.core.model import CommitPlan, CommitRequest
-from backchain.core.plan import plan as make_plan
+from backchain.engines.registry import make_plan
 from backchain.engines.progress import CancelToken
-from backchain.engines.terminal import TerminalSink
+from backchain.cli.terminal import TerminalSink
 
 SUBCOMMANDS = ("chain", "plan", "commit", "demo", "gui", "resume")
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
@@ -81,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     commit.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     demo = sub.add_parser("demo", help="create the demo chain and print its active image")
     demo.add_argument("directory", nargs="?", help="where to create it (default: a temp dir)")
-    from backchain import cli_journal
+    from backchain.cli import journal as cli_journal
 
     cli_journal.add_parser(sub)
     return parser
@@ -99,7 +101,7 @@ def _normalise_argv(argv: Sequence[str]) -> list[str]:
 
 def load_graph(args: argparse.Namespace) -> ImageGraph:
     """Read the graph the arguments name, with siblings, file facts and extents."""
-    from backchain.engines.scan import open_graph
+    from backchain.engines.files.scan import open_graph
 
     if getattr(args, "qmp", None):
         return cli_qmp.load_graph(args)
@@ -155,7 +157,7 @@ def cmd_chain(args: argparse.Namespace) -> int:
     active = _active_of(graph, args.image)
     chain = graph.chain(active)
     others = [layer for layer in graph if layer.path not in {c.path for c in chain}]
-    from backchain.cli_journal import warn_unfinished
+    from backchain.cli.journal import warn_unfinished
 
     unfinished = warn_unfinished(graph.paths)
     if args.json:
@@ -285,7 +287,7 @@ def cmd_gui(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     """``backchain resume``: see cli_journal."""
-    from backchain.cli_journal import cmd_resume as run
+    from backchain.cli.journal import cmd_resume as run
 
     return run(args)
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from backchain.core.errors import PlanError
-from backchain.engines.journal import state_dir
+from backchain.engines.state import state_dir
 
 
 def lock_path(image: str) -> str:
@@ -33,12 +33,18 @@ def _read_holder(fd: int) -> dict[str, Any]:
 
 
 def describe_holder(holder: dict[str, Any]) -> str:
-    """'Backchain process 1234 (backchain commit ...), since 10:02:03' for a lock's record."""
+    """'Backchain process 1234 (backchain commit ...), job ID, since 10:02:03' for a lock's record.
+
+    A lock this very process holds is called this process's own job, never "another Backchain".
+    """
     pid = holder.get("pid", "?")
-    command = " ".join(str(a) for a in holder.get("argv", [])) or "unknown command"
+    job = f", job {holder['job']}" if holder.get("job") else ""
     since = holder.get("since")
     when = time.strftime(" since %H:%M:%S", time.localtime(since)) if since else ""
-    return f"Backchain process {pid} ({command}){when}"
+    if pid == os.getpid():
+        return f"this Backchain's own running job{job}{when}"
+    command = " ".join(str(a) for a in holder.get("argv", [])) or "unknown command"
+    return f"another Backchain process {pid} ({command}){job}{when}"
 
 
 def holder_of(image: str) -> dict[str, Any] | None:
@@ -65,6 +71,7 @@ class ImageLocks:
 
     def __init__(self) -> None:
         self._fds: list[int] = []
+        self._record: dict[str, Any] = {}
 
     def acquire(self, images: Iterable[str], purpose: str) -> None:
         """Lock every image or none; PlanError names the Backchain that holds one already."""
@@ -86,12 +93,25 @@ class ImageLocks:
                 os.close(fd)
                 self.release()
                 raise PlanError(
-                    f"{image} is being changed by another {describe_holder(holder)}: "
+                    f"{image} is being changed by {describe_holder(holder)}: "
                     f"{holder.get('purpose', 'a commit')}. Wait until it ends."
                 ) from err
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps({**record, "image": image}).encode(), 0)
+            self._write(fd, {**record, "image": image})
             self._fds.append(fd)
+        self._record = record
+
+    @staticmethod
+    def _write(fd: int, record: dict[str, Any]) -> None:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(record).encode(), 0)
+
+    def annotate(self, job_id: str) -> None:
+        """Name the journal's job in every lock record, so that a refusal can cite it."""
+        for fd in self._fds:
+            record = _read_holder(fd)
+            record["job"] = job_id
+            with contextlib.suppress(OSError):
+                self._write(fd, record)
 
     def release(self) -> None:
         """Drop every lock (the files stay: unlinking a lock file races with a new holder)."""

@@ -36,6 +36,8 @@ class Qcow2Header:
     backing_format: str | None
     data_file: str | None
     incompatible_features: int
+    crypt_method: int = 0
+    """0 for none, 1 for legacy AES, 2 for LUKS: an encrypted image needs a secret to open."""
 
 
 def is_qcow2(path: str) -> bool:
@@ -108,7 +110,7 @@ def parse_header(path: str, blob: bytes, file_size: int) -> Qcow2Header:
         raise ImageError(path, "has a truncated qcow2 header")
     (
         _magic, version, backing_offset, backing_size, cluster_bits, virtual_size,
-        _crypt, _l1_size, _l1_offset, _refcount_offset, _refcount_clusters,
+        crypt_method, _l1_size, _l1_offset, _refcount_offset, _refcount_clusters,
         _snapshots, _snapshot_offset,
     ) = _V2_HEADER.unpack_from(blob)  # fmt: skip
     if version not in (2, 3):
@@ -152,6 +154,7 @@ def parse_header(path: str, blob: bytes, file_size: int) -> Qcow2Header:
         backing_format=backing_format,
         data_file=data_file,
         incompatible_features=incompatible,
+        crypt_method=crypt_method,
     )
 
 

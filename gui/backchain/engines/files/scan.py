@@ -10,20 +10,28 @@ from dataclasses import replace
 from backchain.core.errors import EngineError, ImageError
 from backchain.core.extents import ExtentSet
 from backchain.core.graph import ImageGraph, Layer
-from backchain.engines import locks, qcow2_alloc, qemu_img
-from backchain.engines.qcow2 import Qcow2Header, read_header, unsafe_backing_reason
+from backchain.engines import image_locks
+from backchain.engines.files import facts as locks
+from backchain.engines.files import qemu_info as qemu_img
+from backchain.engines.files import qcow2_alloc
+from backchain.engines.files.qcow2 import Qcow2Header, read_header, unsafe_backing_reason
 
 SUPPORTED_BACKING_FORMATS = ("qcow2", "raw")
 
 
 def resolve_backing(overlay_access_path: str, name: str) -> str:
-    """Where a backing name points, as qemu resolves it: relative to the overlay's directory."""
+    """Where a backing name points, exactly as QEMU resolves it.
+
+    A plain relative name is joined to the directory of the overlay's path *as opened*, and the
+    kernel then resolves ``..`` (after any symlinked directory), so no normalisation happens
+    here. A ``file:`` name is a protocol filename: QEMU does not join it, so a relative one is
+    relative to the current directory.
+    """
     if name.startswith("file:"):
-        name = name[len("file:") :]
-    joined = (
-        name if os.path.isabs(name) else os.path.join(os.path.dirname(overlay_access_path), name)
-    )
-    return os.path.normpath(joined)
+        return os.path.abspath(name[len("file:") :])
+    if os.path.isabs(name):
+        return name
+    return os.path.join(os.path.dirname(overlay_access_path), name)
 
 
 def _check_backing(path: str, header: Qcow2Header) -> None:
@@ -58,6 +66,7 @@ def _layer_from_header(real: str, header: Qcow2Header, access: str, by_scan: boo
         backing_path=backing_path,
         cluster_size=header.cluster_size,
         found_by_scan=by_scan,
+        encrypted=header.crypt_method != 0,
     )
 
 
@@ -70,7 +79,8 @@ def _on_disk(path: str) -> int | None:
 
 def walk_headers(image: str) -> list[Layer]:
     """The chain of ``image`` from its headers alone, checked before any qemu process runs."""
-    access = os.path.abspath(image)
+    # Not abspath(): normalising ".." before symlinks are followed would name another file.
+    access = image if os.path.isabs(image) else os.path.join(os.getcwd(), image)
     fmt = "qcow2"
     layers: list[Layer] = []
     seen: set[str] = set()
@@ -187,16 +197,25 @@ def default_scan_dirs(graph: ImageGraph) -> list[str]:
 
 
 def probe_facts(graph: ImageGraph) -> ImageGraph:
-    """Fill in locks, writability and free space for every layer."""
-    return graph.with_layers(
-        replace(
-            layer,
-            in_use=locks.lock_holder(layer.path) is not None,
-            writable=locks.is_writable(layer.path),
-            free_bytes=locks.free_bytes(layer.path),
+    """Fill in locks, writability and free space for every layer.
+
+    A layer that a Backchain job is changing is named as such (with its pid and job id), so that
+    its qemu-img's lock is never mistaken for a running VM.
+    """
+    layers = []
+    for layer in graph:
+        qemu_lock = locks.lock_holder(layer.path) is not None
+        ours = image_locks.holder_of(layer.path)
+        layers.append(
+            replace(
+                layer,
+                in_use=qemu_lock or ours is not None,
+                in_use_by=image_locks.describe_holder(ours) if ours is not None else None,
+                writable=locks.is_writable(layer.path),
+                free_bytes=locks.free_bytes(layer.path),
+            )
         )
-        for layer in graph
-    )
+    return graph.with_layers(layers)
 
 
 def load_extents(

@@ -1,4 +1,4 @@
-"""Running virDomainBlockCommit on a running domain: events, progress, ready, pivot and speed."""
+"""virDomainBlockCommit on a running domain: events, progress, ready, pivot or keep, speed."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from backchain.core.errors import CancelledError, EngineError
-from backchain.core.model import CommitPlan, OnReady, Step
-from backchain.engines.libvirt_read import (
+from backchain.core.model import CommitPlan, OnReady, Step, StepKind
+from backchain.engines.libvirt.read import (
     libvirt_error,
     lookup_domain,
     open_connection,
@@ -137,48 +137,77 @@ class _Job:
             return None
 
 
-def run_running_commit(
-    plan: CommitPlan, sink: ProgressSink, cancel: CancelToken, uri: str, domain: str
-) -> None:
-    """Run a running domain's plan: virDomainBlockCommit, follow it, pivot or keep when ready."""
-    libvirt = require_libvirt()
-    ensure_event_loop()
-    commit_step = plan.steps[0]
-    call = dict(commit_step.call or {})
-    disk = str(call["disk"])
-    conn = open_connection(uri)
-    job: _Job | None = None
-    try:
-        dom = lookup_domain(conn, domain)
-        job = _Job(conn, dom, disk, sink)
-        job.listen()
-        sink.started(plan)
-        sink.step_started(commit_step)
-        sink.logged("# " + _render(call))
-        try:
-            dom.blockCommit(
-                disk,
-                call.get("base"),
-                call.get("top"),
-                int(call.get("bandwidth", 0)),
-                flags_value(call.get("flags")),
-            )
-        except libvirt.libvirtError as err:
-            raise libvirt_error(err, _render(call)) from err
-        outcome = _follow(plan, job, cancel)
-    except EngineError as err:
-        sink.finished(False, err.message + (f"\n{err.state}" if err.state else ""))
-        raise
-    finally:
-        if job is not None:
-            job.close()
-        conn.close()
-    sink.finished(True, outcome)
+class RunningSession:
+    """One libvirt connection for a running domain's job: the commit, then pivot or keep."""
+
+    def __init__(self, plan: CommitPlan, uri: str, domain: str) -> None:
+        ensure_event_loop()
+        self.plan = plan
+        self.conn = open_connection(uri)
+        self.dom = lookup_domain(self.conn, domain)
+        self.outcome: str | None = None
+        self.job: _Job | None = None
+        self.end = 0
+
+    def close(self) -> None:
+        """Unsubscribe and close the connection."""
+        if self.job is not None:
+            self.job.close()
+        self.conn.close()
+
+    def run_step(self, index: int, step: Step, sink: ProgressSink, cancel: CancelToken) -> None:
+        """virDomainBlockCommit (followed until done, or until ready), or the pivot/keep."""
+        if step.kind is StepKind.LIBVIRT_COMMIT:
+            self._commit(step, sink, cancel)
+        elif step.kind is StepKind.LIBVIRT_ABORT:
+            self._pivot_or_keep(sink, cancel)
+        else:
+            raise EngineError(f"a running domain's job cannot run a {step.kind.value} step")
+
+    def _commit(self, step: Step, sink: ProgressSink, cancel: CancelToken) -> None:
+        libvirt = require_libvirt()
+        call = dict(step.call or {})
+        disk = str(call["disk"])
+        self.job = _Job(self.conn, self.dom, disk, sink)
+        self.job.listen()
+        if self.job.info():
+            # A job on this disk survived us (libvirt keeps it): follow it instead.
+            sink.logged(f"continuing the block job that libvirt kept on {disk}")
+        else:
+            try:
+                self.dom.blockCommit(disk, call.get("base"), call.get("top"),
+                                     int(call.get("bandwidth", 0)),
+                                     flags_value(call.get("flags")))  # fmt: skip
+            except libvirt.libvirtError as err:
+                raise libvirt_error(err, _render(call)) from err
+        self.outcome, self.end = _follow(self.plan, self.job, cancel)
+
+    def _pivot_or_keep(self, sink: ProgressSink, cancel: CancelToken) -> None:
+        libvirt = require_libvirt()
+        job = self.job
+        assert job is not None
+        choice = OnReady.ASK
+        while choice is OnReady.ASK:
+            choice = sink.ready()
+            if choice is OnReady.ASK:
+                choice = self.plan.request.on_ready
+            if choice is OnReady.ASK:
+                if cancel.wait(_POLL_SECONDS):
+                    _abort(job, 0)
+                    _wait_final(job)
+                    raise CancelledError(f"cancelled the commit of {self.plan.top}",
+                                         state=f"{self.plan.top} is still the active layer.")
+        pivot = choice is OnReady.PIVOT
+        flag_name = "VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT" if pivot else "0"
+        sink.logged(f"# virDomainBlockJobAbort({job.disk!r}, flags={flag_name})")
+        _abort(job, libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT if pivot else 0)
+        status = _wait_final(job)
+        sink.advanced(self.end, self.end, "pivot" if pivot else "keep overlay")
+        self.outcome = _final(self.plan, status, ready=True, pivot=pivot)
 
 
-def _follow(plan: CommitPlan, job: _Job, cancel: CancelToken) -> str:
-    """Follow the job to its end; return the sentence that says what happened."""
-    libvirt = require_libvirt()
+def _follow(plan: CommitPlan, job: _Job, cancel: CancelToken) -> tuple[str | None, int]:
+    """Follow the job until it ends (its words) or, for an active commit, until it is ready."""
     name = os.path.basename
     active = plan.active_commit
     ready = False
@@ -189,7 +218,7 @@ def _follow(plan: CommitPlan, job: _Job, cancel: CancelToken) -> str:
         if status == "ready":
             ready = True
         elif status in ("completed", "failed", "cancelled"):
-            return _final(plan, status, ready=False)
+            return _final(plan, status, ready=False), end
         if cancel.cancelled:
             _abort(job, 0)
             _wait_final(job)
@@ -201,7 +230,7 @@ def _follow(plan: CommitPlan, job: _Job, cancel: CancelToken) -> str:
         info = job.info()
         if not info:
             # The job is gone: its last event tells how it ended.
-            return _final(plan, _wait_final(job), ready=False)
+            return _final(plan, _wait_final(job), ready=False), end
         cur, end = int(info.get("cur", 0)), int(info.get("end", 0))
         if info.get("bandwidth") != bandwidth:
             # Someone (set_speed, virsh blockjob --bandwidth) changed the limit: log it.
@@ -217,21 +246,7 @@ def _follow(plan: CommitPlan, job: _Job, cancel: CancelToken) -> str:
         else:
             job.sink.advanced(cur, end, "ready" if ready else "commit")
         if active and ready:
-            choice = job.sink.ready()
-            if choice is OnReady.ASK:
-                # The sink has no answer (a terminal): the plan's own choice stands, if any.
-                choice = plan.request.on_ready
-            if choice is OnReady.ASK:
-                continue
-            pivot = choice is OnReady.PIVOT
-            step = plan.steps[1] if len(plan.steps) > 1 else Step("virDomainBlockJobAbort")
-            job.sink.step_started(step)
-            flag_name = "VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT" if pivot else "0"
-            job.sink.logged(f"# virDomainBlockJobAbort({job.disk!r}, flags={flag_name})")
-            _abort(job, libvirt.VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT if pivot else 0)
-            status = _wait_final(job)
-            job.sink.advanced(end, end, "pivot" if pivot else "keep overlay")
-            return _final(plan, status, ready=True, pivot=pivot)
+            return None, end
 
 
 def _abort(job: _Job, flags: int) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from backchain.core.graph import Layer
-from backchain.core.model import CommitPlan, CommitRequest, OnReady, Step
+from backchain.core.graph import ImageGraph
+from backchain.core.model import CommitPlan, CommitRequest, EngineKind, OnReady, Step, StepKind
 
 PIVOT_FLAG = "VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT"
 
@@ -25,37 +25,32 @@ def commit_flags(request: CommitRequest, deleted: Sequence[str], active_commit: 
     return flags
 
 
-def libvirt_steps(
-    request: CommitRequest,
-    chain: Sequence[Layer],
-    top: Layer,
-    base: Layer,
-    deleted: Sequence[str],
-    active_commit: bool,
-    label: str,
-) -> tuple[Step, ...]:
+def commit_steps(plan: CommitPlan, graph: ImageGraph) -> tuple[Step, ...]:
     """``virDomainBlockCommit``, and for an active commit the ``virDomainBlockJobAbort`` after it.
 
     Layers are named by libvirt's ``vda[N]`` labels, so the call is what ``virsh`` would send.
     """
-    disk = chain[0].extra.get("disk", label)
+    request = plan.request
+    chain_top = graph.layer(plan.chain[0])
+    top, base = graph.layer(plan.top), graph.layer(plan.base)
+    disk = chain_top.extra.get("disk", chain_top.extra.get("label", chain_top.path))
     call = {
         "call": "virDomainBlockCommit",
         "disk": disk,
         "base": base.extra.get("label", base.path),
         "top": top.extra.get("label", top.path),
         "bandwidth": request.rate,
-        "flags": commit_flags(request, deleted, active_commit),
+        "flags": commit_flags(request, plan.deleted, plan.active_commit),
     }
-    steps = [Step("virDomainBlockCommit", call=call, target=base.path)]
-    if active_commit:
+    steps = [Step(StepKind.LIBVIRT_COMMIT, call=call, target=base.path)]
+    if plan.active_commit:
         # With PIVOT base becomes the active layer; without it top stays active (keep overlay).
         abort: dict[str, object] = {"call": "virDomainBlockJobAbort", "disk": disk}
         if request.on_ready is OnReady.ASK:
             abort["flags"] = "asked when the job is ready: " + PIVOT_FLAG + " to pivot, 0 to keep"
         else:
             abort["flags"] = [PIVOT_FLAG] if request.on_ready is OnReady.PIVOT else []
-        steps.append(Step("virDomainBlockJobAbort", call=abort, target=top.path))
+        steps.append(Step(StepKind.LIBVIRT_ABORT, call=abort, target=top.path))
     return tuple(steps)
 
 
@@ -68,7 +63,7 @@ def shut_off_plan(
     equivalent of a pivot, so it is only offered when top was the disk's active layer.
     """
     check = Step(
-        "virDomainGetState",
+        StepKind.LIBVIRT_STATE,
         call={"call": "virDomainGetState", "domain": domain, "expect": "shut off"},
     )
     steps = [check, *offline.steps]
@@ -81,7 +76,7 @@ def shut_off_plan(
             "source": offline.base,
             "format": base_format,
         }
-        steps.append(Step("virDomainDefineXML", call=define, target=offline.base))
+        steps.append(Step(StepKind.LIBVIRT_DEFINE, call=define, target=offline.base))
         notes.append(f"the domain's disk {disk} will use {offline.base} from now on")
     elif offline.active_commit:
         notes.append(
@@ -89,10 +84,10 @@ def shut_off_plan(
             f"{offline.base} is written; add --repoint to switch the disk to base"
         )
     notes.append(f"domain '{domain}' is shut off: committed offline with qemu-img")
-    return replace(offline, engine="libvirt", steps=tuple(steps), notes=tuple(notes))
+    return replace(offline, engine=EngineKind.LIBVIRT, steps=tuple(steps), notes=tuple(notes))
 
 
 def offline_part(plan: CommitPlan) -> CommitPlan:
     """The qemu-img steps of a shut-off domain's plan, as a plan the offline runner accepts."""
     steps = tuple(step for step in plan.steps if step.argv)
-    return replace(plan, engine="qemu-img", steps=steps)
+    return replace(plan, engine=EngineKind.QEMU_IMG, steps=steps)

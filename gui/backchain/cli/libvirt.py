@@ -49,14 +49,14 @@ def dispatch(args: argparse.Namespace) -> int | None:
 
 
 def _layer(layer: Any) -> dict[str, Any]:
-    from backchain import cli
+    from backchain.cli import main as cli
 
     return {"label": layer.extra.get("label"), **cli.layer_json(layer)}
 
 
 def cmd_chain(args: argparse.Namespace) -> int:
     """``chain --connect URI [--domain NAME [--disk vda]]``: domains, disks, chains."""
-    from backchain.engines import libvirt as lv
+    from backchain.engines.libvirt import engine as lv
 
     if not args.domain:
         domains = lv.list_domains(args.connect)
@@ -92,7 +92,7 @@ def cmd_chain(args: argparse.Namespace) -> int:
 
 
 def _disks_of(uri: str, domain: str) -> list[str]:
-    from backchain.engines import libvirt as lv
+    from backchain.engines.libvirt import engine as lv
 
     for dom in lv.list_domains(uri):
         if dom.name == domain:
@@ -102,8 +102,8 @@ def _disks_of(uri: str, domain: str) -> list[str]:
 
 def compute_plan(args: argparse.Namespace) -> tuple[CommitPlan, object]:
     """The plan for ``--domain``/``--disk`` and the LibvirtTarget that runs it."""
-    from backchain import cli
-    from backchain.engines import libvirt as lv
+    from backchain.cli import main as cli
+    from backchain.engines.libvirt import engine as lv
 
     if not args.domain or not args.disk:
         raise PlanError("plan and commit with --connect need --domain NAME and --disk TARGET")
@@ -121,7 +121,7 @@ def compute_plan(args: argparse.Namespace) -> tuple[CommitPlan, object]:
 
 def cmd_commit(args: argparse.Namespace, *, run: bool) -> int:
     """``plan``/``commit --connect URI --domain NAME --disk vda [...]``."""
-    from backchain import cli
+    from backchain.cli import main as cli
 
     plan, target = compute_plan(args)
     if not run:
@@ -192,8 +192,10 @@ class DiskLines:
 
 def cmd_collapse(args: argparse.Namespace, *, run: bool) -> int:
     """``plan``/``commit --connect URI --domain NAME --all-disks``: every disk, then a summary."""
-    from backchain.engines import libvirt as lv
+    from backchain.engines.libvirt import collapse
+    from backchain.engines.libvirt import engine as lv
     from backchain.engines.progress import CancelToken
+    from backchain.engines.runner import run_plan
 
     if not args.domain:
         raise PlanError("--all-disks needs --domain NAME")
@@ -208,7 +210,7 @@ def cmd_collapse(args: argparse.Namespace, *, run: bool) -> int:
     elif getattr(args, "keep_overlay", False):
         on_ready = OnReady.KEEP_OVERLAY
     rate = getattr(args, "rate", 0) or 0
-    plans = lv.plan_collapse(args.connect, args.domain, on_ready=on_ready,
+    plans = collapse.plan_collapse(args.connect, args.domain, on_ready=on_ready,
                              repoint=args.repoint, rate=rate)  # fmt: skip
     if not run or not args.yes:
         _print_collapse_plans(args, plans)
@@ -231,7 +233,8 @@ def cmd_collapse(args: argparse.Namespace, *, run: bool) -> int:
     def work() -> None:  # runs in the collapse thread, so that Ctrl-C cancels cleanly
         try:
             sink_for = lambda disk: DiskLines(disk, stream)  # noqa: E731
-            outcome.append(lv.run_collapse(args.connect, args.domain, plans, sink_for, cancel))
+            outcome.append(collapse.run_collapse(args.connect, args.domain, plans, sink_for, cancel,
+                                                   run_plan))
         except BaseException as err:  # reported below, on the main thread
             outcome.append(err)
 
@@ -239,7 +242,7 @@ def cmd_collapse(args: argparse.Namespace, *, run: bool) -> int:
     if isinstance(outcome[0], BaseException):
         raise outcome[0]
     results = outcome[0]
-    text = lv.summary(args.domain, results)
+    text = collapse.summary(args.domain, results)
     if args.json:
         print(json.dumps({"domain": args.domain, "ok": all(r.ok for r in results),
                           "results": [{"disk": r.disk, "ok": r.ok, "message": r.message}
@@ -252,13 +255,13 @@ def cmd_collapse(args: argparse.Namespace, *, run: bool) -> int:
 
 def _run_cancellable(work: Callable[[], None], cancel: Any) -> None:
     """Run ``work`` in a thread that Ctrl-C and SIGTERM cancel (see cli.run_cancellable)."""
-    from backchain.cli import run_cancellable
+    from backchain.cli.main import run_cancellable
 
     run_cancellable(work, cancel, "backchain-collapse")
 
 
 def _print_collapse_plans(args: argparse.Namespace, plans: list[Any]) -> None:
-    from backchain import cli
+    from backchain.cli import main as cli
 
     if args.json:
         print(json.dumps({"uri": args.connect, "domain": args.domain, "disks": [

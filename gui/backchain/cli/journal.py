@@ -11,7 +11,7 @@ from typing import Any
 
 from backchain.engines import journal
 from backchain.engines.progress import CancelToken
-from backchain.engines.terminal import TerminalSink
+from backchain.cli.terminal import TerminalSink
 
 
 def add_parser(sub: Any) -> None:

@@ -251,7 +251,7 @@ def domain_graph(
 
 
 def _local_graph(info: DiskInfo, labels: list[str], running: bool, extents: bool) -> ImageGraph:
-    from backchain.engines import scan
+    from backchain.engines.files import scan
 
     try:
         graph = scan.read_chain(info.chain[0].path)

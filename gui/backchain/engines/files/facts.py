@@ -61,3 +61,13 @@ def free_bytes(path: str) -> int | None:
     except OSError:
         return None
     return int(mount.f_bavail * mount.f_frsize)
+
+
+def directory_writable(directory: str) -> bool:
+    """Whether entries can be created or removed in ``directory``."""
+    try:
+        read_only = bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+    # access() reports an immutable directory (chattr +i) even to root.
+    return not read_only and os.access(directory, os.W_OK | os.X_OK)

@@ -1,4 +1,4 @@
-"""Before an interrupted job runs again: check that the files are where its record left them."""
+"""Before an interrupted qemu-img job runs again: check that the files are where it left them."""
 
 from __future__ import annotations
 
@@ -7,23 +7,15 @@ from collections.abc import Sequence
 
 from backchain.core.errors import ImageError, PlanError
 from backchain.core.model import CommitPlan
-from backchain.engines.journal import JobRecord
-from backchain.engines.locks import lock_holder
-from backchain.engines.qcow2 import read_header
-from backchain.engines.scan import resolve_backing, walk_headers
+from backchain.engines.files.facts import lock_holder
+from backchain.engines.files.qcow2 import read_header
+from backchain.engines.files.scan import resolve_backing, walk_headers
 
 
-def check_resumable(record: JobRecord) -> None:
+def check_resumable(plan: CommitPlan, done: int) -> None:
     """Refuse to run the rest of a job unless the disk is where the record left it."""
-    plan = record.plan
-    remaining = plan.steps[record.done :]
+    remaining = plan.steps[done:]
     kinds = {s.kind for s in remaining}
-    if plan.engine == "qmp":
-        if not record.document.get("connection"):
-            raise PlanError("the record does not say which QEMU ran the job; dismiss it")
-        return  # QEMU holds the files; it checks the nodes itself when the job is re-run
-    if plan.engine != "qemu-img":
-        raise PlanError(f"a {plan.engine} job cannot be re-run from the journal; dismiss it")
     for path in [plan.base, *plan.merged, *(r.image for r in plan.rebased)]:
         holder = lock_holder(path) if os.path.exists(path) else None
         if holder is not None:

@@ -1,10 +1,9 @@
-"""Runs a planned block-commit job over QMP: events, polling, ready, finalize, dismiss, delete."""
+"""A planned block-commit job over QMP: events, polling, ready, finalize, dismiss; then deletes."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -13,8 +12,10 @@ from qemu.qmp import EventListener
 
 from backchain.core.errors import CancelledError, EngineError
 from backchain.core.model import CommitPlan, OnReady, Step
+from backchain.engines.base import LiveControl, QmpTarget
 from backchain.engines.progress import CancelToken, ProgressSink
-from backchain.engines.qmp import DEFAULT_TIMEOUT, QmpSession, file_path_of
+from backchain.engines.qmp.graph import file_path_of
+from backchain.engines.qmp.session import DEFAULT_TIMEOUT, QmpSession
 
 POLL_SECONDS = 0.2
 """query-jobs about five times a second: smooth progress, negligible load on QEMU."""
@@ -31,96 +32,39 @@ _JOB_EVENTS = (
 )
 
 
-class QmpJobControl:
-    """The socket address plus a thread-safe way to steer a running job from another thread."""
+class QmpJobControl(LiveControl):
+    """A window's live control of one QEMU: its socket address plus speed and pivot choices."""
 
     def __init__(self, address: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+        super().__init__()
         self.address = address
         self.timeout = timeout
         self.close_wait = CLOSE_WAIT_SECONDS
         """Seconds DELETE waits for QEMU to close the merged files."""
-        self._lock = threading.Lock()
-        self._speed: int | None = None
-        self._choice: OnReady | None = None
-        self._ready = False
 
-    def set_speed(self, bytes_per_second: int) -> None:
-        """Ask for a new bandwidth limit (0 = unlimited); any thread; applied at the next poll."""
-        if bytes_per_second < 0:
-            raise ValueError("the bandwidth limit cannot be negative")
-        with self._lock:
-            self._speed = bytes_per_second
-
-    def choose(self, choice: OnReady) -> None:
-        """Pivot or keep the overlay now; any thread. Refused before the job is ready."""
-        with self._lock:
-            if not self._ready and choice is not OnReady.ASK:
-                raise EngineError(
-                    "the commit job is not ready yet: base has not caught up with top, "
-                    "so it cannot pivot or keep the overlay now"
-                )
-            self._choice = choice
-
-    @property
-    def ready(self) -> bool:
-        """Whether the active commit has reached ``ready``."""
-        with self._lock:
-            return self._ready
-
-    def _reset(self) -> None:
-        """Forget the previous job's state: the window keeps one control per connection."""
-        with self._lock:
-            self._speed, self._choice, self._ready = None, None, False
-
-    def _mark_ready(self) -> None:
-        with self._lock:
-            self._ready = True
-
-    def _take_speed(self) -> int | None:
-        with self._lock:
-            speed, self._speed = self._speed, None
-            return speed
-
-    def _take_choice(self) -> OnReady | None:
-        with self._lock:
-            choice, self._choice = self._choice, None
-            return choice
+    def target(self) -> QmpTarget:
+        """The typed target the runner takes, steered by this control."""
+        return QmpTarget(self.address, timeout=self.timeout, control=self,
+                         close_wait=self.close_wait)  # fmt: skip
 
 
-def run_qmp_plan(
-    plan: CommitPlan,
-    sink: ProgressSink,
-    cancel: CancelToken,
-    connection: str | QmpJobControl,
-) -> None:
-    """Run the plan's block-commit over QMP in this thread, with a loop and client of its own."""
-    control = connection if isinstance(connection, QmpJobControl) else QmpJobControl(connection)
-    sink.started(plan)
-    try:
-        asyncio.run(_Job(plan, sink, cancel, control).run())
-    except EngineError as exc:
-        sink.finished(False, exc.summary)
-        raise
-    sink.finished(True, _outcome(plan))
+def keep_overlay_outcome(plan: CommitPlan) -> str:
+    """The words for an active commit that kept top as the active layer."""
+    return f"{os.path.basename(plan.base)} holds a copy; {plan.image} stays the active layer"
 
 
-def _outcome(plan: CommitPlan) -> str:
-    if plan.active_commit and plan.request.on_ready is OnReady.KEEP_OVERLAY:
-        return f"{os.path.basename(plan.base)} holds a copy; {plan.image} stays the active layer"
-    return f"committed {os.path.basename(plan.top)} into {os.path.basename(plan.base)}"
-
-
-class _Job:
-    """One job's state machine; every method runs in the worker thread's event loop."""
+class CommitJob:
+    """One block-commit job's state machine; every method runs in the runner thread's loop."""
 
     def __init__(
-        self, plan: CommitPlan, sink: ProgressSink, cancel: CancelToken, control: QmpJobControl
+        self, plan: CommitPlan, sink: ProgressSink, cancel: CancelToken, target: QmpTarget
     ) -> None:
         self.plan = plan
         self.sink = sink
         self.cancel = cancel
-        self.control = control
-        control._reset()
+        self.target = target
+        self.control = target.control
+        self.control.reset()
         self.commit = next((s for s in plan.steps if s.kind == "block-commit"), None)
         if self.commit is None or self.commit.call is None:
             raise EngineError("the plan has no block-commit step to run over QMP")
@@ -131,12 +75,11 @@ class _Job:
         self.errors: list[str] = []
 
     async def run(self) -> None:
-        """Start the job, follow it to its end, then delete what the plan deletes."""
+        """Start the job (or take over ours that QEMU kept) and follow it to its end."""
         assert self.commit is not None and self.commit.call is not None
-        async with QmpSession(self.control.address, self.control.timeout) as session:
+        async with QmpSession(self.target.address, self.target.timeout) as session:
             listener = EventListener(_JOB_EVENTS, self._ours)
             with session.client.listen(listener):
-                self.sink.step_started(self.commit)
                 if not await self._adopt_leftover(session):
                     await session.execute(
                         str(self.commit.call["execute"]), self.commit.call.get("arguments")
@@ -148,9 +91,6 @@ class _Job:
                     if not exc.state:
                         exc.state = self._cancel_state()
                     raise
-            deletes = [step for step in self.plan.steps if step.kind == "delete"]
-            if deletes and not self._kept_overlay():
-                await self._delete(session, deletes)
 
     async def _adopt_leftover(self, session: QmpSession) -> bool:
         """Deal with a job of ours left behind by a connection that was cut mid-job.
@@ -174,7 +114,8 @@ class _Job:
         data = event.get("data") or {}
         return bool(data.get("id") == self.job_id or data.get("device") == self.job_id)
 
-    def _kept_overlay(self) -> bool:
+    def kept_overlay(self) -> bool:
+        """Whether the user kept top as the active layer (the deletes do not run then)."""
         return self.chose is OnReady.KEEP_OVERLAY
 
     async def _follow(self, session: QmpSession, listener: EventListener) -> None:
@@ -187,7 +128,7 @@ class _Job:
             status = str(job.get("status"))
             total = int(job.get("total-progress") or 0)
             self.sink.advanced(int(job.get("current-progress") or 0), total, "commit")
-            speed = self.control._take_speed()
+            speed = self.control.take_speed()
             if speed is not None and status not in ("pending", "concluded", "aborting", "null"):
                 await session.execute(
                     "block-job-set-speed", {"device": self.job_id, "speed": speed}
@@ -218,7 +159,7 @@ class _Job:
             if job.get("id") == self.job_id:
                 return dict(job)
         raise EngineError(
-            f"job {self.job_id} vanished from QEMU at {self.control.address} before it was "
+            f"job {self.job_id} vanished from QEMU at {self.target.address} before it was "
             "dismissed (another client dismissed it?)"
         )
 
@@ -232,11 +173,11 @@ class _Job:
         elif name == "JOB_STATUS_CHANGE":
             self.sink.logged(f"job {self.job_id}: {data.get('status')}")
         elif name == "BLOCK_JOB_READY":
-            self.control._mark_ready()
+            self.control.mark_ready()
 
     async def _on_ready(self, session: QmpSession) -> None:
-        self.control._mark_ready()
-        choice = self.control._take_choice()
+        self.control.mark_ready()
+        choice = self.control.take_choice()
         if choice is None or choice is OnReady.ASK:
             asked = self.sink.ready()
             planned = self.plan.request.on_ready
@@ -258,7 +199,7 @@ class _Job:
                 f"the commit of {os.path.basename(self.plan.top)} was cancelled",
                 state=self._cancel_state(),
             )
-        if error and not (self._kept_overlay() and "cancel" in str(error).lower()):
+        if error and not (self.kept_overlay() and "cancel" in str(error).lower()):
             detail = "\n".join(self.errors)
             raise EngineError(
                 f"QEMU's commit of {os.path.basename(self.plan.top)} into {self.plan.base} "
@@ -276,10 +217,12 @@ class _Job:
             "read correctly. Running the same commit again is safe and completes it."
         )
 
-    async def _delete(self, session: QmpSession, steps: list[Step]) -> None:
-        """Remove merged files, but only once QEMU no longer opens any of them."""
-        targets = {os.path.realpath(step.target) for step in steps}
-        deadline = time.monotonic() + self.control.close_wait
+
+async def delete_when_closed(target: QmpTarget, step: Step, sink: ProgressSink) -> None:
+    """Remove a merged file, but only once QEMU no longer opens it."""
+    async with QmpSession(target.address, target.timeout) as session:
+        targets = {os.path.realpath(step.target)}
+        deadline = time.monotonic() + target.close_wait
         while True:
             nodes = await session.execute("query-named-block-nodes")
             still = targets & {
@@ -293,12 +236,10 @@ class _Job:
                     "not deleted. Remove its node (blockdev-del) or stop the VM, then delete it."
                 )
             await asyncio.sleep(POLL_SECONDS)
-        for step in steps:
-            self.sink.step_started(step)
-            try:
-                os.remove(step.target)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                raise EngineError(f"cannot delete {step.target}: {exc.strerror}") from exc
-            self.sink.logged(f"deleted {step.target}")
+    try:
+        os.remove(step.target)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise EngineError(f"cannot delete {step.target}: {exc.strerror}") from exc
+    sink.logged(f"deleted {step.target}")

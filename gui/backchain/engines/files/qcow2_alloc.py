@@ -11,7 +11,7 @@ import numpy.typing as npt
 
 from backchain.core.errors import ImageError
 from backchain.core.extents import ExtentSet
-from backchain.engines.qcow2 import image_error_from_os
+from backchain.engines.files.qcow2 import image_error_from_os
 
 _MAGIC = b"QFI\xfb"
 # magic, version, backing offset/size, cluster bits, size, crypt, l1 size, l1 offset, ...

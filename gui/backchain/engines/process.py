@@ -1,8 +1,10 @@
-"""Runs qemu-img: chain info, allocation maps, and steps with live -p progress and cancel."""
+"""Runs external commands (qemu-img): to completion, or streaming -p progress, with cancel.
+
+Every child dies with Backchain (PR_SET_PDEATHSIG), so none writes on as an orphan."""
 
 from __future__ import annotations
 
-import json
+import ctypes
 import os
 import re
 import signal
@@ -12,10 +14,36 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from backchain.core.errors import CancelledError, EngineError
-from backchain.core.extents import ExtentSet
 
-QEMU_IMG = os.environ.get("BACKCHAIN_QEMU_IMG", "qemu-img")
+QEMU_IMG_ENV = "BACKCHAIN_QEMU_IMG"
+_PR_SET_PDEATHSIG = 1
+_libc: ctypes.CDLL | None = None
+
+
+def _die_with_parent() -> None:  # runs in the child, between fork and exec
+    """Ask the kernel to kill this child when the thread that started it ends."""
+    if _libc is not None:
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    # The child must not outlive a parent that died before the prctl took effect.
+    if os.getppid() == 1:
+        os._exit(125)
+
+
+def _load_libc() -> ctypes.CDLL | None:
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL(None, use_errno=True)
+        except OSError:
+            _libc = None
+    return _libc
+
 _PROGRESS = re.compile(r"\(\s*(\d+(?:\.\d+)?)/100%\)")
+
+
+def qemu_img_binary() -> str:
+    """The qemu-img to run: $BACKCHAIN_QEMU_IMG, else the one on PATH (every step uses it)."""
+    return os.environ.get(QEMU_IMG_ENV) or "qemu-img"
 
 
 def _missing_tool(argv: Sequence[str], err: OSError) -> EngineError:
@@ -29,9 +57,11 @@ def _missing_tool(argv: Sequence[str], err: OSError) -> EngineError:
 def run(argv: Sequence[str], *, cwd: str | None = None, timeout: float | None = None) -> str:
     """Run a command to completion; return stdout or raise EngineError with its stderr."""
     try:
+        _load_libc()
         result = subprocess.run(
-            list(argv), cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
-        )
+            list(argv), cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
+            preexec_fn=_die_with_parent,
+        )  # fmt: skip
     except FileNotFoundError as err:
         raise _missing_tool(argv, err) from err
     except subprocess.TimeoutExpired as err:
@@ -51,56 +81,21 @@ def _first_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def info_chain(path: str, fmt: str) -> list[dict[str, Any]]:
-    """``qemu-img info --backing-chain --output=json -U``: one dict per layer, top first."""
-    out = run([QEMU_IMG, "info", "--backing-chain", "--output=json", "-U", "-f", fmt, path])
-    try:
-        parsed = json.loads(out)
-    except json.JSONDecodeError as err:
-        raise EngineError("qemu-img info printed something that is not JSON", stderr=out) from err
-    return list(parsed) if isinstance(parsed, list) else [parsed]
-
-
-def layer_spec(path: str, fmt: str) -> str:
-    """A ``json:`` spec that opens one layer alone, with no backing file."""
-    spec: dict[str, object] = {"driver": fmt, "file": {"driver": "file", "filename": path}}
-    if fmt == "qcow2":
-        spec["backing"] = None
-    return "json:" + json.dumps(spec)
-
-
-def own_extents(path: str, fmt: str) -> ExtentSet:
-    """The extents the layer defines itself (data or zero clusters), from ``qemu-img map``."""
-    out = run([QEMU_IMG, "map", "--output=json", "-U", layer_spec(path, fmt)])
-    return extents_from_map(json.loads(out))
-
-
-def extents_from_map(entries: Sequence[dict[str, Any]]) -> ExtentSet:
-    """Present depth-0 entries of ``qemu-img map --output=json`` are the layer's own allocation.
-
-    With ``"backing": null`` an unallocated region also reads as zeros at depth 0, but it is
-    not ``present``; data and zero clusters that the layer defines itself are.
-    """
-    ranges = []
-    for entry in entries:
-        if entry.get("depth", 0) != 0:
-            continue
-        present = entry.get("present", bool(entry.get("data")))
-        if present:
-            ranges.append((int(entry["start"]), int(entry["length"])))
-    return ExtentSet.from_ranges(ranges)
-
-
 def parse_progress(chunk: str) -> list[float]:
     """Every ``(NN.NN/100%)`` frame in a chunk of -p output, as fractions of 1."""
     return [float(match) / 100.0 for match in _PROGRESS.findall(chunk)]
 
 
 class RunningCommand:
-    """A qemu-img child in its own process group, so that cancelling ends it and its children."""
+    """A child in its own process group (cancel ends it and its children) that dies with us.
+
+    The process group keeps a terminal's Ctrl-C away from qemu-img, so that Backchain decides how
+    the job ends; PR_SET_PDEATHSIG makes sure it ends when Backchain does, however Backchain dies.
+    """
 
     def __init__(self, argv: Sequence[str], cwd: str | None = None) -> None:
         self.argv = list(argv)
+        _load_libc()
         try:
             self._process = subprocess.Popen(
                 self.argv,
@@ -108,6 +103,7 @@ class RunningCommand:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         except FileNotFoundError as err:
             raise _missing_tool(self.argv, err) from err

@@ -1,0 +1,1 @@
+"""libvirt engine package."""

@@ -1,0 +1,293 @@
+"""libvirt domains: plan a disk's commit (running or shut off) and re-point a shut-off disk."""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+
+from backchain.core import plan as planner
+from backchain.core.errors import EngineError, PlanError
+from backchain.core.graph import ImageGraph, Layer
+from backchain.core.model import CommitPlan, CommitRequest, EngineKind
+from backchain.core.model import Step, StepKind
+from backchain.engines.base import ImageTarget, LibvirtTarget, Target
+from backchain.engines.progress import CancelToken, ProgressSink
+from backchain.engines.qemu_img.engine import QemuImgSession, written_images
+from backchain.engines.qemu_img.words import describe_state
+from backchain.engines.libvirt import steps as libvirt_steps
+from backchain.engines.libvirt.jobs import RunningSession, set_speed
+from backchain.engines.qemu_img.engine import QemuImgEngine
+from backchain.engines.libvirt.read import (
+    DEFAULT_URI,
+    INSTALL_HINT,
+    REMOTE_NOTE,
+    DiskInfo,
+    DomainInfo,
+    domain_graph,
+    domain_state,
+    is_local,
+    libvirt_error,
+    list_domains,
+    lookup_domain,
+    open_connection,
+    parse_disks,
+    read_domain_graph,
+    require_libvirt,
+)
+
+__all__ = [
+    "DEFAULT_URI",
+    "INSTALL_HINT",
+    "DomainInfo",
+    "LibvirtEngine",
+    "LibvirtTarget",
+    "active_layer",
+    "list_domains",
+    "plan_commit",
+    "plan_for_graph",
+    "read_domain_graph",
+    "repoint_disk",
+    "set_speed",
+]
+
+_QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
+
+
+def libvirt_label(layer: Layer) -> str:
+    """libvirt names layers by index (vda[2]) where it can."""
+    return layer.extra.get("label") or layer.path
+
+
+RULES = planner.PlanRules(
+    live=True,
+    refuse_in_use=False,
+    writes=planner.WriteCheck.NONE,
+    check_space=False,
+    label=libvirt_label,
+)
+
+
+def plan_running(graph: ImageGraph, request: CommitRequest) -> CommitPlan:
+    """A running domain's plan on a graph: libvirt's rules, then virDomainBlockCommit's calls."""
+    request = replace(request, engine=EngineKind.LIBVIRT)
+    plan = planner.plan(graph, request, RULES)
+    return replace(plan, steps=libvirt_steps.commit_steps(plan, graph))
+
+
+def plan_commit(
+    target: LibvirtTarget, request: CommitRequest, *, repoint: bool = False
+) -> CommitPlan:
+    """The plan for one disk: virDomainBlockCommit when the domain runs, qemu-img when it is off.
+
+    ``request.image`` is ignored (the disk's active layer is the chain); when top is the active
+    layer of a running domain, ACTIVE is turned on and the plan says so.
+    """
+    graph, info, running = domain_graph(target.uri, target.domain, target.disk)
+    return plan_for_graph(target, graph, info, running, request, repoint=repoint)
+
+
+def active_layer(graph: ImageGraph) -> str:
+    """The disk's active layer in a graph read by domain_graph (its first labelled layer)."""
+    fallback = graph.chain(graph.paths[0])[0].path if graph.paths else ""
+    return next(
+        (layer.path for layer in graph if layer.extra.get("label") and not layer.found_by_scan),
+        fallback,
+    )
+
+
+def plan_for_graph(
+    target: LibvirtTarget,
+    graph: ImageGraph,
+    info: DiskInfo,
+    running: bool,
+    request: CommitRequest,
+    *,
+    repoint: bool = False,
+) -> CommitPlan:
+    """plan_commit on a graph already read (the window plans on every click without I/O)."""
+    local = is_local(target.uri)
+    active_path = active_layer(graph)
+    notes: list[str] = []
+    if running:
+        top = graph.find(request.top) if request.top is not None else None
+        auto_active = not request.active and (request.top is None or (
+            top is not None and top.path == active_path))  # fmt: skip
+        request = replace(request, image=active_path, engine=EngineKind.LIBVIRT,
+                          active=request.active or auto_active)  # fmt: skip
+        plan = plan_running(graph, request)
+        if auto_active:
+            notes.append("top is the active layer, so the commit is an active one (ACTIVE flag)")
+        if not local:
+            notes.append(REMOTE_NOTE)
+        return replace(plan, notes=(*plan.notes, *notes))
+    if not local:
+        raise PlanError(
+            f"domain '{target.domain}' is shut off on a remote host; Backchain commits shut-off "
+            "domains with qemu-img, which needs the image files on this machine"
+        )
+    request = replace(request, image=active_path, engine=EngineKind.QEMU_IMG, active=False)
+    offline = QemuImgEngine().prepare(graph, ImageTarget(active_path), request)
+    if offline.deleted and offline.active_commit and not repoint:
+        raise PlanError(
+            f"cannot delete '{offline.top}': it is disk {info.target}'s source in domain "
+            f"'{target.domain}'; add --repoint to switch the disk to base first"
+        )
+    base_format = graph.layer(offline.base).format
+    return libvirt_steps.shut_off_plan(offline, target.domain, info.target, repoint, base_format)
+
+
+def repoint_disk(uri: str, domain: str, disk: str, source: str, fmt: str) -> None:
+    """Set a defined domain's disk source to ``source`` with virDomainDefineXML (no pivot needed).
+
+    Only the persistent definition changes; the old ``<backingStore>`` is dropped so that libvirt
+    reads the new chain from the image itself at the next start.
+    """
+    libvirt = require_libvirt()
+    conn = open_connection(uri)
+    try:
+        dom = lookup_domain(conn, domain)
+        flags = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
+        xml = dom.XMLDesc(flags)
+        conn.defineXML(repointed_xml(xml, disk, source, fmt))
+    except libvirt.libvirtError as err:
+        raise libvirt_error(err, f"re-pointing disk {disk} of {domain}") from err
+    finally:
+        conn.close()
+
+
+def repointed_xml(xml: str, disk: str, source: str, fmt: str) -> str:
+    """The domain XML with ``disk``'s source file and format replaced."""
+    ET.register_namespace("qemu", _QEMU_NS)
+    root = ET.fromstring(xml)
+    for element in root.findall("./devices/disk"):
+        target = element.find("target")
+        if target is None or target.get("dev") != disk:
+            continue
+        src = element.find("source")
+        driver = element.find("driver")
+        if src is None or src.get("file") is None:
+            break
+        src.set("file", source)
+        if driver is not None:
+            driver.set("type", fmt)
+        for store in element.findall("backingStore"):
+            element.remove(store)
+        return ET.tostring(root, encoding="unicode")
+    raise EngineError(f"domain XML has no file-backed disk '{disk}' to re-point")
+
+
+def _target(target: Target) -> LibvirtTarget:
+    if not isinstance(target, LibvirtTarget):
+        raise EngineError("a libvirt plan needs its target: LibvirtTarget(uri, domain, disk)")
+    return target
+
+
+def is_shut_off_plan(plan: CommitPlan) -> bool:
+    """A shut-off domain's plan starts with the state check and runs qemu-img."""
+    return bool(plan.steps) and plan.steps[0].kind is StepKind.LIBVIRT_STATE
+
+
+class LibvirtEngine:
+    """Commits a libvirt domain's disk: virDomainBlockCommit when it runs, qemu-img when off."""
+
+    kind = EngineKind.LIBVIRT
+    keeps_cancelled_record = True
+
+    def read_graph(self, target: Target) -> ImageGraph:
+        """The disk's chain from the domain XML, and its siblings on this machine."""
+        lv = _target(target)
+        return domain_graph(lv.uri, lv.domain, lv.disk)[0]
+
+    def prepare(self, graph: ImageGraph, target: Target, request: CommitRequest) -> CommitPlan:
+        """The disk's plan (reads the domain's state and disk info again)."""
+        lv = _target(target)
+        fresh, info, running = domain_graph(lv.uri, lv.domain, lv.disk)
+        return plan_for_graph(lv, fresh, info, running, request)
+
+    def written(self, plan: CommitPlan) -> Sequence[str]:
+        """Every local file the job writes or removes."""
+        return [p for p in written_images(plan) if os.path.isabs(p)]
+
+    def preflight(self, plan: CommitPlan, target: Target) -> None:
+        """The domain is still in the state the plan was made for; offline, the qemu-img check."""
+        lv = _target(target)
+        shut_off = is_shut_off_plan(plan)
+        check_state(lv, want_running=not shut_off)
+        if shut_off:
+            QemuImgEngine().preflight(libvirt_steps.offline_part(plan), ImageTarget(plan.image))
+
+    def resume_check(self, plan: CommitPlan, done: int, target: Target) -> None:
+        """A shut-off job's files are where it left them; a running one re-attaches."""
+        lv = _target(target)
+        shut_off = is_shut_off_plan(plan)
+        check_state(lv, want_running=not shut_off)
+        if shut_off:
+            QemuImgEngine().resume_check(plan, done, ImageTarget(plan.image))
+
+    @contextlib.contextmanager
+    def session(self, plan: CommitPlan, target: Target) -> Iterator[LibvirtSession]:
+        """A libvirt connection for a running domain; qemu-img processes for a shut-off one."""
+        session = LibvirtSession(plan, _target(target))
+        try:
+            yield session
+        finally:
+            session.close()
+
+    def state_after(self, plan: CommitPlan, done: Sequence[Step], failed: Step | None) -> str:
+        """Where every file stands after ``done``."""
+        if is_shut_off_plan(plan):
+            return describe_state(plan, done, failed)
+        name = os.path.basename
+        return f"{name(plan.top)} and everything above it still read correctly."
+
+
+class LibvirtSession:
+    """Runs a libvirt plan's steps, one at a time."""
+
+    def __init__(self, plan: CommitPlan, target: LibvirtTarget) -> None:
+        self.plan = plan
+        self.target = target
+        self.outcome: str | None = None
+        self._offline = QemuImgSession(plan) if is_shut_off_plan(plan) else None
+        self._running = None if self._offline else RunningSession(plan, target.uri, target.domain)
+
+    def close(self) -> None:
+        """Close the libvirt connection, if one was opened."""
+        if self._running is not None:
+            self._running.close()
+
+    def run_step(self, index: int, step: Step, sink: ProgressSink, cancel: CancelToken) -> None:
+        """One step: a libvirt call, or a qemu-img process for a shut-off domain."""
+        if self._running is not None:
+            self._running.run_step(index, step, sink, cancel)
+            self.outcome = self._running.outcome
+            return
+        assert self._offline is not None
+        if step.kind is StepKind.LIBVIRT_STATE:
+            check_state(self.target, want_running=False)
+        elif step.kind is StepKind.LIBVIRT_DEFINE:
+            self._repoint(step, sink)
+        else:
+            self._offline.run_step(index, step, sink, cancel)
+
+    def _repoint(self, step: Step, sink: ProgressSink) -> None:
+        call = dict(step.call or {})
+        disk = self.target.disk
+        sink.logged(f"# virDomainDefineXML: disk {disk} source -> {call['source']}")
+        try:
+            repoint_disk(self.target.uri, self.target.domain, disk, str(call["source"]),
+                         str(call["format"]))  # fmt: skip
+        except EngineError as err:
+            err.state = (
+                f"{os.path.basename(self.plan.base)} holds the merged data. The domain still uses "
+                f"{os.path.basename(self.plan.top)}; re-point disk {disk} yourself "
+                f"(virsh edit {self.target.domain})."
+            )
+            raise
+        self.outcome = (
+            f"Committed {os.path.basename(self.plan.top)} into {os.path.basename(self.plan.base)}."
+            f" Disk {disk} of '{self.target.domain}' now uses {call['source']}."
+        )

@@ -1,0 +1,1 @@
+"""qemu_img engine package."""

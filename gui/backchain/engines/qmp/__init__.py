@@ -1,0 +1,1 @@
+"""qmp engine package."""

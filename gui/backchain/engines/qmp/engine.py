@@ -1,0 +1,140 @@
+"""The QMP engine: a running QEMU's live graph, block-commit by node name, and its words."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+
+from backchain.core import plan as planner
+from backchain.core.errors import PlanError
+from backchain.core.graph import ImageGraph, Layer
+from backchain.core.model import CommitPlan, CommitRequest, EngineKind, OnReady, Step, StepKind
+from backchain.engines.base import QmpTarget, Target
+from backchain.engines.files import facts
+from backchain.engines.files.scan import default_scan_dirs, load_extents, scan_directories
+from backchain.engines.progress import CancelToken, ProgressSink
+from backchain.engines.qmp.graph import read_qmp_graph
+from backchain.engines.qmp.job import CommitJob, delete_when_closed, keep_overlay_outcome
+from backchain.engines.qmp.steps import commit_steps
+
+
+def node_label(layer: Layer) -> str:
+    """QMP names layers by node name."""
+    return layer.node_name or layer.path
+
+
+RULES = planner.PlanRules(
+    live=True, refuse_in_use=False, writes=planner.WriteCheck.BASE, label=node_label
+)
+
+
+def _target(target: Target) -> QmpTarget:
+    if not isinstance(target, QmpTarget):
+        raise PlanError("an online commit needs the QMP socket address of the running QEMU")
+    return target
+
+
+def with_siblings(graph: ImageGraph, target: QmpTarget) -> ImageGraph:
+    """Add the images on disk that share a layer of the live chain (QEMU does not know them)."""
+    directories = sorted({*(default_scan_dirs(graph) if target.default_scan else []),
+                          *(os.path.abspath(d) for d in target.scan)})  # fmt: skip
+    directories = [d for d in directories if os.path.isdir(d)]
+    scanned = scan_directories(graph, directories)
+    found = [layer.path for layer in scanned if layer.found_by_scan]
+    return load_extents(scanned, found) if found else scanned
+
+
+class QmpEngine:
+    """Commits the chain of a running QEMU with block-commit."""
+
+    kind = EngineKind.QMP
+    keeps_cancelled_record = False
+
+    def read_graph(self, target: Target) -> ImageGraph:
+        """The live graph of the target's device, and the siblings found on disk."""
+        qmp = _target(target)
+        return with_siblings(read_qmp_graph(qmp.address, qmp.device, timeout=qmp.timeout), qmp)
+
+    def prepare(self, graph: ImageGraph, target: Target, request: CommitRequest) -> CommitPlan:
+        """core.plan with QMP's rules (ACTIVE for the active layer), then block-commit."""
+        request = replace(request, engine=EngineKind.QMP)
+        plan = planner.plan(graph, request, RULES)
+        return replace(plan, steps=commit_steps(plan, graph))
+
+    def written(self, plan: CommitPlan) -> Sequence[str]:
+        """Base, the merged layers, and top's overlay whose backing name QEMU rewrites."""
+        paths = [plan.base, *plan.merged, *(r.image for r in plan.rebased)]
+        return [p for p in paths if os.path.isabs(p)]
+
+    def preflight(self, plan: CommitPlan, target: Target) -> None:
+        """Just before block-commit: the live chain is the planned one; base can grow."""
+        qmp = _target(target)
+        live = read_qmp_graph(qmp.address, None, extents=False, timeout=qmp.timeout)
+        image = live.find(plan.image)
+        chain = tuple(layer.path for layer in live.chain(image.path)) if image else ()
+        if chain != plan.chain:
+            raise PlanError(
+                f"the chain of {plan.image} in QEMU at {qmp.address} changed since the plan was "
+                "made; read it again and review the new plan"
+            )
+        free = facts.free_bytes(plan.base) if os.path.isabs(plan.base) else None
+        if plan.bytes_to_copy is not None and free is not None and plan.bytes_to_copy > free:
+            raise PlanError(f"not enough free space for {plan.base} to grow: "
+                            f"{plan.bytes_to_copy} bytes to copy, {free} bytes free")  # fmt: skip
+
+    def resume_check(self, plan: CommitPlan, done: int, target: Target) -> None:
+        """QEMU holds the files and checks the nodes itself; a job it kept is taken over."""
+        _target(target)
+
+    @contextlib.contextmanager
+    def session(self, plan: CommitPlan, target: Target) -> Iterator[QmpRunSession]:
+        """Each step opens its own connection in this thread, with its own event loop."""
+        yield QmpRunSession(plan, _target(target))
+
+    def state_after(self, plan: CommitPlan, done: Sequence[Step], failed: Step | None) -> str:
+        """Where every file stands after ``done``."""
+        name = os.path.basename
+        if not any(step.kind is StepKind.BLOCK_COMMIT for step in done):
+            if plan.active_commit:
+                return f"{plan.image} is still the active layer; its chain is unchanged."
+            return (
+                f"{name(plan.base)} may be partly written. {name(plan.top)} and its overlays "
+                "still read correctly. Running the same commit again is safe and completes it."
+            )
+        kept = [p for p in plan.deleted if os.path.exists(p)]
+        text = f"{name(plan.base)} holds the merged data of {name(plan.top)}."
+        if kept:
+            text += " Not deleted: " + ", ".join(map(name, kept))
+        return text
+
+
+class QmpRunSession:
+    """Runs a QMP plan's steps: block-commit (followed to its end), then the deletes."""
+
+    def __init__(self, plan: CommitPlan, target: QmpTarget) -> None:
+        self.plan = plan
+        self.target = target
+        self.outcome: str | None = None
+        self.kept_overlay = False
+
+    def run_step(self, index: int, step: Step, sink: ProgressSink, cancel: CancelToken) -> None:
+        """One step, in an event loop of this thread's own."""
+        if step.kind is StepKind.BLOCK_COMMIT:
+            job = CommitJob(self.plan, sink, cancel, self.target)
+            asyncio.run(job.run())
+            self.kept_overlay = job.kept_overlay()
+            if self.kept_overlay or (
+                self.plan.active_commit and self.plan.request.on_ready is OnReady.KEEP_OVERLAY
+            ):
+                self.outcome = keep_overlay_outcome(self.plan)
+            return
+        if step.kind is StepKind.DELETE:
+            if self.kept_overlay:
+                sink.logged(f"kept {step.target}: it is still the active layer")
+                return
+            asyncio.run(delete_when_closed(self.target, step, sink))
+            return
+        raise PlanError(f"the QMP engine cannot run a {step.kind.value} step")

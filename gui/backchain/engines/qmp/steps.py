@@ -1,0 +1,49 @@
+"""The QMP commands of an online commit, as pure data."""
+
+from __future__ import annotations
+
+import os.path
+import re
+
+from backchain.core.graph import ImageGraph, Layer
+from backchain.core.model import CommitPlan, Step, StepKind
+
+
+def job_id_for(top: Layer) -> str:
+    """A stable job id, so that a second Backchain sees the first one's job.
+
+    QEMU accepts only letters, digits, ``-``, ``.`` and ``_`` in ids, so an automatic node name
+    such as ``#block271`` loses its ``#``.
+    """
+    name = top.node_name or os.path.basename(top.path)
+    return "backchain-commit-" + (re.sub(r"[^A-Za-z0-9._-]", "", name) or "top")
+
+
+def root_device(chain_top: Layer) -> str:
+    """The node ``device`` must name: a filter above the chain's top (throttle) if there is one."""
+    return chain_top.extra.get("root") or chain_top.node_name or chain_top.path
+
+
+def commit_steps(plan: CommitPlan, graph: ImageGraph) -> tuple[Step, ...]:
+    """``block-commit`` by node name, with a job id, manual finalize and dismiss."""
+    chain = [graph.layer(path) for path in plan.chain]
+    top, base = graph.layer(plan.top), graph.layer(plan.base)
+    arguments: dict[str, object] = {
+        "job-id": job_id_for(top),
+        "device": root_device(chain[0]),
+        "top-node": top.node_name or top.path,
+        "base-node": base.node_name or base.path,
+        "speed": plan.request.rate,
+        "auto-finalize": False,
+        "auto-dismiss": False,
+    }
+    if not plan.active_commit:
+        above = plan.chain[plan.chain.index(plan.top) - 1]
+        overlay = next((r for r in plan.rebased if r.image == above), None)
+        if overlay is not None:
+            arguments["backing-file"] = overlay.backing_name
+    call = {"execute": "block-commit", "arguments": arguments}
+    steps = [Step(StepKind.BLOCK_COMMIT, call=call, target=base.path)]
+    for path in plan.deleted:
+        steps.append(Step(StepKind.DELETE, ("rm", "-f", "--", path), target=path))
+    return tuple(steps)

@@ -1,0 +1,45 @@
+"""Where Backchain keeps its state (journal, locks, ledger), and whether a recorded process lives."""
+
+from __future__ import annotations
+
+import os
+
+STATE_ENV = "BACKCHAIN_STATE_DIR"
+
+
+def state_dir() -> str:
+    """$BACKCHAIN_STATE_DIR, else the platform's user state directory."""
+    chosen = os.environ.get(STATE_ENV)
+    if chosen:
+        return os.path.abspath(chosen)
+    import platformdirs
+
+    return str(platformdirs.user_state_dir("backchain"))
+
+
+def process_start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22), or None.
+
+    A pid alone can be reused by an unrelated process; the pair (pid, start time) cannot.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may itself contain spaces or ')'.
+    fields = stat[stat.rfind(")") + 2 :].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def process_alive(pid: int, start_time: int | None) -> bool:
+    """Whether the process that recorded (pid, start_time) still runs."""
+    if pid <= 0:
+        return False
+    now = process_start_time(pid)
+    if now is None:
+        return False
+    return start_time is None or now == start_time
