@@ -2,7 +2,7 @@
 
 import sys
 
-from backchain.cli import main
+from backchain.launch import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,6 +2,6 @@
 
 import sys
 
-from backchain.cli import main
+from backchain.launch import main
 
 sys.exit(main())

@@ -264,7 +264,7 @@ def test_collapse_commits_every_disk_of_a_domain(tmp_path: Path, domains: Domain
     assert set(sinks) == {"vda", "vdb"} and all(s.progress for s in sinks.values())
     assert source_of(name, "vda") == str(a[0]) and source_of(name, "vdb") == str(b[0])
     assert view_is_intact(a[0], 3) and view_is_intact(b[0], 2)
-    assert "2 of 2 disks collapsed" in lv.summary(name, results)
+    assert "2 of 2 disks collapsed" in collapse.summary(name, results)
 
 
 def test_missing_domain_reports_libvirts_message(libvirtd: object) -> None:  # noqa: F811

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from backchain.cli import main
+from backchain.launch import main
 from tests.images import ChainBuilder, MiB, backing_name, chain_info, reads
 from tests.qemu_vm import QemuVM, running_vm
 
@@ -85,4 +85,4 @@ def test_commit_qmp_intermediate_then_qemu_gone_fails_with_1(
     vm.stop()
     assert backing_name(tmp_path / "top.qcow2") == "base.qcow2"
     assert main(["chain", "--qmp", vm.socket]) == 1
-    assert f"cannot connect to QEMU at {vm.socket}" in capsys.readouterr().err
+    assert f"no QEMU is listening at {vm.socket}" in capsys.readouterr().err

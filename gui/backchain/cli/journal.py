@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
 from collections.abc import Iterable
 from typing import Any
 
+from backchain.cli.output import ask, nothing_changed
+from backchain.cli.progress import run_cancellable
+from backchain.cli.terminal import TerminalSink
 from backchain.engines import journal
 from backchain.engines.progress import CancelToken
-from backchain.cli.terminal import TerminalSink
 
 
 def add_parser(sub: Any) -> None:
@@ -72,12 +73,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
         print(f"Dismissed {record.id}; no file was changed.")
         return 0
     print(journal.describe(record))
-    if not args.yes:
-        sys.stdout.write("Run the remaining steps? [y/N] ")
-        sys.stdout.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            print("Nothing was changed.", file=sys.stderr)
-            return 2
+    if not args.yes and not ask("Run the remaining steps?"):
+        return nothing_changed()
     return _run(record, args.json)
 
 
@@ -85,24 +82,10 @@ def _run(record: journal.JobRecord, as_json: bool) -> int:
     from backchain.engines.runner import resume_job
 
     cancel = CancelToken()
-    sink = TerminalSink(enabled=sys.stderr.isatty() and not as_json)
-    failure: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            resume_job(record, sink, cancel)
-        except BaseException as err:  # re-raised below, on the main thread
-            failure.append(err)
-
-    worker = threading.Thread(target=work, name="backchain-resume")
-    worker.start()
-    while worker.is_alive():
-        try:
-            worker.join(0.2)
-        except KeyboardInterrupt:
-            cancel.cancel()
-    if failure:
-        raise failure[0]
+    # The record keeps the request's pivot/keep choice, so a resumed active commit never asks.
+    sink = TerminalSink(enabled=sys.stderr.isatty() and not as_json,
+                        on_ready=record.plan.request.on_ready)  # fmt: skip
+    run_cancellable(lambda: resume_job(record, sink, cancel), cancel, "backchain-resume")
     if as_json:
         print(json.dumps({"ok": True, "id": record.id, "message": sink.message}, indent=2))
     else:

@@ -10,8 +10,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TextIO
 
+from backchain.cli.options import on_ready_from, request_from
+from backchain.cli.output import ask, confirm, layer_json, nothing_changed, print_plan
+from backchain.cli.progress import execute, run_cancellable
 from backchain.core.errors import PlanError
-from backchain.core.model import CommitPlan, OnReady, Step
+from backchain.core.model import CommitPlan, EngineKind, OnReady, Step, StepKind
 
 
 def add_source_options(parser: argparse.ArgumentParser) -> None:
@@ -49,9 +52,7 @@ def dispatch(args: argparse.Namespace) -> int | None:
 
 
 def _layer(layer: Any) -> dict[str, Any]:
-    from backchain.cli import main as cli
-
-    return {"label": layer.extra.get("label"), **cli.layer_json(layer)}
+    return {"label": layer.extra.get("label"), **layer_json(layer)}
 
 
 def cmd_chain(args: argparse.Namespace) -> int:
@@ -69,8 +70,8 @@ def cmd_chain(args: argparse.Namespace) -> int:
             return 0
         for dom in domains:
             print(f"{dom.name}  {'running' if dom.running else 'shut off'}")
-            for disk in dom.disks:
-                print(f"  {disk.target}  {disk.chain[0].path}")
+            for info in dom.disks:
+                print(f"  {info.target}  {info.chain[0].path}")
         return 0
     disks = [args.disk] if args.disk else _disks_of(args.connect, args.domain)
     document = []
@@ -102,41 +103,31 @@ def _disks_of(uri: str, domain: str) -> list[str]:
 
 def compute_plan(args: argparse.Namespace) -> tuple[CommitPlan, object]:
     """The plan for ``--domain``/``--disk`` and the LibvirtTarget that runs it."""
-    from backchain.cli import main as cli
     from backchain.engines.libvirt import engine as lv
 
     if not args.domain or not args.disk:
         raise PlanError("plan and commit with --connect need --domain NAME and --disk TARGET")
-    on_ready = OnReady.ASK
-    if getattr(args, "pivot", False):
-        on_ready = OnReady.PIVOT
-    elif getattr(args, "keep_overlay", False):
-        on_ready = OnReady.KEEP_OVERLAY
-    request = cli.request_from(args, "", engine="libvirt")
-
-    request = replace(request, on_ready=on_ready, active=bool(getattr(args, "active", False)))
+    request = request_from(args, "", engine=EngineKind.LIBVIRT)
+    request = replace(request, active=bool(getattr(args, "active", False)))
     target = lv.LibvirtTarget(args.connect, args.domain, args.disk)
     return lv.plan_commit(target, request, repoint=args.repoint), target
 
 
 def cmd_commit(args: argparse.Namespace, *, run: bool) -> int:
     """``plan``/``commit --connect URI --domain NAME --disk vda [...]``."""
-    from backchain.cli import main as cli
-
     plan, target = compute_plan(args)
     if not run:
-        cli.print_plan(plan, args.json)
+        print_plan(plan, args.json)
         return 0
     if plan.active_commit and plan.request.on_ready is OnReady.ASK and not _offline(plan):
         raise PlanError("an active commit needs --pivot or --keep-overlay")
-    if not args.yes and not cli._confirm(plan):
-        print("Nothing was changed.", file=sys.stderr)
-        return 2
-    return cli.execute(plan, args.json, target)
+    if not args.yes and not confirm(plan):
+        return nothing_changed()
+    return execute(plan, args.json, target)
 
 
 def _offline(plan: CommitPlan) -> bool:
-    return bool(plan.steps) and plan.steps[0].kind == "virDomainGetState"
+    return bool(plan.steps) and plan.steps[0].kind is StepKind.LIBVIRT_STATE
 
 
 # -- --all-disks: collapse a VM's chains -------------------------------------------------------
@@ -193,7 +184,6 @@ class DiskLines:
 def cmd_collapse(args: argparse.Namespace, *, run: bool) -> int:
     """``plan``/``commit --connect URI --domain NAME --all-disks``: every disk, then a summary."""
     from backchain.engines.libvirt import collapse
-    from backchain.engines.libvirt import engine as lv
     from backchain.engines.progress import CancelToken
     from backchain.engines.runner import run_plan
 
@@ -204,11 +194,7 @@ def cmd_collapse(args: argparse.Namespace, *, run: bool) -> int:
         names = ", ".join("--" + name.replace("_", "-") for name in given)
         raise PlanError(f"--all-disks commits each disk's whole chain into its bottom image; "
                         f"{names} apply to one disk (use --disk)")  # fmt: skip
-    on_ready = OnReady.ASK
-    if getattr(args, "pivot", False):
-        on_ready = OnReady.PIVOT
-    elif getattr(args, "keep_overlay", False):
-        on_ready = OnReady.KEEP_OVERLAY
+    on_ready = on_ready_from(args)
     rate = getattr(args, "rate", 0) or 0
     plans = collapse.plan_collapse(args.connect, args.domain, on_ready=on_ready,
                              repoint=args.repoint, rate=rate)  # fmt: skip
@@ -220,27 +206,19 @@ def cmd_collapse(args: argparse.Namespace, *, run: bool) -> int:
               and not _offline(p)]  # fmt: skip
     if online and on_ready is OnReady.ASK:
         raise PlanError(f"{', '.join(online)}: an active commit needs --pivot or --keep-overlay")
-    if not args.yes:
-        sys.stdout.write(f"\nCollapse the chains of {args.domain}? [y/N] ")
-        sys.stdout.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            print("Nothing was changed.", file=sys.stderr)
-            return 2
+    if not args.yes and not ask(f"\nCollapse the chains of {args.domain}?"):
+        return nothing_changed()
     stream = None if args.json else sys.stdout
     cancel = CancelToken()
     outcome: list[Any] = []
 
     def work() -> None:  # runs in the collapse thread, so that Ctrl-C cancels cleanly
-        try:
-            sink_for = lambda disk: DiskLines(disk, stream)  # noqa: E731
-            outcome.append(collapse.run_collapse(args.connect, args.domain, plans, sink_for, cancel,
-                                                   run_plan))
-        except BaseException as err:  # reported below, on the main thread
-            outcome.append(err)
+        sink_for = lambda disk: DiskLines(disk, stream)  # noqa: E731
+        outcome.append(
+            collapse.run_collapse(args.connect, args.domain, plans, sink_for, cancel, run_plan)
+        )
 
-    _run_cancellable(work, cancel)
-    if isinstance(outcome[0], BaseException):
-        raise outcome[0]
+    run_cancellable(work, cancel, "backchain-collapse")
     results = outcome[0]
     text = collapse.summary(args.domain, results)
     if args.json:
@@ -253,16 +231,7 @@ def cmd_collapse(args: argparse.Namespace, *, run: bool) -> int:
     return 0 if results and all(r.ok for r in results) else 1
 
 
-def _run_cancellable(work: Callable[[], None], cancel: Any) -> None:
-    """Run ``work`` in a thread that Ctrl-C and SIGTERM cancel (see cli.run_cancellable)."""
-    from backchain.cli.main import run_cancellable
-
-    run_cancellable(work, cancel, "backchain-collapse")
-
-
 def _print_collapse_plans(args: argparse.Namespace, plans: list[Any]) -> None:
-    from backchain.cli import main as cli
-
     if args.json:
         print(json.dumps({"uri": args.connect, "domain": args.domain, "disks": [
             {"disk": disk, "plan": plan.to_json()} if isinstance(plan, CommitPlan)
@@ -272,6 +241,6 @@ def _print_collapse_plans(args: argparse.Namespace, plans: list[Any]) -> None:
     for disk, plan in plans:
         print(f"== {args.domain} {disk}")
         if isinstance(plan, CommitPlan):
-            cli.print_plan(plan, False)
+            print_plan(plan, False)
         else:
             print(f"not committed: {plan.summary}")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
+from backchain.cli.options import on_ready_from
 from backchain.core.errors import PlanError
 from backchain.core.graph import ImageGraph
-from backchain.core.model import CommitPlan, CommitRequest, OnReady
+from backchain.core.model import CommitPlan, CommitRequest, EngineKind, OnReady
+from backchain.engines.base import QmpTarget
 
 
 def add_source_options(parser: argparse.ArgumentParser) -> None:
@@ -44,23 +46,27 @@ def add_plan_options(parser: argparse.ArgumentParser) -> None:
 
 def load_graph(args: argparse.Namespace) -> ImageGraph:
     """Read the live graph; ``args.image`` becomes the chosen chain's active layer."""
-    from backchain.engines.qmp.graph import read_qmp_graph, root_for
+    from backchain.engines.qmp.engine import QmpEngine
+    from backchain.engines.qmp.graph import root_for
 
     if args.image:
         raise PlanError("give either IMAGE or --qmp SOCKET, not both")
-    graph = read_qmp_graph(args.qmp)
+    graph = QmpEngine().read_graph(target_of(args))
     args.image = root_for(graph, args.device).path
     return graph
 
 
+def target_of(args: argparse.Namespace) -> QmpTarget:
+    """The running QEMU the arguments name, with the directories to scan for siblings."""
+    return QmpTarget(args.qmp, scan=tuple(getattr(args, "scan", None) or ()),
+                     default_scan=not getattr(args, "no_default_scan", False))  # fmt: skip
+
+
 def online_request(args: argparse.Namespace, request: CommitRequest) -> CommitRequest:
     """The offline request turned into an online one (node names, ACTIVE, the ready choice)."""
-    on_ready = OnReady.ASK
-    if getattr(args, "pivot", False):
-        on_ready = OnReady.PIVOT
-    elif getattr(args, "keep_overlay", False):
-        on_ready = OnReady.KEEP_OVERLAY
-    return replace(request, engine="qmp", active=args.active, on_ready=on_ready)
+    return replace(
+        request, engine=EngineKind.QMP, active=args.active, on_ready=on_ready_from(args)
+    )
 
 
 def check_runnable(plan: CommitPlan) -> None:

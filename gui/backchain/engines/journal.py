@@ -18,6 +18,7 @@ from backchain.core.errors import BackchainError
 from backchain.core.model import CommitPlan, OnReady, Step, StepKind
 from backchain.engines.base import Target, target_from_record, target_to_record
 from backchain.engines.progress import ProgressSink
+from backchain.engines.image_locks import holder_of
 from backchain.engines.state import STATE_ENV, process_alive, process_start_time, state_dir
 
 __all__ = ["STATE_ENV", "Journal", "JobRecord", "JournalingSink", "state_dir"]
@@ -251,12 +252,18 @@ def load_record(path: str) -> JobRecord:
 
 
 def is_running(record: JobRecord) -> bool:
-    """Whether the process that runs the job is still alive (its pid and start time match)."""
+    """Whether the job still runs: its process (pid and start time) lives and holds its locks.
+
+    The process alone is not enough: a window stays alive after its job failed.
+    """
     pid = record.document.get("pid")
     start = record.document.get("pid_start")
-    if not isinstance(pid, int):
+    if not isinstance(pid, int) or record.error is not None:
         return False
-    return process_alive(pid, start if isinstance(start, int) else None)
+    if not process_alive(pid, start if isinstance(start, int) else None):
+        return False
+    holder = holder_of(record.plan.base)
+    return holder is not None and holder.get("pid") == pid and holder.get("job") in (None, record.id)
 
 
 def unfinished_jobs(

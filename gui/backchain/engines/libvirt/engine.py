@@ -139,6 +139,24 @@ def plan_for_graph(
     return libvirt_steps.shut_off_plan(offline, target.domain, info.target, repoint, base_format)
 
 
+def check_state(target: LibvirtTarget, *, want_running: bool) -> None:
+    """Refuse when the domain's state is no longer the one the plan was made for."""
+    conn = open_connection(target.uri)
+    try:
+        running, off = domain_state(lookup_domain(conn, target.domain))
+    finally:
+        conn.close()
+    if want_running and not running:
+        raise EngineError(
+            f"domain '{target.domain}' is no longer running; make the plan again to commit offline"
+        )
+    if not want_running and not off:
+        raise EngineError(
+            f"domain '{target.domain}' is not shut off (it started since the plan was made); "
+            "make the plan again to commit online"
+        )
+
+
 def repoint_disk(uri: str, domain: str, disk: str, source: str, fmt: str) -> None:
     """Set a defined domain's disk source to ``source`` with virDomainDefineXML (no pivot needed).
 
