@@ -230,7 +230,7 @@ class CollapseDialog(QDialog):
             row.finished(*payload)
 
     def _on_done(self, results: Any) -> None:
-        from backchain.engines.libvirt.engine import summary
+        from backchain.engines.libvirt.collapse import summary
 
         self.running = False
         if isinstance(results, BaseException):
