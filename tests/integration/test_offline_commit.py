@@ -13,6 +13,7 @@ import pytest
 
 from backchain.core.errors import CancelledError
 from backchain.core.model import CommitRequest
+from backchain.engines.files.facts import lock_holder
 from backchain.engines.registry import make_plan as plan
 from backchain.engines.progress import CancelToken, RecordingSink
 from backchain.engines.runner import run_plan
@@ -201,9 +202,13 @@ def test_an_image_held_open_by_qemu_is_refused(chain: list[Path], tmp_path: Path
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 10
-        while "lock" not in run_info_locked(chain[-1]) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        # Wait for the holder's lock itself (F_GETLK asks without taking one), and fail clearly
+        # if it never comes: a commit that runs because the lock was late proves nothing.
+        deadline = time.monotonic() + 60
+        while lock_holder(str(chain[-1])) is None:
+            if holder.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"qemu-io never took the lock on {chain[-1]} (exit {holder.poll()})")
+            time.sleep(0.02)
         sums = tree_checksums(tmp_path)
         result = cli("commit", "--yes", str(chain[-1]), "--top", str(chain[3]))
         assert result.returncode == 2
@@ -211,10 +216,6 @@ def test_an_image_held_open_by_qemu_is_refused(chain: list[Path], tmp_path: Path
         assert tree_checksums(tmp_path) == sums
     finally:
         holder.communicate(b"quit\n", timeout=10)
-
-
-def run_info_locked(image: Path) -> str:
-    return subprocess.run(["qemu-img", "info", str(image)], capture_output=True, text=True).stderr
 
 
 def test_too_little_free_space_is_refused(tmp_path: Path) -> None:

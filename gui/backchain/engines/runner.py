@@ -78,16 +78,19 @@ def _purpose(plan: CommitPlan) -> str:
     return f"a {plan.operation.value} of {name(plan.top)} into {name(plan.base)}"
 
 
-def _fingerprint(paths: Sequence[str]) -> dict[str, tuple[int, int, int] | None]:
-    """What a write would change: each file's size, mtime and ctime (None once it is gone)."""
-    prints: dict[str, tuple[int, int, int] | None] = {}
+def _fingerprint(paths: Sequence[str]) -> dict[str, tuple[int, int] | None]:
+    """What a write changes: each file's size and mtime (None once it is gone).
+
+    Not ctime: a change of permissions or flags (chmod, chattr) writes no data.
+    """
+    prints: dict[str, tuple[int, int] | None] = {}
     for path in paths:
         try:
             info = os.stat(path)
         except OSError:
             prints[path] = None
             continue
-        prints[path] = (info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+        prints[path] = (info.st_size, info.st_mtime_ns)
     return prints
 
 
@@ -136,7 +139,7 @@ def _failed(
     first: int,
     done: Sequence[Step],
     current: Step | None,
-    before: dict[str, tuple[int, int, int] | None],
+    before: dict[str, tuple[int, int] | None],
     journal: Journal,
 ) -> None:
     """Word the state of the files, and keep the record only if something was written."""
