@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from backchain.core.model import CommitRequest
-from backchain.engines.registry import make_plan as plan
 from backchain.engines.files.scan import open_graph
+from backchain.engines.registry import make_plan as plan
 from tests.bench.common import (
     GiB,
     MiB,

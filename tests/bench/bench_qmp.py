@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 from backchain.core.model import CommitRequest, OnReady
-from backchain.engines.registry import make_plan
 from backchain.engines.progress import CancelToken, RecordingSink
 from backchain.engines.qmp.graph import read_qmp_graph, root_for
+from backchain.engines.registry import make_plan
 from backchain.engines.runner import run_plan as run_qmp_plan
 from tests.images import ChainBuilder, MiB, write
 from tests.qemu_vm import running_vm

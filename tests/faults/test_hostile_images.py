@@ -26,9 +26,9 @@ from hypothesis import strategies as st
 from backchain.core.errors import BackchainError
 from backchain.core.graph import ImageGraph
 from backchain.core.model import CommitRequest
-from backchain.engines.registry import make_plan
 from backchain.engines.files.qcow2 import read_header
 from backchain.engines.files.scan import read_chain, scan_directories, walk_headers
+from backchain.engines.registry import make_plan
 from tests.faults.helpers import record
 from tests.images import run
 

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from backchain.core.model import StepKind
+from backchain.core.model import CommitRequest, StepKind
+from backchain.engines.files.scan import open_graph
 from backchain.engines.process import QEMU_IMG_ENV
 from backchain.engines.qemu_img.steps import commit_steps
 from backchain.engines.registry import make_plan
-from backchain.engines.files.scan import open_graph
-from backchain.core.model import CommitRequest
 from tests.faults.helpers import COMMIT_SNAP2_DELETE, Scene, record, wait_for
 from tests.images import MiB, checksums, create, run, tree_checksums, write
 from tests.qemu_vm import running_vm
@@ -117,7 +116,8 @@ def test_a_file_protocol_backing_name_is_refused_at_plan_time(tmp_path: Path) ->
     result = subprocess.run([sys.executable, "-m", "backchain", "commit", "--yes", str(top)],
                             capture_output=True, text=True, cwd=tmp_path, check=False)  # fmt: skip
     assert result.returncode == 2, result.stderr
-    assert "protocol prefix" in result.stderr and "qemu-img rebase -u -b base.qcow2" in result.stderr
+    assert "protocol prefix" in result.stderr
+    assert "qemu-img rebase -u -b base.qcow2" in result.stderr
     assert checksums([base, top]) == sums
     view = ["qemu-io", "-r", "-f", "qcow2", "-c", f"read -P 0x11 0 {MiB}",
             "-c", f"read -P 0x22 {MiB} {MiB}", str(top)]  # fmt: skip

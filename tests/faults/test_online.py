@@ -12,11 +12,11 @@ import pytest
 
 from backchain.core.errors import EngineError
 from backchain.core.model import CommitPlan, CommitRequest
-from backchain.engines.registry import make_plan
 from backchain.engines.progress import CancelToken, RecordingSink
 from backchain.engines.qmp.graph import read_qmp_graph, root_for
-from backchain.engines.runner import run_plan as run_qmp_plan
 from backchain.engines.qmp.job import QmpJobControl
+from backchain.engines.registry import make_plan
+from backchain.engines.runner import run_plan as run_qmp_plan
 from tests.faults.helpers import MiB, Scene, record
 from tests.images import compare, tree_checksums
 from tests.qemu_vm import QemuVM, running_vm

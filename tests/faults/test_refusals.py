@@ -15,10 +15,10 @@ import pytest
 
 from backchain.core.errors import PlanError
 from backchain.core.model import CommitRequest
-from backchain.engines.registry import make_plan
-from backchain.engines.progress import CancelToken, RecordingSink
-from backchain.engines.runner import run_plan
 from backchain.engines.files.scan import open_graph
+from backchain.engines.progress import CancelToken, RecordingSink
+from backchain.engines.registry import make_plan
+from backchain.engines.runner import run_plan
 from tests.faults.helpers import Scene, record, wait_for
 from tests.images import tree_checksums
 from tests.qemu_vm import running_vm

@@ -100,11 +100,11 @@ def test_cancel_leaves_a_record_that_says_cancelled_and_resumes(tmp_path: Path) 
     the view is intact, and resume_job completes the commit."""
     from backchain.core.errors import CancelledError
     from backchain.core.model import CommitRequest
-    from backchain.engines.registry import make_plan
     from backchain.engines import journal
-    from backchain.engines.progress import CancelToken, RecordingSink
-    from backchain.engines.runner import resume_job, run_plan
     from backchain.engines.files.scan import open_graph
+    from backchain.engines.progress import CancelToken, RecordingSink
+    from backchain.engines.registry import make_plan
+    from backchain.engines.runner import resume_job, run_plan
 
     scene = Scene.build(tmp_path)
     active = str(scene.p("active.qcow2").resolve())

@@ -13,8 +13,8 @@ from backchain.core.errors import EngineError, PlanError
 from backchain.core.model import CommitRequest, OnReady
 from backchain.engines.libvirt import collapse
 from backchain.engines.libvirt import engine as lv
-from backchain.engines.runner import run_plan
 from backchain.engines.progress import CancelToken, RecordingSink
+from backchain.engines.runner import run_plan
 from tests.images import ChainBuilder, MiB, backing_name, reads
 from tests.libvirt_daemon import Domains, domains, libvirtd  # noqa: F401
 

@@ -6,11 +6,10 @@ import shutil
 from pathlib import Path
 
 from backchain.core.model import CommitRequest
-from backchain.engines.libvirt import collapse
 from backchain.engines.libvirt import engine as lv
-from backchain.engines.runner import run_plan
 from backchain.engines.libvirt.read import REMOTE_NOTE
 from backchain.engines.progress import CancelToken, RecordingSink
+from backchain.engines.runner import run_plan
 from tests.images import ChainBuilder, MiB, backing_name, reads
 from tests.libvirt_daemon import Domains, domains, libvirtd, ssh_uri  # noqa: F401
 

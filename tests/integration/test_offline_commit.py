@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -14,10 +13,10 @@ import pytest
 from backchain.core.errors import CancelledError
 from backchain.core.model import CommitRequest
 from backchain.engines.files.facts import lock_holder
-from backchain.engines.registry import make_plan as plan
-from backchain.engines.progress import CancelToken, RecordingSink
-from backchain.engines.runner import run_plan
 from backchain.engines.files.scan import open_graph
+from backchain.engines.progress import CancelToken, RecordingSink
+from backchain.engines.registry import make_plan as plan
+from backchain.engines.runner import run_plan
 from tests.images import (
     ChainBuilder,
     MiB,
@@ -291,24 +290,13 @@ def test_cancel_mid_commit_then_rerun_completes(tmp_path: Path) -> None:
     result = plan(
         open_graph(str(active)), CommitRequest(image=str(active), top=str(snap), rate=32 * MiB)
     )
-    sink, cancel = RecordingSink(), CancelToken()
+    cancel = CancelToken()
+    sink = CancelOnFirstProgress(cancel)
     errors: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            run_plan(result, sink, cancel)
-        except BaseException as err:
-            errors.append(err)
-
-    worker = threading.Thread(target=work)
-    worker.start()
-    deadline = time.monotonic() + 30
-    while not sink.progress and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)
-    cancel.cancel()
-    worker.join(30)
-    assert not worker.is_alive()
+    try:
+        run_plan(result, sink, cancel)
+    except CancelledError as err:
+        errors.append(err)
     assert len(errors) == 1 and isinstance(errors[0], CancelledError)
     assert "Running the same commit again is safe" in errors[0].state
     assert 0 < sink.progress[-1][0] < sink.progress[-1][1]
@@ -318,6 +306,20 @@ def test_cancel_mid_commit_then_rerun_completes(tmp_path: Path) -> None:
     assert rerun.returncode == 0, rerun.stderr
     assert backing_name(active) == "base.qcow2"
     assert compare(active, before) and check_clean(base)
+
+
+class CancelOnFirstProgress(RecordingSink):
+    """Presses Cancel as soon as the copy reports its first bytes: no sleeping, no race."""
+
+    def __init__(self, cancel: CancelToken) -> None:
+        super().__init__()
+        self.cancel = cancel
+
+    def advanced(self, done: int, total: int, phase: str) -> None:
+        """Record, then cancel once some bytes were copied."""
+        super().advanced(done, total, phase)
+        if phase == "commit" and 0 < done < total:
+            self.cancel.cancel()
 
 
 def test_progress_is_streamed_from_qemu_img(tmp_path: Path) -> None:

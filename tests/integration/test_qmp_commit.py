@@ -11,11 +11,11 @@ import pytest
 from backchain.core.errors import CancelledError, EngineError, PlanError
 from backchain.core.graph import ImageGraph
 from backchain.core.model import CommitPlan, CommitRequest, OnReady
-from backchain.engines.registry import make_plan
 from backchain.engines.progress import CancelToken, RecordingSink
 from backchain.engines.qmp.graph import read_qmp_graph, root_for
-from backchain.engines.runner import run_plan as run_qmp_plan
 from backchain.engines.qmp.job import QmpJobControl
+from backchain.engines.registry import make_plan
+from backchain.engines.runner import run_plan as run_qmp_plan
 from tests.images import ChainBuilder, MiB, backing_name, chain_info, checksums, reads, write
 from tests.qemu_vm import QemuVM, running_vm
 

@@ -7,9 +7,9 @@ import socket
 from pathlib import Path
 
 from backchain.core.model import CommitRequest
-from backchain.engines.registry import make_plan
 from backchain.engines.progress import CancelToken, RecordingSink
 from backchain.engines.qmp.graph import read_qmp_graph, root_for
+from backchain.engines.registry import make_plan
 from backchain.engines.runner import run_plan as run_qmp_plan
 from tests.images import ChainBuilder, MiB, backchain, backing_name, reads
 from tests.qemu_vm import running_vm

@@ -34,7 +34,7 @@ def full_plan() -> CommitPlan:
     steps = (
         Step(StepKind.BLOCK_COMMIT, call={"execute": "block-commit",
                                           "arguments": {"job-id": "j", "speed": 7}},
-             target="/vm/base.qcow2"),  # fmt: skip
+             target="/vm/base.qcow2"),
         Step(StepKind.REBASE, ("qemu-img", "rebase", "-u"), cwd="/vm", target="/vm/a.qcow2"),
     )
     return CommitPlan(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from backchain.core.graph import ImageGraph, Layer
-from backchain.engines.libvirt.steps import offline_part, shut_off_plan
 from backchain.core.model import CommitRequest, OnReady
-from backchain.engines.registry import make_plan as plan
 from backchain.engines.libvirt.engine import repointed_xml
 from backchain.engines.libvirt.read import labels_for, parse_disks
+from backchain.engines.libvirt.steps import offline_part, shut_off_plan
+from backchain.engines.registry import make_plan as plan
 
 MiB = 1 << 20
 XML = """<domain type='qemu'><name>d</name><devices>

@@ -6,10 +6,10 @@ import json
 
 from backchain.core.graph import ImageGraph, Layer
 from backchain.core.model import CommitRequest, OnReady
-from backchain.engines.registry import make_plan as plan
-from backchain.engines.qmp.steps import job_id_for
 from backchain.engines.qmp.graph import file_path_of, live_layers
 from backchain.engines.qmp.session import parse_address
+from backchain.engines.qmp.steps import job_id_for
+from backchain.engines.registry import make_plan as plan
 
 MiB = 1 << 20
 

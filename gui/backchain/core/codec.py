@@ -58,7 +58,7 @@ def _decode(hint: Any, data: Any) -> Any:
     if origin in (Mapping, dict, typing.Mapping):
         if not isinstance(data, dict):
             raise TypeError(f"expected an object for {hint}, got {data!r}")
-        key_hint, value_hint = typing.get_args(hint) or (str, Any)
+        _key_hint, value_hint = typing.get_args(hint) or (str, Any)
         return {str(k): _decode(value_hint, v) for k, v in data.items()}
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return decode(hint, data)

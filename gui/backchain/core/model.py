@@ -9,6 +9,7 @@ from typing import Any
 
 from backchain.core.errors import shell_quote
 
+
 class EngineKind(enum.StrEnum):
     """Which engine runs a plan; the values are what ``plan --json`` prints."""
 
@@ -265,5 +266,4 @@ class CommitPlan:
             ],
             "notes": list(self.notes),
             "steps": [step.to_json() for step in self.steps],
-
         }

@@ -174,9 +174,7 @@ def _check_writes(rules: PlanRules, base: Layer, touched: Sequence[Layer], need:
         )
 
 
-def plan(
-    graph: ImageGraph, request: CommitRequest, rules: PlanRules = OFFLINE_RULES
-) -> CommitPlan:
+def plan(graph: ImageGraph, request: CommitRequest, rules: PlanRules = OFFLINE_RULES) -> CommitPlan:
     """Resolve the request against the graph and list every consequence, or raise PlanError.
 
     The plan has no steps yet: the engine that runs it adds them (``engines/<kind>/steps.py``).
@@ -257,4 +255,3 @@ def plan(
         active_commit=top_index == 0,
         notes=tuple(notes),
     )
-

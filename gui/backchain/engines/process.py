@@ -11,7 +11,6 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from backchain.core.errors import CancelledError, EngineError
 
@@ -37,6 +36,7 @@ def _load_libc() -> ctypes.CDLL | None:
         except OSError:
             _libc = None
     return _libc
+
 
 _PROGRESS = re.compile(r"\(\s*(\d+(?:\.\d+)?)/100%\)")
 

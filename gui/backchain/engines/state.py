@@ -1,4 +1,4 @@
-"""Where Backchain keeps its state (journal, locks, ledger), and whether a recorded process lives."""
+"""Where Backchain keeps its state (journal, locks, ledger), and whether a recorded process runs."""
 
 from __future__ import annotations
 

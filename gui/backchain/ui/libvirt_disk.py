@@ -11,8 +11,8 @@ from PySide6.QtWidgets import QCheckBox
 
 from backchain.core.graph import ImageGraph
 from backchain.core.model import CommitPlan, CommitRequest
-from backchain.engines.registry import make_plan
 from backchain.engines.libvirt.engine import LibvirtTarget
+from backchain.engines.registry import make_plan
 from backchain.ui.background import run_in_background
 
 if TYPE_CHECKING:

@@ -13,7 +13,9 @@ from backchain.engines.process import qemu_img_binary, run
 
 def info_chain(path: str, fmt: str) -> list[dict[str, Any]]:
     """``qemu-img info --backing-chain --output=json -U``: one dict per layer, top first."""
-    out = run([qemu_img_binary(), "info", "--backing-chain", "--output=json", "-U", "-f", fmt, path])
+    out = run(
+        [qemu_img_binary(), "info", "--backing-chain", "--output=json", "-U", "-f", fmt, path]
+    )
     try:
         parsed = json.loads(out)
     except json.JSONDecodeError as err:
@@ -49,5 +51,3 @@ def extents_from_map(entries: Sequence[dict[str, Any]]) -> ExtentSet:
         if present:
             ranges.append((int(entry["start"]), int(entry["length"])))
     return ExtentSet.from_ranges(ranges)
-
-

@@ -12,8 +12,8 @@ from backchain.core.extents import ExtentSet
 from backchain.core.graph import ImageGraph, Layer
 from backchain.engines import image_locks
 from backchain.engines.files import facts as locks
-from backchain.engines.files import qemu_info as qemu_img
 from backchain.engines.files import qcow2_alloc
+from backchain.engines.files import qemu_info as qemu_img
 from backchain.engines.files.qcow2 import Qcow2Header, read_header, unsafe_backing_reason
 
 SUPPORTED_BACKING_FORMATS = ("qcow2", "raw")

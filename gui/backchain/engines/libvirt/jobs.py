@@ -195,8 +195,10 @@ class RunningSession:
                 if cancel.wait(_POLL_SECONDS):
                     _abort(job, 0)
                     _wait_final(job)
-                    raise CancelledError(f"cancelled the commit of {self.plan.top}",
-                                         state=f"{self.plan.top} is still the active layer.")
+                    raise CancelledError(
+                        f"cancelled the commit of {self.plan.top}",
+                        state=f"{self.plan.top} is still the active layer.",
+                    )
         pivot = choice is OnReady.PIVOT
         flag_name = "VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT" if pivot else "0"
         sink.logged(f"# virDomainBlockJobAbort({job.disk!r}, flags={flag_name})")

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os.path
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import Any
 
 from backchain.core.errors import EngineError
