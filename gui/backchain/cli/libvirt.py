@@ -32,7 +32,10 @@ def add_plan_options(parser: argparse.ArgumentParser) -> None:
                              "base (virDomainDefineXML)")  # fmt: skip
     parser.add_argument("--all-disks", action="store_true",
                         help="with --connect and --domain: commit every disk's whole chain "
-                             "into its bottom image, one disk after another")  # fmt: skip
+                             "into its bottom image, all disks at once")  # fmt: skip
+    parser.add_argument("--offline-jobs", type=int, default=2, metavar="N",
+                        help="with --all-disks on a shut-off domain: at most N qemu-img "
+                             "processes at once (default 2)")  # fmt: skip
 
 
 def dispatch(args: argparse.Namespace) -> int | None:
@@ -214,7 +217,15 @@ def cmd_collapse(args: argparse.Namespace, *, run: bool) -> int:
     def work() -> None:  # runs in the collapse thread, so that Ctrl-C cancels cleanly
         sink_for = lambda disk: DiskLines(disk, stream)  # noqa: E731
         outcome.append(
-            collapse.run_collapse(args.connect, args.domain, plans, sink_for, cancel, run_plan)
+            collapse.run_collapse(
+                args.connect,
+                args.domain,
+                plans,
+                sink_for,
+                cancel,
+                run_plan,
+                offline_jobs=args.offline_jobs,
+            )
         )
 
     run_cancellable(work, cancel, "backchain-collapse")

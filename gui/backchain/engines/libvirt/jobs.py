@@ -199,6 +199,12 @@ class RunningSession:
                         f"cancelled the commit of {self.plan.top}",
                         state=f"{self.plan.top} is still the active layer.",
                     )
+        if cancel.cancelled:
+            # Cancelled while ready (another disk of a collapse failed): never pivot now.
+            _abort(job, 0)
+            _wait_final(job)
+            raise CancelledError(f"cancelled the commit of {self.plan.top} before its pivot",
+                                 state=f"{self.plan.top} is still the active layer.")  # fmt: skip
         pivot = choice is OnReady.PIVOT
         flag_name = "VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT" if pivot else "0"
         sink.logged(f"# virDomainBlockJobAbort({job.disk!r}, flags={flag_name})")
