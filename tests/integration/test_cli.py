@@ -86,3 +86,24 @@ def test_demo_builds_a_tree_with_a_sibling_and_a_branch(tmp_path: Path) -> None:
     assert all(layer["allocated"] for layer in document["chain"])
     assert sorted(os.path.basename(o["path"]) for o in document["others"]) == [
         "branch.qcow2", "other.qcow2"]  # fmt: skip
+
+
+def test_chain_marks_what_a_finished_commit_left_invalid_or_at_risk(tmp_path: Path) -> None:
+    """The default commit leaves the chain unchanged on disk; the ledger says what changed."""
+    builder = ChainBuilder(tmp_path)
+    base, snap1, snap2, active = builder.chain(
+        ["base.qcow2", "snap1.qcow2", "snap2.qcow2", "active.qcow2"]
+    )
+    other = builder.overlay("other.qcow2", base)
+    done = cli("commit", "--yes", "--top", str(snap2), str(active))
+    assert done.returncode == 0, done.stderr
+    shown = cli("chain", "--json", str(active))
+    document = json.loads(shown.stdout)
+    marks = {x["path"]: x["ledger"] for x in document["chain"] + document["others"]}
+    assert marks[str(snap1)].startswith("invalid since commit into base.qcow2 on ")
+    assert marks[str(snap2)].startswith("stale since commit into base.qcow2")
+    assert marks[str(other)].startswith("at risk since commit into base.qcow2")
+    assert marks[str(base)] is None and marks[str(active)] is None
+    write_pattern(other, 0x77, 0, MiB)  # a changed file drops out of the ledger
+    again = json.loads(cli("chain", "--json", str(active)).stdout)
+    assert {x["path"]: x["ledger"] for x in again["others"]}[str(other)] is None

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from backchain.core.model import CommitPlan, CommitRequest
-from backchain.core.plan import plan as make_plan
 from backchain.engines import ledger
+from backchain.engines.files.scan import open_graph
 from backchain.engines.ledger import MarkKind
 from backchain.engines.progress import CancelToken, RecordingSink
-from backchain.engines.runner import run_offline
-from backchain.engines.scan import open_graph
+from backchain.engines.registry import make_plan
+from backchain.engines.runner import run_plan as run_offline
 from tests.images import ChainBuilder, MiB, write
 
 WHEN = time.mktime((2026, 12, 1, 19, 33, 0, 0, 0, -1))

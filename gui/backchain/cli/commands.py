@@ -27,6 +27,7 @@ from backchain.core.describe import human_bytes
 from backchain.core.errors import BackchainError, EngineError
 from backchain.core.graph import ImageGraph
 from backchain.core.model import CommitPlan
+from backchain.engines import ledger
 from backchain.engines.base import ImageTarget
 
 SUBCOMMANDS = ("chain", "plan", "commit", "demo", "gui", "resume")
@@ -120,12 +121,13 @@ def cmd_chain(args: argparse.Namespace) -> int:
     chain = graph.chain(active)
     others = [layer for layer in graph if layer.path not in {c.path for c in chain}]
     unfinished = cli_journal.warn_unfinished(graph.paths)
+    marks = {path: mark.text for path, mark in ledger.marks(graph.paths).items()}
     if args.json:
         document = {
             "unfinished_jobs": unfinished,
             "image": active,
-            "chain": [layer_json(layer) for layer in chain],
-            "others": [layer_json(layer) for layer in others],
+            "chain": [{**layer_json(x), "ledger": marks.get(x.path)} for x in chain],
+            "others": [{**layer_json(x), "ledger": marks.get(x.path)} for x in others],
             "edges": [[a, b] for a, b in graph.nx.edges],
         }
         print(json.dumps(document, indent=2))
@@ -133,10 +135,12 @@ def cmd_chain(args: argparse.Namespace) -> int:
     for depth, layer in enumerate(chain):
         badges = " [in use]" if layer.in_use else ""
         badges += f" node {layer.node_name}" if layer.node_name else ""
+        badges += f" [{marks[layer.path]}]" if layer.path in marks else ""
         print(f"{'  ' * depth}{layer.path}  {layer.format} {human_bytes(layer.virtual_size)}, "
               f"own {human_bytes(layer.allocated_bytes)}{badges}")  # fmt: skip
     for layer in others:
-        print(f"also on this chain: {layer.path} -> {layer.backing_path}")
+        mark = f" [{marks[layer.path]}]" if layer.path in marks else ""
+        print(f"also on this chain: {layer.path} -> {layer.backing_path}{mark}")
     return EXIT_OK
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backchain.core.model import CommitPlan
-from backchain.engines.journal import state_dir
+from backchain.engines.state import state_dir
 
 LEDGER_NAME = "ledger.json"
 FORMAT_VERSION = 1

@@ -7,8 +7,8 @@ import time
 from collections.abc import Sequence
 
 from backchain.core.errors import CancelledError, EngineError
-from backchain.core.model import CommitPlan, EngineKind, Step
-from backchain.engines import image_locks
+from backchain.core.model import CommitPlan, EngineKind, Operation, Step
+from backchain.engines import image_locks, ledger
 from backchain.engines.base import Engine, ImageTarget, LiveControl, QmpTarget, Target
 from backchain.engines.journal import JobRecord, Journal, JournalingSink
 from backchain.engines.progress import CancelToken, ProgressSink
@@ -129,6 +129,7 @@ def _execute(
         sink.finished(False, f"{err.message}\n{err.state}")
         raise
     journal.remove()
+    _remember(plan)
     sink.finished(True, outcome or finished_message(plan))
 
 
@@ -154,6 +155,17 @@ def _failed(
         journal.remove()
         return
     journal.failed(err.message)
+
+
+def _remember(plan: CommitPlan) -> None:
+    """Keep in the ledger what the finished commit left invalid, stale or at risk."""
+    if plan.operation is not Operation.COMMIT:
+        return
+    try:
+        ledger.record(plan)
+    except OSError:
+        # The job succeeded; a ledger that cannot be written only loses the after-the-fact marks.
+        pass
 
 
 def finished_message(plan: CommitPlan) -> str:
