@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.images import check_clean, checksums, compare, create, run, snapshot_copy
+from tests.helpers.checks import qemu_io, raw_view
+from tests.images import check_clean, checksums, compare, create, snapshot_copy
 
 MiB = 1 << 20
 VIRTUAL = 32 * MiB
@@ -30,20 +31,6 @@ def record(fault_class: str, survived: bool, bytes_lost: int = 0) -> None:
     row[2] += bytes_lost
 
 
-def qemu_io(path: Path, commands: list[str]) -> None:
-    """Run several qemu-io commands in one process."""
-    argv = ["qemu-io", "-f", "qcow2"]
-    for command in commands:
-        argv += ["-c", command]
-    run([*argv, str(path)])
-
-
-def raw_view(image: Path, dest: Path) -> bytes:
-    """The image's whole view as raw bytes."""
-    run(["qemu-img", "convert", "-U", "-O", "raw", str(image), str(dest)])
-    data = dest.read_bytes()
-    dest.unlink()
-    return data
 
 
 def bytes_lost(image: Path, reference: Path, scratch: Path) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults.helpers import record
+from tests.helpers.checks import cli
 from tests.images import (
     MiB,
     check_clean,
@@ -27,18 +28,6 @@ from tests.images import (
 
 HOSTILE = ["-dash base.qcow2", "new\nline.qcow2", "ünï©ødé snap.qcow2", "--delete.qcow2"]
 
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """The CLI as a subprocess, never reading stdin."""
-    return subprocess.run(
-        [sys.executable, "-m", "backchain", *args],
-        cwd=cwd,
-        text=True,
-        capture_output=True,
-        check=False,
-        stdin=subprocess.DEVNULL,
-        timeout=120,
-    )
 
 
 def committed(result: subprocess.CompletedProcess[str], fault: str) -> None:

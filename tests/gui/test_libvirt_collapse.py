@@ -14,15 +14,12 @@ from backchain.engines.libvirt.read import INSTALL_HINT, REMOTE_NOTE
 from backchain.ui.libvirt_collapse import CollapseDialog
 from backchain.ui.main_window import MainWindow
 from tests.gui.libvirt_helpers import URI, connect, open_disk, panel_of, settle, source_of
-from tests.images import ChainBuilder, MiB, reads
+from tests.helpers.checks import chain_reads
+from tests.images import ChainBuilder
 from tests.libvirt_daemon import Domains, domains, libvirtd, ssh_uri  # noqa: F401
 
 NAMES = ["base.qcow2", "snap1.qcow2", "active.qcow2"]
 
-
-def chain_reads(image: Path, layers: int) -> bool:
-    """Every layer's pattern, as ChainBuilder wrote it, reads back through ``image``."""
-    return all(reads(image, ChainBuilder.pattern(i), i * MiB, MiB) for i in range(layers))
 
 
 def test_collapse_from_the_domains_context_menu_commits_both_disks(

@@ -11,15 +11,12 @@ from backchain.engines.libvirt.engine import LibvirtTarget
 from backchain.ui.libvirt_disk import SYNC_TEXT
 from backchain.ui.main_window import MainWindow
 from tests.gui.libvirt_helpers import URI, click_in_box, open_disk, panel_of, settle, source_of
+from tests.helpers.checks import chain_reads
 from tests.images import ChainBuilder, MiB, reads, write
 from tests.libvirt_daemon import Domains, domains, libvirtd  # noqa: F401
 
 NAMES = ["base.qcow2", "snap1.qcow2", "active.qcow2"]
 
-
-def chain_reads(image: Path, layers: int = 3) -> bool:
-    """Every layer's pattern, as ChainBuilder wrote it, reads back through ``image``."""
-    return all(reads(image, ChainBuilder.pattern(i), i * MiB, MiB) for i in range(layers))
 
 
 @pytest.mark.parametrize("answer", ["Pivot", "Keep overlay"])

@@ -10,7 +10,8 @@ import pytest
 
 from backchain.cli import commands as cli
 from backchain.engines.libvirt.read import parse_disks
-from tests.images import ChainBuilder, MiB, reads
+from tests.helpers.checks import chain_reads
+from tests.images import ChainBuilder
 from tests.libvirt_daemon import Domains, domains, libvirtd  # noqa: F401
 
 URI = "qemu:///system"
@@ -23,10 +24,6 @@ def sources(name: str, inactive: bool = False) -> dict[str, str]:
     xml = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     return {disk.target: disk.chain[0].path for disk in parse_disks(xml)}
 
-
-def chain_reads(image: Path, layers: int) -> bool:
-    """Every layer's pattern, as ChainBuilder wrote it, reads back through ``image``."""
-    return all(reads(image, ChainBuilder.pattern(i), i * MiB, MiB) for i in range(layers))
 
 
 @pytest.fixture

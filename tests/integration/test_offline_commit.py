@@ -17,6 +17,7 @@ from backchain.engines.files.scan import open_graph
 from backchain.engines.progress import CancelToken, RecordingSink
 from backchain.engines.registry import make_plan as plan
 from backchain.engines.runner import run_plan
+from tests.helpers.checks import raw_view
 from tests.images import (
     ChainBuilder,
     MiB,
@@ -235,9 +236,10 @@ def test_too_little_free_space_is_refused(tmp_path: Path) -> None:
         run(["umount", str(mount)])
 
 
-def raw_view(image: Path, dest: Path) -> np.ndarray:
-    run(["qemu-img", "convert", "-U", "-O", "raw", str(image), str(dest)])
-    return np.fromfile(dest, dtype=np.uint8)
+
+def view_array(image: Path, dest: Path) -> np.ndarray:
+    """The whole view as an array of bytes, for counting the bytes that differ."""
+    return np.frombuffer(raw_view(image, dest), dtype=np.uint8)
 
 
 def test_predicted_bytes_at_risk_match_the_bytes_that_really_change(
@@ -252,10 +254,10 @@ def test_predicted_bytes_at_risk_match_the_bytes_that_really_change(
     predicted = {os.path.basename(a.image): a.bytes for a in result.at_risk}
     # changed = [1,4) + [33,37) MiB; other hides [33,33.5); branch and snap1 hide [1,6)+[33,35).
     assert predicted == {"other.qcow2": 6 * MiB + MiB // 2, "branch.qcow2": 2 * MiB}
-    before = {p: raw_view(p, tmp_path / f"{p.name}.before") for p in (other, branch)}
+    before = {p: view_array(p, tmp_path / f"{p.name}.before") for p in (other, branch)}
     run_plan(result, RecordingSink(), CancelToken())
     for path, old in before.items():
-        changed = int(np.count_nonzero(raw_view(path, tmp_path / f"{path.name}.after") != old))
+        changed = int(np.count_nonzero(view_array(path, tmp_path / f"{path.name}.after") != old))
         assert changed == predicted[path.name]
     invalid = {os.path.basename(a.image): a.bytes for a in result.invalid}
     assert invalid == {"snap2.qcow2": 2 * MiB, "snap1.qcow2": 4 * MiB}

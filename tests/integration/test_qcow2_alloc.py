@@ -12,6 +12,7 @@ import pytest
 from backchain.core.errors import ImageError
 from backchain.core.extents import ExtentSet
 from backchain.engines.files.qcow2_alloc import FallbackRequired, own_allocation
+from tests.helpers.checks import qemu_io
 from tests.images import checksums, create, run
 
 KiB = 1 << 10
@@ -29,13 +30,6 @@ def qemu_img_own_extents(path: Path) -> ExtentSet:
         if e["depth"] == 0 and e["present"]
     )
 
-
-def qemu_io(path: Path, commands: list[str]) -> None:
-    """Run several qemu-io commands on the image in one process."""
-    argv = ["qemu-io", "-f", "qcow2"]
-    for command in commands:
-        argv += ["-c", command]
-    run([*argv, str(path)])
 
 
 def random_ops(

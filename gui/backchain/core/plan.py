@@ -153,7 +153,8 @@ def _check_writes(rules: PlanRules, base: Layer, touched: Sequence[Layer], need:
     if rules.writes is WriteCheck.NONE:
         return
     if rules.refuse_in_use:
-        locked = [layer for layer in touched if layer.in_use]
+        # Base first: it is the file a second job on the same base fights over.
+        locked = sorted((x for x in touched if x.in_use), key=lambda x: x is not base)
         if locked:
             more = f" (and {len(locked) - 1} more of its layers)" if len(locked) > 1 else ""
             holder = locked[0].in_use_by

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
@@ -51,6 +52,7 @@ __all__ = [
 ]
 
 _QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
+_DEFINE_LOCK = threading.Lock()
 
 
 def libvirt_label(layer: Layer) -> str:
@@ -163,10 +165,13 @@ def repoint_disk(uri: str, domain: str, disk: str, source: str, fmt: str) -> Non
     libvirt = require_libvirt()
     conn = open_connection(uri)
     try:
-        dom = lookup_domain(conn, domain)
-        flags = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
-        xml = dom.XMLDesc(flags)
-        conn.defineXML(repointed_xml(xml, disk, source, fmt))
+        # Read-modify-define: two disks of one domain re-pointed at once (a collapse) must not
+        # each define the XML they read before the other's change.
+        with _DEFINE_LOCK:
+            dom = lookup_domain(conn, domain)
+            flags = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
+            xml = dom.XMLDesc(flags)
+            conn.defineXML(repointed_xml(xml, disk, source, fmt))
     except libvirt.libvirtError as err:
         raise libvirt_error(err, f"re-pointing disk {disk} of {domain}") from err
     finally:
