@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TextIO
 
+from backchain.cli.qmp import ready_choice
 from backchain.core.errors import PlanError
 from backchain.core.model import CommitPlan, OnReady, Step
 
@@ -49,7 +50,7 @@ def dispatch(args: argparse.Namespace) -> int | None:
 
 
 def _layer(layer: Any) -> dict[str, Any]:
-    from backchain.cli import main as cli
+    import backchain.cli.main as cli
 
     return {"label": layer.extra.get("label"), **cli.layer_json(layer)}
 
@@ -69,8 +70,8 @@ def cmd_chain(args: argparse.Namespace) -> int:
             return 0
         for dom in domains:
             print(f"{dom.name}  {'running' if dom.running else 'shut off'}")
-            for disk in dom.disks:
-                print(f"  {disk.target}  {disk.chain[0].path}")
+            for info in dom.disks:
+                print(f"  {info.target}  {info.chain[0].path}")
         return 0
     disks = [args.disk] if args.disk else _disks_of(args.connect, args.domain)
     document = []
@@ -102,26 +103,21 @@ def _disks_of(uri: str, domain: str) -> list[str]:
 
 def compute_plan(args: argparse.Namespace) -> tuple[CommitPlan, object]:
     """The plan for ``--domain``/``--disk`` and the LibvirtTarget that runs it."""
-    from backchain.cli import main as cli
+    import backchain.cli.main as cli
     from backchain.engines.libvirt import engine as lv
 
     if not args.domain or not args.disk:
         raise PlanError("plan and commit with --connect need --domain NAME and --disk TARGET")
-    on_ready = OnReady.ASK
-    if getattr(args, "pivot", False):
-        on_ready = OnReady.PIVOT
-    elif getattr(args, "keep_overlay", False):
-        on_ready = OnReady.KEEP_OVERLAY
+    on_ready, active = ready_choice(args)
     request = cli.request_from(args, "", engine="libvirt")
-
-    request = replace(request, on_ready=on_ready, active=bool(getattr(args, "active", False)))
+    request = replace(request, on_ready=on_ready, active=active)
     target = lv.LibvirtTarget(args.connect, args.domain, args.disk)
     return lv.plan_commit(target, request, repoint=args.repoint), target
 
 
 def cmd_commit(args: argparse.Namespace, *, run: bool) -> int:
     """``plan``/``commit --connect URI --domain NAME --disk vda [...]``."""
-    from backchain.cli import main as cli
+    import backchain.cli.main as cli
 
     plan, target = compute_plan(args)
     if not run:
@@ -193,7 +189,6 @@ class DiskLines:
 def cmd_collapse(args: argparse.Namespace, *, run: bool) -> int:
     """``plan``/``commit --connect URI --domain NAME --all-disks``: every disk, then a summary."""
     from backchain.engines.libvirt import collapse
-    from backchain.engines.libvirt import engine as lv
     from backchain.engines.progress import CancelToken
     from backchain.engines.runner import run_plan
 
@@ -233,8 +228,9 @@ def cmd_collapse(args: argparse.Namespace, *, run: bool) -> int:
     def work() -> None:  # runs in the collapse thread, so that Ctrl-C cancels cleanly
         try:
             sink_for = lambda disk: DiskLines(disk, stream)  # noqa: E731
-            outcome.append(collapse.run_collapse(args.connect, args.domain, plans, sink_for, cancel,
-                                                   run_plan))
+            outcome.append(
+                collapse.run_collapse(args.connect, args.domain, plans, sink_for, cancel, run_plan)
+            )
         except BaseException as err:  # reported below, on the main thread
             outcome.append(err)
 
@@ -261,7 +257,7 @@ def _run_cancellable(work: Callable[[], None], cancel: Any) -> None:
 
 
 def _print_collapse_plans(args: argparse.Namespace, plans: list[Any]) -> None:
-    from backchain.cli import main as cli
+    import backchain.cli.main as cli
 
     if args.json:
         print(json.dumps({"uri": args.connect, "domain": args.domain, "disks": [

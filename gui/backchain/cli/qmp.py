@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from backchain.core.errors import PlanError
 from backchain.core.graph import ImageGraph
-from backchain.core.model import CommitPlan, CommitRequest, OnReady
+from backchain.core.model import CommitPlan, CommitRequest, EngineKind, OnReady
 
 
 def add_source_options(parser: argparse.ArgumentParser) -> None:
@@ -53,14 +53,21 @@ def load_graph(args: argparse.Namespace) -> ImageGraph:
     return graph
 
 
-def online_request(args: argparse.Namespace, request: CommitRequest) -> CommitRequest:
-    """The offline request turned into an online one (node names, ACTIVE, the ready choice)."""
+def ready_choice(args: argparse.Namespace) -> tuple[OnReady, bool]:
+    """The ready choice and ACTIVE: as in virsh, --pivot and --keep-overlay imply ACTIVE."""
     on_ready = OnReady.ASK
     if getattr(args, "pivot", False):
         on_ready = OnReady.PIVOT
     elif getattr(args, "keep_overlay", False):
         on_ready = OnReady.KEEP_OVERLAY
-    return replace(request, engine="qmp", active=args.active, on_ready=on_ready)
+    active = bool(getattr(args, "active", False)) or on_ready is not OnReady.ASK
+    return on_ready, active
+
+
+def online_request(args: argparse.Namespace, request: CommitRequest) -> CommitRequest:
+    """The offline request turned into an online one (node names, ACTIVE, the ready choice)."""
+    on_ready, active = ready_choice(args)
+    return replace(request, engine=EngineKind.QMP, active=active, on_ready=on_ready)
 
 
 def check_runnable(plan: CommitPlan) -> None:

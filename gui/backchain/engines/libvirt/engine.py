@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import xml.etree.ElementTree as ET
-import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 from backchain.core import plan as planner
 from backchain.core.errors import EngineError, PlanError
 from backchain.core.graph import ImageGraph, Layer
-from backchain.core.model import CommitPlan, CommitRequest, EngineKind
-from backchain.core.model import Step, StepKind
+from backchain.core.model import CommitPlan, CommitRequest, EngineKind, Step, StepKind
 from backchain.engines.base import ImageTarget, LibvirtTarget, Target
-from backchain.engines.progress import CancelToken, ProgressSink
-from backchain.engines.qemu_img.engine import QemuImgSession, written_images
-from backchain.engines.qemu_img.words import describe_state
 from backchain.engines.libvirt import steps as libvirt_steps
 from backchain.engines.libvirt.jobs import RunningSession, set_speed
-from backchain.engines.qemu_img.engine import QemuImgEngine
 from backchain.engines.libvirt.read import (
     DEFAULT_URI,
     INSTALL_HINT,
@@ -33,10 +28,12 @@ from backchain.engines.libvirt.read import (
     list_domains,
     lookup_domain,
     open_connection,
-    parse_disks,
     read_domain_graph,
     require_libvirt,
 )
+from backchain.engines.progress import CancelToken, ProgressSink
+from backchain.engines.qemu_img.engine import QemuImgEngine, QemuImgSession, written_images
+from backchain.engines.qemu_img.words import describe_state
 
 __all__ = [
     "DEFAULT_URI",
@@ -183,6 +180,24 @@ def _target(target: Target) -> LibvirtTarget:
     if not isinstance(target, LibvirtTarget):
         raise EngineError("a libvirt plan needs its target: LibvirtTarget(uri, domain, disk)")
     return target
+
+
+def check_state(target: LibvirtTarget, *, want_running: bool) -> None:
+    """The domain still runs (or is still shut off), as when the plan was made."""
+    conn = open_connection(target.uri)
+    try:
+        running, off = domain_state(lookup_domain(conn, target.domain))
+    finally:
+        conn.close()
+    if want_running and not running:
+        raise EngineError(
+            f"domain '{target.domain}' is no longer running; make the plan again to commit offline"
+        )
+    if not want_running and not off:
+        raise EngineError(
+            f"domain '{target.domain}' is not shut off (it started since the plan was made); "
+            "make the plan again to commit online"
+        )
 
 
 def is_shut_off_plan(plan: CommitPlan) -> bool:

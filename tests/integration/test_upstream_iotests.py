@@ -1,0 +1,33 @@
+"""QEMU's block-commit iotests (040 and friends), run against Backchain and a real QEMU."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backchain.cli import main
+from tests.images import ChainBuilder, MiB, chain_info, reads
+from tests.qemu_vm import QemuVM, running_vm
+
+
+@pytest.fixture
+def vm(chain_builder: ChainBuilder, tmp_path: Path) -> Iterator[QemuVM]:
+    """base <- mid <- top on vd0, one explicit node per layer."""
+    layers = chain_builder.chain(["base.qcow2", "mid.qcow2", "top.qcow2"])
+    with running_vm(layers, tmp_path) as machine:
+        yield machine
+
+
+def test_virsh_pivot_implies_active_over_qmp(
+    vm: QemuVM, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As virsh does (VIR_DOMAIN_BLOCK_COMMIT_ACTIVE with --pivot): no --active needed."""
+    assert main(["commit", "--qmp", vm.socket, "--pivot", "--yes"]) == 0, capsys.readouterr().err
+    vm.stop()
+    base = tmp_path / "base.qcow2"
+    assert len(chain_info(base)) == 1
+    for index in range(3):
+        assert reads(base, ChainBuilder.pattern(index), index * MiB, MiB)
+    assert main(["plan", "--qmp", vm.socket, "--top", "mid", "--keep-overlay"]) == 1  # QEMU gone
