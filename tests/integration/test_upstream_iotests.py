@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from backchain.cli import main
-from tests.images import ChainBuilder, MiB, chain_info, reads
+from tests.images import ChainBuilder, MiB, backing_name, chain_info, reads
 from tests.qemu_vm import QemuVM, running_vm
 
 
@@ -31,3 +32,29 @@ def test_virsh_pivot_implies_active_over_qmp(
     for index in range(3):
         assert reads(base, ChainBuilder.pattern(index), index * MiB, MiB)
     assert main(["plan", "--qmp", vm.socket, "--top", "mid", "--keep-overlay"]) == 1  # QEMU gone
+
+
+@pytest.mark.parametrize("device", [None, "thr", "vd0"])
+def test_iotest_040_commit_with_filters_sends_the_root_filter_as_device(
+    chain_builder: ChainBuilder,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    device: str | None,
+) -> None:
+    """040 TestCommitWithFilters: a throttle filter at the root; device= names the filter."""
+    layers = chain_builder.chain(["base.qcow2", "mid.qcow2", "top.qcow2"])
+    with running_vm(layers, tmp_path, root_filter="thr") as vm:
+        pick = ["--device", device] if device else []
+        assert main(["plan", "--qmp", vm.socket, *pick, "--top", "mid", "--json"]) == 0
+        arguments = json.loads(capsys.readouterr().out)["steps"][0]["arguments"]
+        assert (arguments["device"], arguments["top-node"]) == ("thr", "mid")
+        assert main(["commit", "--qmp", vm.socket, *pick, "--top", "mid", "--yes"]) == 0, (
+            capsys.readouterr().err
+        )
+        nodes = vm.execute("query-named-block-nodes")
+        assert isinstance(nodes, list)
+        top = next(node for node in nodes if node["node-name"] == "top")
+        assert top["image"]["backing-image"]["filename"] == str(layers[0])
+    assert backing_name(tmp_path / "top.qcow2") == "base.qcow2"
+    for index in range(3):
+        assert reads(layers[-1], ChainBuilder.pattern(index), index * MiB, MiB)

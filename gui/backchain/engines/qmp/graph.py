@@ -6,7 +6,6 @@ import asyncio
 import json
 import os.path
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import Any
 
 from backchain.core.errors import EngineError
@@ -24,6 +23,15 @@ _NOT_IMAGES = frozenset(
         "ftp", "ftps", "gluster", "rbd", "null-co", "null-aio", "commit_top", "mirror_top",
         "copy-on-read", "throttle", "blkdebug", "blkverify", "blklogwrites", "preallocate",
         "compress", "snapshot-access", "copy-before-write", "quorum", "replication",
+    }
+)  # fmt: skip
+
+# Filters that can sit above a device's top image; block-commit's ``device`` must name the
+# topmost one (iotest 040 TestCommitWithFilters), with top-node and base-node below it.
+_FILTERS = frozenset(
+    {
+        "throttle", "copy-on-read", "blkdebug", "blkverify", "blklogwrites", "preallocate",
+        "compress", "copy-before-write", "commit_top", "mirror_top",
     }
 )  # fmt: skip
 
@@ -65,15 +73,54 @@ def _device_label(block: Mapping[str, Any]) -> str:
     return parts[-1] if parts else ""
 
 
-def live_layers(
-    nodes: Sequence[Mapping[str, Any]], blocks: Sequence[Mapping[str, Any]]
-) -> list[Layer]:
-    """Layers from ``query-named-block-nodes`` and ``query-block`` answers (pure)."""
+def _devices(blocks: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Each device's root node name -> the device's label."""
     devices: dict[str, str] = {}
     for block in blocks:
         inserted = block.get("inserted")
         if isinstance(inserted, Mapping) and inserted.get("node-name"):
             devices[str(inserted["node-name"])] = _device_label(block)
+    return devices
+
+
+def _filtered_roots(
+    nodes: Sequence[Mapping[str, Any]], devices: Mapping[str, str]
+) -> dict[str, tuple[str, str]]:
+    """Image path -> (root filter node, device), for devices whose root is a filter.
+
+    A filter's ``file`` is a ``json:{...}`` name whose innermost file is the image below it,
+    through any further filters.
+    """
+    roots: dict[str, tuple[str, str]] = {}
+    for node in nodes:
+        name = str(node.get("node-name") or "")
+        if node.get("drv") in _FILTERS and name in devices:
+            below = _real(file_path_of(str(node.get("file") or "")))
+            if below:
+                roots[below] = (name, devices[name])
+    return roots
+
+
+def _extra(node_name: str, path: str, devices: Mapping[str, str],
+           roots: Mapping[str, tuple[str, str]]) -> dict[str, str]:  # fmt: skip
+    if devices.get(node_name):
+        return {"device": devices[node_name]}
+    if path in roots:
+        root, device = roots[path]
+        return {"device": device, "root": root} if device else {"root": root}
+    return {}
+
+
+def live_layers(
+    nodes: Sequence[Mapping[str, Any]], blocks: Sequence[Mapping[str, Any]]
+) -> list[Layer]:
+    """Layers from ``query-named-block-nodes`` and ``query-block`` answers (pure).
+
+    Filter nodes are not layers; a filter at a device's root is recorded on the image below it
+    (``extra["root"]``), since block-commit must name it as ``device``.
+    """
+    devices = _devices(blocks)
+    roots = _filtered_roots(nodes, devices)
     layers: dict[str, Layer] = {}
     for node in nodes:
         if node.get("drv") in _NOT_IMAGES:
@@ -87,7 +134,7 @@ def live_layers(
         if isinstance(backing_image, Mapping):
             backing_path = _real(file_path_of(str(backing_image.get("filename") or "")))
         node_name = str(node.get("node-name") or "")
-        extra = {"device": devices[node_name]} if devices.get(node_name) else {}
+        extra = _extra(node_name, path, devices, roots)
         layers[path] = Layer(
             path=path,
             format=str(node.get("drv") or image.get("format") or ""),
