@@ -58,3 +58,21 @@ def test_iotest_040_commit_with_filters_sends_the_root_filter_as_device(
     assert backing_name(tmp_path / "top.qcow2") == "base.qcow2"
     for index in range(3):
         assert reads(layers[-1], ChainBuilder.pattern(index), index * MiB, MiB)
+
+
+@pytest.mark.parametrize("active", [True, False])
+def test_virsh_disk_already_in_active_block_job_over_qmp(
+    vm: QemuVM, tmp_path: Path, capsys: pytest.CaptureFixture[str], active: bool
+) -> None:
+    """libvirt's refusal, at plan time, of a disk whose chain a block job already uses."""
+    job: dict[str, object] = {"job-id": "other", "device": "top", "top-node": "top",
+                              "base-node": "mid", "auto-finalize": False}  # fmt: skip
+    if not active:
+        job.update({"top-node": "mid", "base-node": "base", "speed": 1})
+    vm.execute("block-commit", job)
+    for command in ("plan", "commit"):
+        argv = [command, "--qmp", vm.socket, "--top", "mid"]
+        assert main(argv + (["--yes"] if command == "commit" else [])) == 2
+        assert "disk 'vd0' already in active block job" in capsys.readouterr().err
+    jobs = vm.execute("query-block-jobs")
+    assert isinstance(jobs, list) and [j["device"] for j in jobs] == ["other"]

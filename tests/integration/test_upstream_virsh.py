@@ -60,3 +60,19 @@ def test_virsh_pivot_implies_active(
     assert code == 0, err
     for i in range(3):
         assert reads(paths[0], ChainBuilder.pattern(i), i * MiB, MiB)
+
+
+def test_virsh_disk_already_in_active_block_job(
+    tmp_path: Path,
+    domains: Domains,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    name, _paths = running_chain(tmp_path, domains)
+    assert virsh("blockcommit", name, "vda", "--active")[0] == 0  # stays ready, mirroring
+    status, said = virsh("blockcommit", name, "vda", "--top", "vda[2]")
+    assert status == 1 and "disk 'vda' already in active block job" in said
+    for command in ("plan", "commit"):
+        argv = [command, "--connect", URI, "--domain", name, "--disk", "vda", "--top", "vda[2]"]
+        code, err = backchain_says(capsys, *argv, *(["--yes"] if command == "commit" else []))
+        assert code == 2 and "disk 'vda' already in active block job" in err
+    assert virsh("blockjob", name, "vda", "--abort")[0] == 0

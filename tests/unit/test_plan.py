@@ -279,3 +279,10 @@ def test_a_backing_loop_is_an_image_error() -> None:
 
     with pytest.raises(ImageError, match="loops back"):
         ImageGraph([layer("a", "b", (0, 1)), layer("b", "a", (0, 1))])
+
+
+def test_a_chain_in_a_block_job_is_refused_before_top_and_base_are_resolved() -> None:
+    graph = seed_graph()
+    graph = graph.with_layers([replace(graph.layer("/img/snap1"), block_job="other")])
+    with pytest.raises(PlanError, match=r"^disk '/img/active' already in active block job$"):
+        p(graph, top="/img/nope")

@@ -57,6 +57,9 @@ class PlanRules:
     check_space: bool = True
     label: Callable[[Layer], str] = path_label
     """How messages name a layer (a path, a QMP node name, libvirt's vda[N])."""
+    disk: Callable[[Layer], str] | None = None
+    """How messages name the disk whose active layer this is (libvirt's vda, a QMP device);
+    by default, as ``label`` names the layer."""
 
 
 OFFLINE_RULES = PlanRules()
@@ -102,6 +105,10 @@ def _resolve(
         raise PlanError(f"could not find image '{request.image}'")
     chain = graph.chain(image.path)
     label = rules.label(image)
+    disk = (rules.disk or rules.label)(image)
+    if any(layer.block_job for layer in chain):
+        # As libvirt does, before top and base are even looked up.
+        raise PlanError(f"disk '{disk}' already in active block job")
     _check_readable_chain(chain, label)
 
     top_index = 0
@@ -174,9 +181,7 @@ def _check_writes(rules: PlanRules, base: Layer, touched: Sequence[Layer], need:
         )
 
 
-def plan(
-    graph: ImageGraph, request: CommitRequest, rules: PlanRules = OFFLINE_RULES
-) -> CommitPlan:
+def plan(graph: ImageGraph, request: CommitRequest, rules: PlanRules = OFFLINE_RULES) -> CommitPlan:
     """Resolve the request against the graph and list every consequence, or raise PlanError.
 
     The plan has no steps yet: the engine that runs it adds them (``engines/<kind>/steps.py``).
@@ -257,4 +262,3 @@ def plan(
         active_commit=top_index == 0,
         notes=tuple(notes),
     )
-

@@ -58,12 +58,18 @@ def libvirt_label(layer: Layer) -> str:
     return layer.extra.get("label") or layer.path
 
 
+def disk_label(layer: Layer) -> str:
+    """libvirt names a chain by its disk's target (vda)."""
+    return layer.extra.get("disk") or libvirt_label(layer)
+
+
 RULES = planner.PlanRules(
     live=True,
     refuse_in_use=False,
     writes=planner.WriteCheck.NONE,
     check_space=False,
     label=libvirt_label,
+    disk=disk_label,
 )
 
 

@@ -101,6 +101,38 @@ def _filtered_roots(
     return roots
 
 
+# Filters that a running block job inserts into a chain (commit, mirror, stream, backup).
+_JOB_FILTERS = frozenset({"commit_top", "mirror_top", "copy-on-read", "copy-before-write"})
+
+
+def _busy_paths(
+    nodes: Sequence[Mapping[str, Any]],
+    jobs: Sequence[Mapping[str, Any]],
+    devices: Mapping[str, str],
+) -> dict[str, str]:
+    """Image path -> the block job that uses it, from ``query-block-jobs`` and the job filters.
+
+    A job's ``device`` is its id (once the device name); a job filter's ``file`` names the image
+    below it. ``copy-on-read`` counts only while a job runs, as block-stream inserts one.
+    """
+    if not jobs:
+        return {}
+    ids = [str(job.get("device") or job.get("id") or "") for job in jobs]
+    some_job = ids[0] if len(ids) == 1 else "a block job"
+    busy: dict[str, str] = {}
+    for node in nodes:
+        name = str(node.get("node-name") or "")
+        path = _real(file_path_of(str(node.get("file") or "")))
+        device = devices.get(name)
+        if name in ids:
+            busy[path] = name
+        elif device and device in ids:
+            busy[path] = device
+        elif node.get("drv") in _JOB_FILTERS and path:
+            busy[path] = some_job
+    return busy
+
+
 def _extra(node_name: str, path: str, devices: Mapping[str, str],
            roots: Mapping[str, tuple[str, str]]) -> dict[str, str]:  # fmt: skip
     if devices.get(node_name):
@@ -112,15 +144,19 @@ def _extra(node_name: str, path: str, devices: Mapping[str, str],
 
 
 def live_layers(
-    nodes: Sequence[Mapping[str, Any]], blocks: Sequence[Mapping[str, Any]]
+    nodes: Sequence[Mapping[str, Any]],
+    blocks: Sequence[Mapping[str, Any]],
+    jobs: Sequence[Mapping[str, Any]] = (),
 ) -> list[Layer]:
     """Layers from ``query-named-block-nodes`` and ``query-block`` answers (pure).
 
     Filter nodes are not layers; a filter at a device's root is recorded on the image below it
-    (``extra["root"]``), since block-commit must name it as ``device``.
+    (``extra["root"]``), since block-commit must name it as ``device``. Images that a running
+    block job uses (``query-block-jobs``) carry the job in ``block_job``.
     """
     devices = _devices(blocks)
     roots = _filtered_roots(nodes, devices)
+    busy = _busy_paths(nodes, jobs, devices)
     layers: dict[str, Layer] = {}
     for node in nodes:
         if node.get("drv") in _NOT_IMAGES:
@@ -149,6 +185,7 @@ def live_layers(
             # matters is whether the file itself can be written.
             writable=not os.path.exists(path) or os.access(path, os.W_OK),
             node_name=node_name or None,
+            block_job=busy.get(path),
             extra=extra,
         )
     return list(layers.values())
@@ -158,7 +195,8 @@ async def read_layers(session: QmpSession) -> list[Layer]:
     """The live layers, from one connected session."""
     nodes = await session.execute("query-named-block-nodes")
     blocks = await session.execute("query-block")
-    return live_layers(nodes, blocks)
+    jobs = await session.execute("query-block-jobs")
+    return live_layers(nodes, blocks, jobs)
 
 
 def open_paths(address: str, timeout: float = DEFAULT_TIMEOUT) -> set[str]:
