@@ -11,11 +11,11 @@ import pytest
 from backchain.core.errors import CancelledError, EngineError, PlanError
 from backchain.core.graph import ImageGraph
 from backchain.core.model import CommitPlan, CommitRequest, OnReady
-from backchain.engines.registry import make_plan
 from backchain.engines.progress import CancelToken, RecordingSink
 from backchain.engines.qmp.graph import read_qmp_graph, root_for
-from backchain.engines.runner import run_plan as run_qmp_plan
 from backchain.engines.qmp.job import QmpJobControl
+from backchain.engines.registry import make_plan
+from backchain.engines.runner import run_plan as run_qmp_plan
 from tests.images import ChainBuilder, MiB, backing_name, chain_info, checksums, reads, write
 from tests.qemu_vm import QemuVM, running_vm
 
@@ -238,7 +238,7 @@ def test_wrong_node_name_is_refused_by_the_planner_and_by_qemu(
 ) -> None:
     with pytest.raises(PlanError, match="could not find image 'nosuch' in chain for 'top'"):
         online_plan(vm, top="nosuch")
-    with pytest.raises(EngineError, match="no device or node named 'nosuch'"):
+    with pytest.raises(PlanError, match="no device or node named 'nosuch'"):
         read_qmp_graph(vm.socket, device="nosuch")
     # A plan made before the node went away: QEMU's own message reaches the user.
     _, plan = online_plan(vm, top="mid")

@@ -76,3 +76,14 @@ def test_virsh_disk_already_in_active_block_job_over_qmp(
         assert "disk 'vd0' already in active block job" in capsys.readouterr().err
     jobs = vm.execute("query-block-jobs")
     assert isinstance(jobs, list) and [j["device"] for j in jobs] == ["other"]
+
+
+def test_iotest_040_device_not_found_is_a_refusal(
+    vm: QemuVM, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """040 test_device_not_found: QEMU answers DeviceNotFound; Backchain refuses first (exit 2)."""
+    for argv in (["plan"], ["commit", "--yes"]):
+        assert main([*argv, "--qmp", vm.socket, "--device", "nonexistent", "--top", "mid"]) == 2
+        assert "QEMU has no device or node named 'nonexistent'" in capsys.readouterr().err
+    jobs = vm.execute("query-block-jobs")
+    assert jobs == []

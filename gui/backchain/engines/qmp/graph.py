@@ -8,7 +8,7 @@ import os.path
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from backchain.core.errors import EngineError
+from backchain.core.errors import PlanError
 from backchain.core.graph import ImageGraph, Layer
 from backchain.engines.files.scan import load_extents
 from backchain.engines.qmp.session import DEFAULT_TIMEOUT, QmpSession
@@ -215,7 +215,8 @@ def root_for(graph: ImageGraph, device: str | None = None) -> Layer:
     if device is not None:
         found = graph.find(device)
         if found is None:
-            raise EngineError(f"QEMU has no device or node named '{device}'")
+            # Nothing was sent to QEMU: a refused request (exit 2), not a failed one.
+            raise PlanError(f"QEMU has no device or node named '{device}'")
         return found
     roots = [graph.layer(p) for p in graph.active_layers()]
     attached = [layer for layer in roots if "device" in layer.extra] or roots
@@ -223,7 +224,7 @@ def root_for(graph: ImageGraph, device: str | None = None) -> Layer:
         names = ", ".join(
             layer.extra.get("device") or layer.node_name or layer.path for layer in attached
         )
-        raise EngineError(f"QEMU has several chains ({names}); choose one with --device")
+        raise PlanError(f"QEMU has several chains ({names}); choose one with --device")
     return attached[0]
 
 
