@@ -13,10 +13,10 @@ import pytest
 
 from backchain.core.errors import CancelledError
 from backchain.core.model import CommitRequest
-from backchain.engines.registry import make_plan as plan
-from backchain.engines.progress import CancelToken, RecordingSink
-from backchain.engines.runner import run_plan
 from backchain.engines.files.scan import open_graph
+from backchain.engines.progress import CancelToken, RecordingSink
+from backchain.engines.registry import make_plan as plan
+from backchain.engines.runner import run_plan
 from tests.images import (
     ChainBuilder,
     MiB,
@@ -160,7 +160,8 @@ ERRORS = {
     "top not in chain": (["--top", "elsewhere.qcow2"], "could not find image"),
     "base above top": (["--top", "snap1.qcow2", "--base", "snap3.qcow2"], "beneath"),
     "base is top": (["--top", "snap2.qcow2", "--base", "snap2.qcow2"], "beneath"),
-    "top is bottom": (["--top", "base.qcow2"], "has no backing file"),
+    "top is bottom": (["--top", "base.qcow2"], "could not find base image in chain"),
+    "shallow top is bottom": (["--top", "base.qcow2", "--shallow"], "has no backing file"),
     "shallow far base": (["--shallow", "--base", "snap1.qcow2"], "is not immediately below"),
     "delete blocked": (["--delete"], "still depends on it"),
 }

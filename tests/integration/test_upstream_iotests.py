@@ -87,3 +87,15 @@ def test_iotest_040_device_not_found_is_a_refusal(
         assert "QEMU has no device or node named 'nonexistent'" in capsys.readouterr().err
     jobs = vm.execute("query-block-jobs")
     assert jobs == []
+
+
+def test_virsh_checks_active_before_shallow_adjacency_over_qmp(
+    vm: QemuVM, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """libvirt checks ACTIVE first: top is active, no --active, and a base not adjacent."""
+    assert main(["plan", "--qmp", vm.socket, "--shallow", "--base", "base"]) == 2
+    assert "commit of 'top' active layer requires active flag" in capsys.readouterr().err
+    assert main(["plan", "--qmp", vm.socket, "--active", "--shallow", "--base", "base"]) == 2
+    assert "base 'base' is not immediately below 'top' in chain for 'vd0'" in (
+        capsys.readouterr().err
+    )

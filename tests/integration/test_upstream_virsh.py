@@ -76,3 +76,57 @@ def test_virsh_disk_already_in_active_block_job(
         code, err = backchain_says(capsys, *argv, *(["--yes"] if command == "commit" else []))
         assert code == 2 and "disk 'vda' already in active block job" in err
     assert virsh("blockjob", name, "vda", "--abort")[0] == 0
+
+
+# request (virsh blockcommit options, also given to Backchain) -> what both must say
+INDEX_2 = "could not find backing store index '2' in chain for 'vda'"
+REFUSALS = {
+    "top = base": (["--top", "vda[2]", "--base", "vda[2]"], INDEX_2),
+    "top is the bottom, base above it": (["--top", "vda[3]", "--base", "vda[2]"], INDEX_2),
+    "top is the bottom, no base": (["--top", "vda[3]"],
+                                   "could not find base image in chain for 'vda'"),
+    "shallow, top is the bottom": (["--top", "vda[3]", "--shallow"], "has no backing file"),
+    "index out of range": (["--top", "vda[9]"],
+                           "could not find backing store index '9' in chain for 'vda'"),
+    "index of another disk": (["--top", "vdb[2]"],
+                              "requested target 'vdb' does not match target 'vda'"),
+    "shallow, base not adjacent": (["--active", "--shallow", "--base", "vda[3]"],
+                                   "is not immediately below"),
+}  # fmt: skip
+
+
+def test_virsh_blockcommit_refusals_have_libvirts_words(
+    tmp_path: Path,
+    domains: Domains,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    name, paths = running_chain(tmp_path, domains)
+    for case, (options, words) in REFUSALS.items():
+        status, said = virsh("blockcommit", name, "vda", *options)
+        assert status == 1 and words in said, (case, said)
+        code, err = backchain_says(capsys, "plan", "--connect", URI, "--domain", name,
+                                   "--disk", "vda", *options)  # fmt: skip
+        assert code == 2 and words in err, (case, err)
+    # By path, top = base: libvirt names the image it could not find beneath top.
+    snap1 = str(paths[1])
+    status, said = virsh("blockcommit", name, "vda", "--top", snap1, "--base", snap1)
+    assert status == 1 and f"could not find image '{snap1}' beneath" in said
+    code, err = backchain_says(capsys, "plan", "--connect", URI, "--domain", name,
+                               "--disk", "vda", "--top", snap1, "--base", snap1)  # fmt: skip
+    assert code == 2 and f"could not find image '{snap1}' beneath" in err
+
+
+def test_virsh_bandwidth_must_be_less_than_libvirts_limit(
+    tmp_path: Path,
+    domains: Domains,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    name, _paths = running_chain(tmp_path, domains)
+    # virsh takes MiB/s (limit LLONG_MAX >> 20); Backchain's --rate is in bytes/s (LLONG_MAX).
+    status, said = virsh("blockcommit", name, "vda", "--top", "vda[2]", "--bandwidth",
+                         str((((1 << 63) - 1) >> 20) + 1))  # fmt: skip
+    assert status == 1 and f"bandwidth must be less than {((1 << 63) - 1) >> 20}" in said
+    argv = ["commit", "--connect", URI, "--domain", name, "--disk", "vda", "--top", "vda[2]"]
+    code, err = backchain_says(capsys, *argv, "--rate", str(1 << 63), "--yes")
+    assert code == 2 and f"bandwidth must be less than {(1 << 63) - 1}" in err
+    assert virsh("blockjob", name, "vda", "--info")[1] in ("", "No current block job for vda")

@@ -26,6 +26,8 @@ from backchain.core.model import (
 # Headroom for qcow2 metadata that base needs beyond the data itself (L2 and refcount blocks).
 _METADATA_SHARE = 64
 _METADATA_FLOOR = 1 << 20
+MAX_RATE = (1 << 63) - 1
+"""The largest bandwidth in bytes per second (LLONG_MAX, as libvirt and QEMU take it)."""
 
 
 class WriteCheck(enum.Enum):
@@ -60,6 +62,9 @@ class PlanRules:
     disk: Callable[[Layer], str] | None = None
     """How messages name the disk whose active layer this is (libvirt's vda, a QMP device);
     by default, as ``label`` names the layer."""
+    lookup_error: Callable[[str, str], str | None] | None = None
+    """The engine's words for a top or base name not found in the chain of a disk, given the
+    name and the disk's label (libvirt's ``vda[N]`` indexes), or None for the planner's own."""
 
 
 OFFLINE_RULES = PlanRules()
@@ -96,52 +101,59 @@ def _check_readable_chain(chain: Sequence[Layer], label: str) -> None:
             )
 
 
+def _not_found(rules: PlanRules, key: str, disk: str, default: str) -> PlanError:
+    """The engine's words for a name it cannot find (libvirt's vda[N]), else ``default``."""
+    words = rules.lookup_error(key, disk) if rules.lookup_error else None
+    return PlanError(words or default)
+
+
 def _resolve(
     graph: ImageGraph, request: CommitRequest, rules: PlanRules
 ) -> tuple[list[Layer], int, int, str]:
-    """Resolve top and base as libvirt does: (chain, top index, base index, chain label)."""
+    """Resolve top and base as libvirt 9.0 does: (chain, top index, base index, chain label).
+
+    The order of the checks is libvirt's: a block job, top, then base; the ACTIVE flag and
+    SHALLOW's adjacency are checked afterwards (``_check_flags``).
+    """
     image = graph.find(request.image)
     if image is None:
         raise PlanError(f"could not find image '{request.image}'")
     chain = graph.chain(image.path)
-    label = rules.label(image)
-    disk = (rules.disk or rules.label)(image)
+    label = (rules.disk or rules.label)(image)
     if any(layer.block_job for layer in chain):
-        # As libvirt does, before top and base are even looked up.
-        raise PlanError(f"disk '{disk}' already in active block job")
+        raise PlanError(f"disk '{label}' already in active block job")
     _check_readable_chain(chain, label)
 
     top_index = 0
     if request.top is not None:
         found = _find_in(chain, graph, request.top)
         if found is None:
-            raise PlanError(f"could not find image '{request.top}' in chain for '{label}'")
+            default = f"could not find image '{request.top}' in chain for '{label}'"
+            raise _not_found(rules, request.top, label, default)
         top_index = found
-    top = chain[top_index]
-    top_label = rules.label(top)
-    if top_index == len(chain) - 1:
-        raise PlanError(f"top '{top_label}' in chain for '{label}' has no backing file")
-
-    if request.base is None:
-        base_index = top_index + 1 if request.shallow else len(chain) - 1
-    else:
+    top_label = rules.label(chain[top_index])
+    bottom = top_index == len(chain) - 1
+    if request.base is not None:
         found = _find_in(chain, graph, request.base)
         if found is None or found <= top_index:
-            raise PlanError(
-                f"could not find image '{request.base}' beneath '{top_label}' "
-                f"in chain for '{label}'"
-            )
-        base_index = found
-        if request.shallow and base_index != top_index + 1:
-            raise PlanError(
-                f"base '{rules.label(chain[base_index])}' is not immediately below "
-                f"'{top_label}' in chain for '{label}'"
-            )
-    return chain, top_index, base_index, label
+            default = (f"could not find image '{request.base}' beneath '{top_label}' "
+                       f"in chain for '{label}'")  # fmt: skip
+            raise _not_found(rules, request.base, label, default)
+        return chain, top_index, found, label
+    if bottom and request.shallow:
+        raise PlanError(f"top '{top_label}' in chain for '{label}' has no backing file")
+    if bottom:
+        raise PlanError(f"could not find base image in chain for '{label}'")
+    return chain, top_index, top_index + 1 if request.shallow else len(chain) - 1, label
 
 
 def _check_flags(
-    request: CommitRequest, rules: PlanRules, chain: list[Layer], top_index: int, base_index: int
+    request: CommitRequest,
+    rules: PlanRules,
+    chain: list[Layer],
+    top_index: int,
+    base_index: int,
+    label: str,
 ) -> None:
     top_label = rules.label(chain[top_index])
     if rules.live:
@@ -149,6 +161,11 @@ def _check_flags(
             raise PlanError(f"commit of '{top_label}' active layer requires active flag")
         if request.active and top_index != 0:
             raise PlanError(f"active commit requested but '{top_label}' is not active")
+    if request.shallow and base_index != top_index + 1:
+        raise PlanError(
+            f"base '{rules.label(chain[base_index])}' is not immediately below "
+            f"'{top_label}' in chain for '{label}'"
+        )
     if request.keep_relative:
         # As libvirt does: every link from top's overlay down to base must be relative.
         for layer in chain[max(top_index - 1, 0) : base_index]:
@@ -188,8 +205,11 @@ def plan(graph: ImageGraph, request: CommitRequest, rules: PlanRules = OFFLINE_R
     """
     if request.rate < 0:
         raise PlanError("the bandwidth limit cannot be negative")
-    chain, top_index, base_index, _label = _resolve(graph, request, rules)
-    _check_flags(request, rules, chain, top_index, base_index)
+    if request.rate > MAX_RATE:
+        # libvirt's words; QEMU's speed and qemu-img's -r are signed 64-bit byte counts.
+        raise PlanError(f"bandwidth must be less than {MAX_RATE}")
+    chain, top_index, base_index, label = _resolve(graph, request, rules)
+    _check_flags(request, rules, chain, top_index, base_index, label)
 
     top, base = chain[top_index], chain[base_index]
     merged = chain[top_index:base_index]
