@@ -130,3 +130,24 @@ def test_virsh_bandwidth_must_be_less_than_libvirts_limit(
     code, err = backchain_says(capsys, *argv, "--rate", str(1 << 63), "--yes")
     assert code == 2 and f"bandwidth must be less than {(1 << 63) - 1}" in err
     assert virsh("blockjob", name, "vda", "--info")[1] in ("", "No current block job for vda")
+
+
+def test_virsh_keep_relative_on_an_active_commit(
+    tmp_path: Path,
+    domains: Domains,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """With absolute backing names: refused below the active layer, accepted on it (no overlay)."""
+    name, paths = running_chain(tmp_path / "virsh", domains, relative=False)
+    status, said = virsh("blockcommit", name, "vda", "--top", "vda[2]", "--keep-relative")
+    assert status == 1 and "can't keep relative backing relationship" in said
+    assert virsh("blockcommit", name, "vda", "--active", "--keep-relative", "--pivot",
+                 "--wait")[0] == 0  # fmt: skip
+    name, paths = running_chain(tmp_path / "ours", domains, relative=False)
+    argv = ["--connect", URI, "--domain", name, "--disk", "vda", "--keep-relative"]
+    code, err = backchain_says(capsys, "plan", *argv, "--top", "vda[2]")
+    assert code == 2 and "can't keep relative backing relationship" in err
+    code, err = backchain_says(capsys, "commit", *argv, "--pivot", "--yes")
+    assert code == 0, err
+    for index in range(3):
+        assert reads(paths[0], ChainBuilder.pattern(index), index * MiB, MiB)

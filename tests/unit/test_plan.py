@@ -168,6 +168,16 @@ def test_keep_relative_with_an_absolute_link_is_refused() -> None:
     assert p(seed_graph(), top="/img/snap2", keep_relative=True).rebased[0].backing_name == "base"
 
 
+def test_keep_relative_on_an_active_commit_is_accepted_as_libvirt_does() -> None:
+    absolute = [layer(n, b, relative=False) for n, b in (("snap1", "base"), ("snap2", "snap1"),
+                                                          ("active", "snap2"))]  # fmt: skip
+    g = seed_graph().with_layers(absolute)
+    assert p(g, engine="qmp", active=True, keep_relative=True).active_commit
+    assert p(g, keep_relative=True).rebased == ()
+    with pytest.raises(PlanError, match="can't keep relative backing relationship"):
+        p(g, top="/img/snap2", keep_relative=True)
+
+
 def test_absolute_backing_names_stay_absolute_unless_keep_relative() -> None:
     g = seed_graph().with_layers([layer("active", "snap2", (25, 35), relative=False)])
     assert p(g, top="/img/snap2").rebased[0].backing_name == "/img/base"

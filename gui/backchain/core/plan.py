@@ -166,9 +166,10 @@ def _check_flags(
             f"base '{rules.label(chain[base_index])}' is not immediately below "
             f"'{top_label}' in chain for '{label}'"
         )
-    if request.keep_relative:
-        # As libvirt does: every link from top's overlay down to base must be relative.
-        for layer in chain[max(top_index - 1, 0) : base_index]:
+    if request.keep_relative and top_index > 0:
+        # As libvirt does: every link from top's overlay down to base must be relative. An
+        # active commit re-points no overlay in the chain, so libvirt ignores the flag there.
+        for layer in chain[top_index - 1 : base_index]:
             if layer.backing_name and not layer.backing_is_relative:
                 raise PlanError("can't keep relative backing relationship")
 
