@@ -14,13 +14,14 @@ from typing import Any
 from backchain import __version__
 from backchain.cli import libvirt as cli_libvirt
 from backchain.cli import qmp as cli_qmp
+from backchain.cli.terminal import TerminalSink
 from backchain.core.describe import consequences, human_bytes
 from backchain.core.errors import BackchainError, EngineError
 from backchain.core.graph import ImageGraph, Layer
-from backchain.core.model import CommitPlan, CommitRequest
-from backchain.engines.registry import make_plan
+from backchain.core.model import CommitPlan, CommitRequest, EngineKind
+from backchain.engines.base import ImageTarget
 from backchain.engines.progress import CancelToken
-from backchain.cli.terminal import TerminalSink
+from backchain.engines.registry import make_plan
 
 SUBCOMMANDS = ("chain", "plan", "commit", "demo", "gui", "resume")
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
@@ -53,6 +54,9 @@ def _add_plan_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-relative", action="store_true", help="keep backing names relative")
     parser.add_argument("--no-verify", action="store_true",
                         help="with --delete: skip comparing top's view with base")  # fmt: skip
+    parser.add_argument("--object", action="append", metavar="SPEC", default=None,
+                        help="offline, encrypted layers: secret,id=ID,file=KEYFILE, as qemu-img "
+                             "takes it (the secret is read from the file)")  # fmt: skip
     cli_libvirt.add_plan_options(parser)
     cli_qmp.add_plan_options(parser)
 
@@ -121,7 +125,7 @@ def request_from(args: argparse.Namespace, image: str, engine: str = "qemu-img")
         keep_relative=args.keep_relative,
         rate=getattr(args, "rate", 0) or 0,
         verify=not args.no_verify,
-        engine=engine,
+        engine=EngineKind(engine),
     )
 
 
@@ -180,13 +184,18 @@ def cmd_chain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def image_target(args: argparse.Namespace, image: str) -> ImageTarget:
+    """The offline target, with the ``--object secret`` specifications (never the secrets)."""
+    return ImageTarget(image, secrets=tuple(getattr(args, "object", None) or ()))
+
+
 def compute_plan(args: argparse.Namespace) -> CommitPlan:
     """Load the graph and plan the request the options describe."""
     graph = load_graph(args)
     request = request_from(args, _active_of(graph, args.image))
     if args.qmp:
-        request = cli_qmp.online_request(args, request)
-    return make_plan(graph, request)
+        return make_plan(graph, cli_qmp.online_request(args, request))
+    return make_plan(graph, request, image_target(args, request.image))
 
 
 def print_plan(plan: CommitPlan, as_json: bool) -> None:
@@ -262,7 +271,7 @@ def cmd_commit(args: argparse.Namespace) -> int:
     if not args.yes and not _confirm(plan):
         print("Nothing was changed.", file=sys.stderr)
         return EXIT_REFUSED
-    return execute(plan, args.json, args.qmp)
+    return execute(plan, args.json, args.qmp or image_target(args, plan.image))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
