@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from backchain.cli import main
-from tests.images import ChainBuilder, MiB, backing_name, chain_info, reads
+from tests.images import ChainBuilder, MiB, backing_name, chain_info, create, reads, write
 from tests.qemu_vm import QemuVM, running_vm
 
 
@@ -99,3 +99,36 @@ def test_virsh_checks_active_before_shallow_adjacency_over_qmp(
     assert "base 'base' is not immediately below 'top' in chain for 'vd0'" in (
         capsys.readouterr().err
     )
+
+
+def test_iotest_040_commit_with_overridden_backing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """top's header names base_a, but QEMU opened base_b below it: only base_b is top's base."""
+    base_a = create(tmp_path / "base_a.qcow2", "16M")
+    base_b = create(tmp_path / "base_b.qcow2", "16M")
+    top = create(tmp_path / "top.qcow2", backing="base_a.qcow2", cwd=tmp_path)
+    write(top, 0x33, 0, MiB)
+    with running_vm([base_b, top], tmp_path, names=["base", "top"]) as vm:
+        assert main(["plan", "--qmp", vm.socket, "--base", str(base_a), "--active"]) == 2
+        assert "could not find image" in capsys.readouterr().err
+        argv = ["commit", "--qmp", vm.socket, "--base", str(base_b), "--pivot", "--yes"]
+        assert main(argv) == 0, capsys.readouterr().err
+    assert reads(base_b, 0x33, 0, MiB) and not reads(base_a, 0x33, 0, MiB)
+
+
+def test_iotest_040_active_zero_length_image(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """TestActiveZeroLengthImage: a chain of zero-length images commits (nothing to copy)."""
+    base = create(tmp_path / "base.qcow2", "0")
+    mid = create(tmp_path / "mid.qcow2", backing="base.qcow2", cwd=tmp_path)
+    top = create(tmp_path / "top.qcow2", backing="mid.qcow2", cwd=tmp_path)
+    with running_vm([base, mid, top], tmp_path) as vm:
+        assert main(["commit", "--qmp", vm.socket, "--top", "mid", "--yes"]) == 0, (
+            capsys.readouterr().err
+        )
+        assert main(["commit", "--qmp", vm.socket, "--pivot", "--yes"]) == 0, (
+            capsys.readouterr().err
+        )
+    assert len(chain_info(base)) == 1
