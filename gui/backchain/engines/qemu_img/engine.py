@@ -139,7 +139,10 @@ class QemuImgEngine:
         request = replace(request, engine=EngineKind.QEMU_IMG)
         plan = planner.plan(graph, request, RULES)
         check_runnable(plan, graph, secrets)
-        return replace(plan, steps=commit_steps(plan, graph, secrets))
+        notes = [f"--delete also removes {layer.data_file}, the data file of {layer.path}"
+                 for layer in map(graph.layer, plan.deleted) if layer.data_file]  # fmt: skip
+        return replace(plan, steps=commit_steps(plan, graph, secrets),
+                       notes=(*plan.notes, *notes))  # fmt: skip
 
     def written(self, plan: CommitPlan) -> Sequence[str]:
         """Everything the plan writes or removes."""
@@ -148,16 +151,21 @@ class QemuImgEngine:
     def preflight(self, plan: CommitPlan, target: Target) -> None:
         """Just before the first write: the chain on disk is the planned one, and writable."""
         try:
-            chain = [layer.path for layer in walk_headers(plan.image)]
+            layers = walk_headers(plan.image)
         except ImageError as err:
             raise PlanError(f"cannot start: {err}") from err
+        chain = [layer.path for layer in layers]
         if tuple(chain) != plan.chain:
             raise PlanError(
                 f"the chain of {plan.image} changed since the plan was made; open it again "
                 "and review the new plan"
             )
         check_holders([*written_images(plan)])
-        check_space(plan.base, plan.bytes_to_copy)
+        # base's data goes into its external data file, if it has one.
+        data_file = next(layer.data_file for layer in layers if layer.path == plan.base)
+        check_space(data_file or plan.base, plan.bytes_to_copy)
+        if data_file is not None and not facts.is_writable(data_file):
+            raise PlanError(f"{data_file}, the data file of {plan.base}, is not writable")
         check_step_targets(plan.steps)
 
     def resume_check(self, plan: CommitPlan, done: int, target: Target) -> None:

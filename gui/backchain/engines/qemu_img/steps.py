@@ -105,4 +105,7 @@ def commit_steps(
                           target=top.path))  # fmt: skip
     for path in plan.deleted:
         steps.append(Step(StepKind.DELETE, ("rm", "-f", "--", path), target=path))
+        data_file = graph.layer(path).data_file
+        if data_file is not None:  # a deleted layer's data would otherwise stay behind
+            steps.append(Step(StepKind.DELETE, ("rm", "-f", "--", data_file), target=data_file))
     return tuple(steps)
