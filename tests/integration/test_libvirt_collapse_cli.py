@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from backchain.cli import main as cli
+import backchain.cli.main as cli
 from backchain.engines.libvirt.read import parse_disks
 from tests.images import ChainBuilder, MiB, reads
 from tests.libvirt_daemon import Domains, domains, libvirtd  # noqa: F401

@@ -215,12 +215,9 @@ def cmd_collapse(args: argparse.Namespace, *, run: bool) -> int:
               and not _offline(p)]  # fmt: skip
     if online and on_ready is OnReady.ASK:
         raise PlanError(f"{', '.join(online)}: an active commit needs --pivot or --keep-overlay")
-    if not args.yes:
-        sys.stdout.write(f"\nCollapse the chains of {args.domain}? [y/N] ")
-        sys.stdout.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            print("Nothing was changed.", file=sys.stderr)
-            return 2
+    if not args.yes and not _confirm_collapse(args.domain):
+        print("Nothing was changed.", file=sys.stderr)
+        return 2
     stream = None if args.json else sys.stdout
     cancel = CancelToken()
     outcome: list[Any] = []
@@ -247,6 +244,12 @@ def cmd_collapse(args: argparse.Namespace, *, run: bool) -> int:
     else:
         print(text)
     return 0 if results and all(r.ok for r in results) else 1
+
+
+def _confirm_collapse(domain: str) -> bool:
+    sys.stdout.write(f"\nCollapse the chains of {domain}? [y/N] ")
+    sys.stdout.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
 
 
 def _run_cancellable(work: Callable[[], None], cancel: Any) -> None:

@@ -199,16 +199,56 @@ def _check_writes(rules: PlanRules, base: Layer, touched: Sequence[Layer], need:
         )
 
 
+def _check_rate(rate: int) -> None:
+    if rate < 0:
+        raise PlanError("the bandwidth limit cannot be negative")
+    if rate > MAX_RATE:
+        # libvirt's words; QEMU's speed and qemu-img's -r are signed 64-bit byte counts.
+        raise PlanError(f"bandwidth must be less than {MAX_RATE}")
+
+
+def _rebases(graph: ImageGraph, top: Layer, base: Layer, keep_relative: bool) -> list[Rebase]:
+    """Each overlay of top, re-pointed to base (relative names stay relative)."""
+    rebased: list[Rebase] = []
+    for overlay_path in graph.overlays(top.path):
+        overlay = graph.layer(overlay_path)
+        relative = keep_relative or overlay.backing_is_relative
+        name = backing_name_for(overlay, base, relative=relative)
+        rebased.append(Rebase(overlay.path, base.path, name))
+    return rebased
+
+
+def _deleted(
+    graph: ImageGraph,
+    request: CommitRequest,
+    rules: PlanRules,
+    merged: Sequence[Layer],
+    top_index: int,
+) -> tuple[str, ...]:
+    """The merged layers DELETE removes, unless something outside them still depends on one."""
+    top = merged[0]
+    if rules.live and top_index == 0 and request.on_ready is OnReady.KEEP_OVERLAY:
+        raise PlanError(
+            f"cannot delete '{rules.label(top)}': it stays the active layer "
+            "when the overlay is kept"
+        )
+    merged_paths = [layer.path for layer in merged]
+    spared = graph.dependants(top.path) | {top.path}
+    for layer in merged:
+        blockers = graph.dependants(layer.path) - set(merged_paths) - spared
+        if blockers:
+            raise PlanError(
+                f"cannot delete '{layer.path}': '{sorted(blockers)[0]}' still depends on it"
+            )
+    return tuple(merged_paths)
+
+
 def plan(graph: ImageGraph, request: CommitRequest, rules: PlanRules = OFFLINE_RULES) -> CommitPlan:
     """Resolve the request against the graph and list every consequence, or raise PlanError.
 
     The plan has no steps yet: the engine that runs it adds them (``engines/<kind>/steps.py``).
     """
-    if request.rate < 0:
-        raise PlanError("the bandwidth limit cannot be negative")
-    if request.rate > MAX_RATE:
-        # libvirt's words; QEMU's speed and qemu-img's -r are signed 64-bit byte counts.
-        raise PlanError(f"bandwidth must be less than {MAX_RATE}")
+    _check_rate(request.rate)
     chain, top_index, base_index, label = _resolve(graph, request, rules)
     _check_flags(request, rules, chain, top_index, base_index, label)
 
@@ -218,34 +258,13 @@ def plan(graph: ImageGraph, request: CommitRequest, rules: PlanRules = OFFLINE_R
     exposure = expose(graph, chain, top_index, base_index)
     invalid = tuple(Affected(layer.path, exposure.exposed[layer.path]) for layer in merged[1:])
 
-    rebased: list[Rebase] = []
-    for overlay_path in graph.overlays(top.path):
-        overlay = graph.layer(overlay_path)
-        name = backing_name_for(
-            overlay, base, relative=request.keep_relative or overlay.backing_is_relative
-        )
-        rebased.append(Rebase(overlay.path, base.path, name))
-
-    spared = graph.dependants(top.path) | {top.path}
+    rebased = _rebases(graph, top, base, request.keep_relative)
     at_risk = [
         Affected(path, exposure.exposed[path])
         for path in sorted(set(exposure.exposed) - set(merged_paths))
     ]
 
-    deleted: tuple[str, ...] = ()
-    if request.delete:
-        if rules.live and top_index == 0 and request.on_ready is OnReady.KEEP_OVERLAY:
-            raise PlanError(
-                f"cannot delete '{rules.label(top)}': it stays the active layer "
-                "when the overlay is kept"
-            )
-        for layer in merged:
-            blockers = graph.dependants(layer.path) - set(merged_paths) - spared
-            if blockers:
-                raise PlanError(
-                    f"cannot delete '{layer.path}': '{sorted(blockers)[0]}' still depends on it"
-                )
-        deleted = tuple(merged_paths)
+    deleted = _deleted(graph, request, rules, merged, top_index) if request.delete else ()
 
     bytes_to_copy = exposure.bytes_to_copy
     need = 0
