@@ -2,12 +2,14 @@
 # Build dist/Backchain-<version>-x86_64.AppImage offline: PyInstaller one-dir bundle, an AppDir
 # with desktop integration, a zstd squashfs, and a type-2 runtime in front of it.
 #
-# Usage: packaging/build-appimage.sh [--out DIR] [--work DIR] [--reuse-bundle]
+# Usage: packaging/build-appimage.sh [--out DIR] [--work DIR] [--reuse-bundle] [--which-python]
 #   --out DIR        where the AppImage goes (default: dist/)
 #   --work DIR       scratch space (default: build/appimage/)
 #   --reuse-bundle   keep an existing PyInstaller bundle in the work dir (faster rebuilds)
+#   --which-python   print the Python the build would use, and exit
 # Environment:
-#   PYTHON                      the Python with backchain and pyinstaller (default: python3)
+#   PYTHON                      the Python with backchain and pyinstaller (default: the
+#                               .venv/bin/python that packaging/setup.sh made, else python3)
 #   APPIMAGE_RUNTIME            an upstream type-2 runtime file to use instead of ours
 #   BACKCHAIN_APPIMAGE_LIBVIRT  0 to leave out the libvirt binding (it is bundled by default,
 #                               without libvirt.so.0: the host's is loaded at run time)
@@ -18,16 +20,22 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT="$ROOT/dist"
 WORK="$ROOT/build/appimage"
 REUSE=0
+WHICH=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --out) OUT=$2; shift 2 ;;
         --work) WORK=$2; shift 2 ;;
         --reuse-bundle) REUSE=1; shift ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        --which-python) WHICH=1; shift ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) echo "build-appimage: unknown option $1" >&2; exit 2 ;;
     esac
 done
-PYTHON=${PYTHON:-python3}
+# packaging/setup.sh installs PyInstaller into .venv, not into the system's python3.
+if [ -z "${PYTHON:-}" ]; then
+    if [ -x "$ROOT/.venv/bin/python" ]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON=python3; fi
+fi
+if [ "$WHICH" = 1 ]; then echo "$PYTHON"; exit 0; fi
 mkdir -p "$OUT" "$WORK"
 OUT=$(cd "$OUT" && pwd)
 WORK=$(cd "$WORK" && pwd)

@@ -30,7 +30,10 @@ class QemuVM:
         explicit_backing: bool = True,
         failing_writes: str | None = None,
         tcp_port: int | None = None,
+        root_filter: str | None = None,
     ) -> None:
+        self.root_filter = root_filter
+        """A throttle filter node of this name above the top layer; vd0 is attached to it."""
         self.tcp_port = tcp_port
         """Listen for QMP on 127.0.0.1:PORT instead of a unix socket."""
         self.failing_writes = failing_writes
@@ -66,7 +69,13 @@ class QemuVM:
                 spec += f",backing={below}"
             argv += ["-blockdev", spec]
             below = name
-        argv += ["-device", f"virtio-blk-pci,drive={self.names[-1]},id=vd0"]
+        drive = self.names[-1]
+        if self.root_filter is not None:
+            argv += ["-object", "throttle-group,id=tg0",
+                     "-blockdev", f"driver=throttle,node-name={self.root_filter},"
+                                  f"throttle-group=tg0,file={drive}"]  # fmt: skip
+            drive = self.root_filter
+        argv += ["-device", f"virtio-blk-pci,drive={drive},id=vd0"]
         return argv
 
     @property
@@ -152,9 +161,10 @@ def running_vm(
     explicit_backing: bool = True,
     failing_writes: str | None = None,
     tcp_port: int | None = None,
+    root_filter: str | None = None,
 ) -> Iterator[QemuVM]:
     """A started QemuVM that is always stopped afterwards, on success and on failure."""
-    vm = QemuVM(layers, directory, names, explicit_backing, failing_writes, tcp_port)
+    vm = QemuVM(layers, directory, names, explicit_backing, failing_writes, tcp_port, root_filter)
     try:
         vm.start()
         yield vm

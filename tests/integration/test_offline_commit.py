@@ -161,7 +161,8 @@ ERRORS = {
     "top not in chain": (["--top", "elsewhere.qcow2"], "could not find image"),
     "base above top": (["--top", "snap1.qcow2", "--base", "snap3.qcow2"], "beneath"),
     "base is top": (["--top", "snap2.qcow2", "--base", "snap2.qcow2"], "beneath"),
-    "top is bottom": (["--top", "base.qcow2"], "has no backing file"),
+    "top is bottom": (["--top", "base.qcow2"], "could not find base image in chain"),
+    "shallow top is bottom": (["--top", "base.qcow2", "--shallow"], "has no backing file"),
     "shallow far base": (["--shallow", "--base", "snap1.qcow2"], "is not immediately below"),
     "delete blocked": (["--delete"], "still depends on it"),
 }
@@ -337,3 +338,15 @@ def test_progress_is_streamed_from_qemu_img(tmp_path: Path) -> None:
     assert len(commit) >= 5 and commit == sorted(commit)
     assert commit[-1] == result.bytes_to_copy
     assert [kind for kind, _ in sink.events] == ["started", "step", "step", "finished"]
+
+
+def test_virsh_keep_relative_on_an_active_commit_offline(
+    chain_builder: ChainBuilder, tmp_path: Path
+) -> None:
+    """libvirt accepts RELATIVE on an active commit: no overlay of top has a link to keep."""
+    base, snap, active = chain_builder.chain(["b.qcow2", "s.qcow2", "a.qcow2"], relative=False)
+    result = cli("commit", "--yes", str(active), "--keep-relative")
+    assert result.returncode == 0, result.stderr
+    for index in range(3):
+        assert reads(base, ChainBuilder.pattern(index), index * MiB, MiB)
+    assert backing_name(snap) == str(base)  # nothing was re-pointed

@@ -236,9 +236,9 @@ def test_qemu_killed_mid_job_gives_a_clear_error_and_files_stay_readable(
 def test_wrong_node_name_is_refused_by_the_planner_and_by_qemu(
     vm: QemuVM, layers: list[Path]
 ) -> None:
-    with pytest.raises(PlanError, match="could not find image 'nosuch' in chain for 'top'"):
+    with pytest.raises(PlanError, match="could not find image 'nosuch' in chain for 'vd0'"):
         online_plan(vm, top="nosuch")
-    with pytest.raises(EngineError, match="no device or node named 'nosuch'"):
+    with pytest.raises(PlanError, match="no device or node named 'nosuch'"):
         read_qmp_graph(vm.socket, device="nosuch")
     # A plan made before the node went away: QEMU's own message reaches the user.
     _, plan = online_plan(vm, top="mid")
@@ -256,7 +256,7 @@ def test_wrong_node_name_is_refused_by_the_planner_and_by_qemu(
 
 def test_top_and_base_reversed_is_refused(vm: QemuVM) -> None:
     with pytest.raises(
-        PlanError, match="could not find image 'top' beneath 'mid' in chain for 'top'"
+        PlanError, match="could not find image 'top' beneath 'mid' in chain for 'vd0'"
     ):
         online_plan(vm, top="mid", base="top", active=False)
 

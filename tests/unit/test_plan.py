@@ -115,7 +115,19 @@ def test_shallow_with_given_adjacent_base_is_allowed() -> None:
             {"base": "/img/other"},
             "could not find image '/img/other' beneath '/img/active' in chain for '/img/active'",
         ),
-        ({"top": "/img/base"}, "top '/img/base' in chain for '/img/active' has no backing file"),
+        ({"top": "/img/base"}, "could not find base image in chain for '/img/active'"),
+        (
+            {"top": "/img/base", "shallow": True},
+            "top '/img/base' in chain for '/img/active' has no backing file",
+        ),
+        (
+            {"top": "/img/base", "base": "/img/base"},
+            "could not find image '/img/base' beneath '/img/base' in chain for '/img/active'",
+        ),
+        (
+            {"top": "/img/base", "base": "/img/snap1", "shallow": True},
+            "could not find image '/img/snap1' beneath '/img/base' in chain for '/img/active'",
+        ),
         (
             {"top": "/img/active", "base": "/img/snap1", "shallow": True},
             "base '/img/snap1' is not immediately below '/img/active' in chain for '/img/active'",
@@ -126,6 +138,17 @@ def test_wrong_top_or_base_is_refused_like_libvirt(kwargs: dict, message: str) -
     with pytest.raises(PlanError) as caught:
         p(tree_graph(), **kwargs)
     assert str(caught.value) == message
+
+
+def test_active_flag_is_checked_before_shallow_adjacency_as_libvirt_does() -> None:
+    with pytest.raises(PlanError, match="requires active flag"):
+        p(seed_graph(), engine="qmp", base="/img/snap1", shallow=True)
+
+
+def test_bandwidth_above_llong_max_is_refused_with_libvirts_words() -> None:
+    assert p(seed_graph(), rate=(1 << 63) - 1).request.rate == (1 << 63) - 1
+    with pytest.raises(PlanError, match=r"^bandwidth must be less than 9223372036854775807$"):
+        p(seed_graph(), rate=1 << 63)
 
 
 def test_online_active_layer_requires_the_active_flag() -> None:
@@ -143,6 +166,16 @@ def test_keep_relative_with_an_absolute_link_is_refused() -> None:
     with pytest.raises(PlanError, match="can't keep relative backing relationship"):
         p(g, top="/img/snap2", keep_relative=True)
     assert p(seed_graph(), top="/img/snap2", keep_relative=True).rebased[0].backing_name == "base"
+
+
+def test_keep_relative_on_an_active_commit_is_accepted_as_libvirt_does() -> None:
+    absolute = [layer(n, b, relative=False) for n, b in (("snap1", "base"), ("snap2", "snap1"),
+                                                          ("active", "snap2"))]  # fmt: skip
+    g = seed_graph().with_layers(absolute)
+    assert p(g, engine="qmp", active=True, keep_relative=True).active_commit
+    assert p(g, keep_relative=True).rebased == ()
+    with pytest.raises(PlanError, match="can't keep relative backing relationship"):
+        p(g, top="/img/snap2", keep_relative=True)
 
 
 def test_absolute_backing_names_stay_absolute_unless_keep_relative() -> None:
@@ -279,3 +312,10 @@ def test_a_backing_loop_is_an_image_error() -> None:
 
     with pytest.raises(ImageError, match="loops back"):
         ImageGraph([layer("a", "b", (0, 1)), layer("b", "a", (0, 1))])
+
+
+def test_a_chain_in_a_block_job_is_refused_before_top_and_base_are_resolved() -> None:
+    graph = seed_graph()
+    graph = graph.with_layers([replace(graph.layer("/img/snap1"), block_job="other")])
+    with pytest.raises(PlanError, match=r"^disk '/img/active' already in active block job$"):
+        p(graph, top="/img/nope")

@@ -102,3 +102,20 @@ def test_live_layers_skip_protocol_nodes_and_label_the_device() -> None:
     assert layers["top"].extra == {"device": "vd0"}
     assert layers["top"].backing_path == "/vm/base.qcow2"
     assert layers["top"].backing_name == "base.qcow2"
+
+
+def test_live_layers_record_a_root_filter_on_the_image_below_it() -> None:
+    """040 TestCommitWithFilters: throttle at the root, as query-named-block-nodes shows it."""
+    inner = '{"driver": "qcow2", "file": {"driver": "file", "filename": "/vm/top.qcow2"}}'
+    nodes = [
+        {"node-name": "thr", "drv": "throttle",
+         "file": 'json:{"throttle-group": "tg0", "driver": "throttle", "file": ' + inner + "}"},
+        {"node-name": "top", "drv": "qcow2", "file": "json:" + inner,
+         "image": {"filename": "json:" + inner, "virtual-size": MiB}},
+    ]  # fmt: skip
+    blocks = [{"device": "", "qdev": "/machine/peripheral/vd0/virtio-backend",
+               "inserted": {"node-name": "thr"}}]  # fmt: skip
+    layers = live_layers(nodes, blocks)
+    assert [(layer.node_name, dict(layer.extra)) for layer in layers] == [
+        ("top", {"device": "vd0", "root": "thr"})
+    ]

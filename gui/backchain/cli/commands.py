@@ -95,7 +95,8 @@ def image_target(args: argparse.Namespace) -> ImageTarget:
     """The files the arguments name, with the directories to scan for siblings."""
     if not args.image:
         raise BackchainError("no image given (backchain chain IMAGE)")
-    return ImageTarget(args.image, tuple(args.scan or ()), not args.no_default_scan)
+    return ImageTarget(args.image, tuple(args.scan or ()), not args.no_default_scan,
+                       secrets=tuple(getattr(args, "object", None) or ()))  # fmt: skip
 
 
 def load_graph(args: argparse.Namespace) -> ImageGraph:

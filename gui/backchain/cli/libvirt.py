@@ -9,7 +9,7 @@ import sys
 from dataclasses import replace
 from typing import Any, TextIO
 
-from backchain.cli.options import on_ready_from, request_from
+from backchain.cli.options import ready_choice, request_from
 from backchain.cli.output import ask, confirm, layer_json, nothing_changed, print_plan
 from backchain.cli.progress import execute, run_cancellable
 from backchain.core.errors import PlanError
@@ -109,8 +109,9 @@ def compute_plan(args: argparse.Namespace) -> tuple[CommitPlan, object]:
 
     if not args.domain or not args.disk:
         raise PlanError("plan and commit with --connect need --domain NAME and --disk TARGET")
+    on_ready, active = ready_choice(args)
     request = request_from(args, "", engine=EngineKind.LIBVIRT)
-    request = replace(request, active=bool(getattr(args, "active", False)))
+    request = replace(request, on_ready=on_ready, active=active)
     target = lv.LibvirtTarget(args.connect, args.domain, args.disk)
     return lv.plan_commit(target, request, repoint=args.repoint), target
 
@@ -196,7 +197,7 @@ def cmd_collapse(args: argparse.Namespace, *, run: bool) -> int:
         names = ", ".join("--" + name.replace("_", "-") for name in given)
         raise PlanError(f"--all-disks commits each disk's whole chain into its bottom image; "
                         f"{names} apply to one disk (use --disk)")  # fmt: skip
-    on_ready = on_ready_from(args)
+    on_ready, _active = ready_choice(args)
     rate = getattr(args, "rate", 0) or 0
     plans = collapse.plan_collapse(args.connect, args.domain, on_ready=on_ready,
                              repoint=args.repoint, rate=rate)  # fmt: skip

@@ -26,6 +26,12 @@ def on_ready_from(args: argparse.Namespace) -> OnReady:
     return OnReady.ASK
 
 
+def ready_choice(args: argparse.Namespace) -> tuple[OnReady, bool]:
+    """The ready choice and ACTIVE: as in virsh, --pivot and --keep-overlay imply ACTIVE."""
+    on_ready = on_ready_from(args)
+    return on_ready, bool(getattr(args, "active", False)) or on_ready is not OnReady.ASK
+
+
 def request_from(
     args: argparse.Namespace, image: str, engine: EngineKind = EngineKind.QEMU_IMG
 ) -> CommitRequest:
@@ -53,3 +59,6 @@ def add_plan_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-relative", action="store_true", help="keep backing names relative")
     parser.add_argument("--no-verify", action="store_true",
                         help="with --delete: skip comparing top's view with base")  # fmt: skip
+    parser.add_argument("--object", action="append", metavar="SPEC", default=None,
+                        help="offline, encrypted layers: secret,id=ID,file=KEYFILE, as qemu-img "
+                             "takes it (the secret is read from the file)")  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from backchain.cli.options import on_ready_from
+from backchain.cli.options import ready_choice
 from backchain.core.errors import PlanError
 from backchain.core.graph import ImageGraph
 from backchain.core.model import CommitPlan, CommitRequest, EngineKind, OnReady
@@ -60,11 +60,10 @@ def target_of(args: argparse.Namespace) -> QmpTarget:
     """The running QEMU the arguments name, with the directories to scan for siblings."""
     return QmpTarget(args.qmp, scan=tuple(getattr(args, "scan", None) or ()),
                      default_scan=not getattr(args, "no_default_scan", False))  # fmt: skip
-
-
 def online_request(args: argparse.Namespace, request: CommitRequest) -> CommitRequest:
     """The offline request turned into an online one (node names, ACTIVE, the ready choice)."""
-    return replace(request, engine=EngineKind.QMP, active=args.active, on_ready=on_ready_from(args))
+    on_ready, active = ready_choice(args)
+    return replace(request, engine=EngineKind.QMP, active=active, on_ready=on_ready)
 
 
 def check_runnable(plan: CommitPlan) -> None:

@@ -41,6 +41,10 @@ class Layer:
     found_by_scan: bool = False
     encrypted: bool = False
     """The image is encrypted (qcow2 LUKS or AES): opening it needs a secret."""
+    data_file: str | None = None
+    """The external data file (qcow2 ``data_file=``) that holds this layer's data, if any."""
+    block_job: str | None = None
+    """A block job that uses this layer now (QEMU's or libvirt's): a new commit is refused."""
     extra: Mapping[str, str] = field(default_factory=dict)
     """Engine-specific labels (libvirt's ``vda[N]``, a device name)."""
 

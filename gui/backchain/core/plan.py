@@ -26,6 +26,8 @@ from backchain.core.model import (
 # Headroom for qcow2 metadata that base needs beyond the data itself (L2 and refcount blocks).
 _METADATA_SHARE = 64
 _METADATA_FLOOR = 1 << 20
+MAX_RATE = (1 << 63) - 1
+"""The largest bandwidth in bytes per second (LLONG_MAX, as libvirt and QEMU take it)."""
 
 
 class WriteCheck(enum.Enum):
@@ -57,6 +59,12 @@ class PlanRules:
     check_space: bool = True
     label: Callable[[Layer], str] = path_label
     """How messages name a layer (a path, a QMP node name, libvirt's vda[N])."""
+    disk: Callable[[Layer], str] | None = None
+    """How messages name the disk whose active layer this is (libvirt's vda, a QMP device);
+    by default, as ``label`` names the layer."""
+    lookup_error: Callable[[str, str], str | None] | None = None
+    """The engine's words for a top or base name not found in the chain of a disk, given the
+    name and the disk's label (libvirt's ``vda[N]`` indexes), or None for the planner's own."""
 
 
 OFFLINE_RULES = PlanRules()
@@ -93,48 +101,59 @@ def _check_readable_chain(chain: Sequence[Layer], label: str) -> None:
             )
 
 
+def _not_found(rules: PlanRules, key: str, disk: str, default: str) -> PlanError:
+    """The engine's words for a name it cannot find (libvirt's vda[N]), else ``default``."""
+    words = rules.lookup_error(key, disk) if rules.lookup_error else None
+    return PlanError(words or default)
+
+
 def _resolve(
     graph: ImageGraph, request: CommitRequest, rules: PlanRules
 ) -> tuple[list[Layer], int, int, str]:
-    """Resolve top and base as libvirt does: (chain, top index, base index, chain label)."""
+    """Resolve top and base as libvirt 9.0 does: (chain, top index, base index, chain label).
+
+    The order of the checks is libvirt's: a block job, top, then base; the ACTIVE flag and
+    SHALLOW's adjacency are checked afterwards (``_check_flags``).
+    """
     image = graph.find(request.image)
     if image is None:
         raise PlanError(f"could not find image '{request.image}'")
     chain = graph.chain(image.path)
-    label = rules.label(image)
+    label = (rules.disk or rules.label)(image)
+    if any(layer.block_job for layer in chain):
+        raise PlanError(f"disk '{label}' already in active block job")
     _check_readable_chain(chain, label)
 
     top_index = 0
     if request.top is not None:
         found = _find_in(chain, graph, request.top)
         if found is None:
-            raise PlanError(f"could not find image '{request.top}' in chain for '{label}'")
+            default = f"could not find image '{request.top}' in chain for '{label}'"
+            raise _not_found(rules, request.top, label, default)
         top_index = found
-    top = chain[top_index]
-    top_label = rules.label(top)
-    if top_index == len(chain) - 1:
-        raise PlanError(f"top '{top_label}' in chain for '{label}' has no backing file")
-
-    if request.base is None:
-        base_index = top_index + 1 if request.shallow else len(chain) - 1
-    else:
+    top_label = rules.label(chain[top_index])
+    bottom = top_index == len(chain) - 1
+    if request.base is not None:
         found = _find_in(chain, graph, request.base)
         if found is None or found <= top_index:
-            raise PlanError(
-                f"could not find image '{request.base}' beneath '{top_label}' "
-                f"in chain for '{label}'"
-            )
-        base_index = found
-        if request.shallow and base_index != top_index + 1:
-            raise PlanError(
-                f"base '{rules.label(chain[base_index])}' is not immediately below "
-                f"'{top_label}' in chain for '{label}'"
-            )
-    return chain, top_index, base_index, label
+            default = (f"could not find image '{request.base}' beneath '{top_label}' "
+                       f"in chain for '{label}'")  # fmt: skip
+            raise _not_found(rules, request.base, label, default)
+        return chain, top_index, found, label
+    if bottom and request.shallow:
+        raise PlanError(f"top '{top_label}' in chain for '{label}' has no backing file")
+    if bottom:
+        raise PlanError(f"could not find base image in chain for '{label}'")
+    return chain, top_index, top_index + 1 if request.shallow else len(chain) - 1, label
 
 
 def _check_flags(
-    request: CommitRequest, rules: PlanRules, chain: list[Layer], top_index: int, base_index: int
+    request: CommitRequest,
+    rules: PlanRules,
+    chain: list[Layer],
+    top_index: int,
+    base_index: int,
+    label: str,
 ) -> None:
     top_label = rules.label(chain[top_index])
     if rules.live:
@@ -142,9 +161,15 @@ def _check_flags(
             raise PlanError(f"commit of '{top_label}' active layer requires active flag")
         if request.active and top_index != 0:
             raise PlanError(f"active commit requested but '{top_label}' is not active")
-    if request.keep_relative:
-        # As libvirt does: every link from top's overlay down to base must be relative.
-        for layer in chain[max(top_index - 1, 0) : base_index]:
+    if request.shallow and base_index != top_index + 1:
+        raise PlanError(
+            f"base '{rules.label(chain[base_index])}' is not immediately below "
+            f"'{top_label}' in chain for '{label}'"
+        )
+    if request.keep_relative and top_index > 0:
+        # As libvirt does: every link from top's overlay down to base must be relative. An
+        # active commit re-points no overlay in the chain, so libvirt ignores the flag there.
+        for layer in chain[top_index - 1 : base_index]:
             if layer.backing_name and not layer.backing_is_relative:
                 raise PlanError("can't keep relative backing relationship")
 
@@ -175,15 +200,58 @@ def _check_writes(rules: PlanRules, base: Layer, touched: Sequence[Layer], need:
         )
 
 
+def _check_rate(rate: int) -> None:
+    if rate < 0:
+        raise PlanError("the bandwidth limit cannot be negative")
+    if rate > MAX_RATE:
+        # libvirt's words; QEMU's speed and qemu-img's -r are signed 64-bit byte counts.
+        raise PlanError(f"bandwidth must be less than {MAX_RATE}")
+
+
+def _rebases(graph: ImageGraph, top: Layer, base: Layer, keep_relative: bool) -> list[Rebase]:
+    """Each overlay of top, re-pointed to base (relative names stay relative)."""
+    rebased: list[Rebase] = []
+    for overlay_path in graph.overlays(top.path):
+        overlay = graph.layer(overlay_path)
+        relative = keep_relative or overlay.backing_is_relative
+        name = backing_name_for(overlay, base, relative=relative)
+        rebased.append(Rebase(overlay.path, base.path, name))
+    return rebased
+
+
+def _deleted(
+    graph: ImageGraph,
+    request: CommitRequest,
+    rules: PlanRules,
+    merged: Sequence[Layer],
+    top_index: int,
+) -> tuple[str, ...]:
+    """The merged layers DELETE removes, unless something outside them still depends on one."""
+    top = merged[0]
+    if rules.live and top_index == 0 and request.on_ready is OnReady.KEEP_OVERLAY:
+        raise PlanError(
+            f"cannot delete '{rules.label(top)}': it stays the active layer "
+            "when the overlay is kept"
+        )
+    merged_paths = [layer.path for layer in merged]
+    spared = graph.dependants(top.path) | {top.path}
+    for layer in merged:
+        blockers = graph.dependants(layer.path) - set(merged_paths) - spared
+        if blockers:
+            raise PlanError(
+                f"cannot delete '{layer.path}': '{sorted(blockers)[0]}' still depends on it"
+            )
+    return tuple(merged_paths)
+
+
 def plan(graph: ImageGraph, request: CommitRequest, rules: PlanRules = OFFLINE_RULES) -> CommitPlan:
     """Resolve the request against the graph and list every consequence, or raise PlanError.
 
     The plan has no steps yet: the engine that runs it adds them (``engines/<kind>/steps.py``).
     """
-    if request.rate < 0:
-        raise PlanError("the bandwidth limit cannot be negative")
-    chain, top_index, base_index, _label = _resolve(graph, request, rules)
-    _check_flags(request, rules, chain, top_index, base_index)
+    _check_rate(request.rate)
+    chain, top_index, base_index, label = _resolve(graph, request, rules)
+    _check_flags(request, rules, chain, top_index, base_index, label)
 
     top, base = chain[top_index], chain[base_index]
     merged = chain[top_index:base_index]
@@ -191,34 +259,13 @@ def plan(graph: ImageGraph, request: CommitRequest, rules: PlanRules = OFFLINE_R
     exposure = expose(graph, chain, top_index, base_index)
     invalid = tuple(Affected(layer.path, exposure.exposed[layer.path]) for layer in merged[1:])
 
-    rebased: list[Rebase] = []
-    for overlay_path in graph.overlays(top.path):
-        overlay = graph.layer(overlay_path)
-        name = backing_name_for(
-            overlay, base, relative=request.keep_relative or overlay.backing_is_relative
-        )
-        rebased.append(Rebase(overlay.path, base.path, name))
-
-    spared = graph.dependants(top.path) | {top.path}
+    rebased = _rebases(graph, top, base, request.keep_relative)
     at_risk = [
         Affected(path, exposure.exposed[path])
         for path in sorted(set(exposure.exposed) - set(merged_paths))
     ]
 
-    deleted: tuple[str, ...] = ()
-    if request.delete:
-        if rules.live and top_index == 0 and request.on_ready is OnReady.KEEP_OVERLAY:
-            raise PlanError(
-                f"cannot delete '{rules.label(top)}': it stays the active layer "
-                "when the overlay is kept"
-            )
-        for layer in merged:
-            blockers = graph.dependants(layer.path) - set(merged_paths) - spared
-            if blockers:
-                raise PlanError(
-                    f"cannot delete '{layer.path}': '{sorted(blockers)[0]}' still depends on it"
-                )
-        deleted = tuple(merged_paths)
+    deleted = _deleted(graph, request, rules, merged, top_index) if request.delete else ()
 
     bytes_to_copy = exposure.bytes_to_copy
     need = 0

@@ -52,6 +52,27 @@ def _check_backing(path: str, header: Qcow2Header) -> None:
                                "which Backchain does not support")  # fmt: skip
 
 
+def data_file_of(path: str, header: Qcow2Header) -> str | None:
+    """The layer's external data file, or ImageError when qemu-img could open another file.
+
+    qemu-img resolves a relative data-file name against its current directory, not against the
+    image, so which file it opens depends on where it runs: such a name is refused.
+    """
+    name = header.data_file
+    if name is None:
+        return None
+    reason = unsafe_backing_reason(name)
+    if reason is not None:
+        raise ImageError(path, reason.replace("its backing file", "its data file"))
+    if not os.path.isabs(name):
+        raise ImageError(path, f"names its external data file relatively ('{name}'), and "
+                               "qemu-img looks for that in its current directory, not beside the "
+                               "image; record an absolute name first")  # fmt: skip
+    if not os.path.exists(name):
+        raise ImageError(path, f"its external data file '{name}' is missing")
+    return os.path.realpath(name)
+
+
 def _layer_from_header(real: str, header: Qcow2Header, access: str, by_scan: bool) -> Layer:
     backing_path = None
     if header.backing_name is not None:
@@ -67,7 +88,16 @@ def _layer_from_header(real: str, header: Qcow2Header, access: str, by_scan: boo
         cluster_size=header.cluster_size,
         found_by_scan=by_scan,
         encrypted=header.crypt_method != 0,
+        data_file=_scanned_data_file(real, header) if by_scan else data_file_of(real, header),
     )
+
+
+def _scanned_data_file(path: str, header: Qcow2Header) -> str | None:
+    """A sibling's data file where it can be known; a sibling is never refused for it."""
+    try:
+        return data_file_of(path, header)
+    except ImageError:
+        return None
 
 
 def _on_disk(path: str) -> int | None:
@@ -101,9 +131,6 @@ def walk_headers(image: str) -> list[Layer]:
             )
             return layers
         header = read_header(real)
-        if header.data_file:
-            raise ImageError(real, "stores its data in an external data file, "
-                                   "which Backchain does not support")  # fmt: skip
         _check_backing(real, header)
         layer = _layer_from_header(real, header, access, by_scan=False)
         layers.append(layer)
@@ -211,8 +238,10 @@ def probe_facts(graph: ImageGraph) -> ImageGraph:
                 layer,
                 in_use=qemu_lock or ours is not None,
                 in_use_by=image_locks.describe_holder(ours) if ours is not None else None,
-                writable=locks.is_writable(layer.path),
-                free_bytes=locks.free_bytes(layer.path),
+                # A layer with a data file keeps its data there: base grows on that file system.
+                writable=locks.is_writable(layer.path)
+                and (layer.data_file is None or locks.is_writable(layer.data_file)),
+                free_bytes=locks.free_bytes(layer.data_file or layer.path),
             )
         )
     return graph.with_layers(layers)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 import os
+import re
+import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -60,12 +61,32 @@ def libvirt_label(layer: Layer) -> str:
     return layer.extra.get("label") or layer.path
 
 
+def disk_label(layer: Layer) -> str:
+    """libvirt names a chain by its disk's target (vda)."""
+    return layer.extra.get("disk") or libvirt_label(layer)
+
+
+_INDEX = re.compile(r"(?P<disk>[^\[\]]+)\[(?P<index>[0-9]+)\]")
+
+
+def index_error(key: str, disk: str) -> str | None:
+    """libvirt 9.0's words for a ``vda[N]`` index that is not in (or below top in) the chain."""
+    match = _INDEX.fullmatch(key)
+    if match is None:
+        return None
+    if match["disk"] != disk:
+        return f"requested target '{match['disk']}' does not match target '{disk}'"
+    return f"could not find backing store index '{match['index']}' in chain for '{disk}'"
+
+
 RULES = planner.PlanRules(
     live=True,
     refuse_in_use=False,
     writes=planner.WriteCheck.NONE,
     check_space=False,
     label=libvirt_label,
+    disk=disk_label,
+    lookup_error=index_error,
 )
 
 

@@ -211,8 +211,9 @@ def find_disk(disks: tuple[DiskInfo, ...], target: str | None, domain: str) -> D
     raise EngineError(f"domain '{domain}' has no file-backed disk '{target}' (it has: {names})")
 
 
-def read_disk(uri: str, domain: str, disk: str | None) -> tuple[DiskInfo, bool, int]:
-    """The disk's XML chain, whether the domain runs, and the disk's capacity in bytes."""
+def read_disk(uri: str, domain: str, disk: str | None) -> tuple[DiskInfo, bool, int, str | None]:
+    """The disk's XML chain, whether the domain runs, the disk's capacity in bytes, and the
+    block job the disk is in (virDomainGetBlockJobInfo), if any."""
     libvirt = require_libvirt()
     conn = open_connection(uri)
     try:
@@ -223,7 +224,15 @@ def read_disk(uri: str, domain: str, disk: str | None) -> tuple[DiskInfo, bool, 
             capacity = int(dom.blockInfo(info.target)[0]) if running else 0
         except libvirt.libvirtError:
             capacity = 0
-        return info, running, capacity
+        job = None
+        if running:
+            try:
+                found = dom.blockJobInfo(info.target, 0)
+            except libvirt.libvirtError as err:
+                raise libvirt_error(err, f"reading the block job of disk {info.target}") from err
+            if found:
+                job = f"{info.target}: libvirt block job (type {found.get('type')})"
+        return info, running, capacity, job
     finally:
         conn.close()
 
@@ -243,11 +252,17 @@ def domain_graph(
     uri: str, domain: str, disk: str | None = None, *, extents: bool = True
 ) -> tuple[ImageGraph, DiskInfo, bool]:
     """read_domain_graph, plus the disk as the XML shows it and whether the domain runs."""
-    info, running, capacity = read_disk(uri, domain, disk)
+    info, running, capacity, job = read_disk(uri, domain, disk)
     labels = labels_for(info)
     if is_local(uri):
-        return _local_graph(info, labels, running, extents), info, running
-    return _remote_graph(info, labels, capacity), info, running
+        graph = _local_graph(info, labels, running, extents)
+    else:
+        graph = _remote_graph(info, labels, capacity)
+    if job is not None:
+        # The disk's own layers are in the job; siblings found by scanning are not.
+        graph = graph.with_layers(replace(layer, block_job=job) for layer in graph
+                                  if layer.extra.get("disk") == info.target)  # fmt: skip
+    return graph, info, running
 
 
 def _local_graph(info: DiskInfo, labels: list[str], running: bool, extents: bool) -> ImageGraph:

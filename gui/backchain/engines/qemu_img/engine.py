@@ -17,7 +17,7 @@ from backchain.engines.files import facts
 from backchain.engines.files.scan import open_graph, walk_headers
 from backchain.engines.progress import CancelToken, ProgressSink
 from backchain.engines.qemu_img import resume
-from backchain.engines.qemu_img.steps import commit_steps
+from backchain.engines.qemu_img.steps import commit_steps, encrypted_base_needs_b
 from backchain.engines.qemu_img.words import describe_state
 
 RULES = planner.PlanRules()
@@ -28,15 +28,44 @@ def _protocol_names(chain: Sequence[Layer]) -> list[Layer]:
     return [layer for layer in chain if (layer.backing_name or "").startswith("file:")]
 
 
-def check_runnable(plan: CommitPlan, graph: ImageGraph, secrets: tuple[str, ...]) -> None:
-    """Refuse at plan time what qemu-img would refuse at run time, naming the layer."""
-    touched = [plan.base, *plan.merged, *(r.image for r in plan.rebased)]
-    encrypted = [p for p in touched if graph.layer(p).encrypted]
+def check_secrets(secrets: tuple[str, ...]) -> None:
+    """Secrets come from files, as qemu-img takes them; one secret serves every layer."""
+    for spec in secrets:
+        parts = spec.split(",")
+        if parts[0] != "secret" or not any(p.startswith("id=") for p in parts[1:]):
+            raise PlanError(f"--object {spec}: give secret,id=ID,file=KEYFILE")
+        if not any(p.startswith("file=") for p in parts[1:]):
+            raise PlanError(
+                f"--object {spec}: read the secret from a file (file=KEYFILE), "
+                "never from the command line, where other users can see it"
+            )
+    if len(secrets) > 1:
+        raise PlanError("give one --object secret: Backchain opens every encrypted layer with it")
+
+
+def check_encryption(plan: CommitPlan, graph: ImageGraph, secrets: tuple[str, ...]) -> None:
+    """Every encrypted layer qemu-img opens needs the secret, and an encrypted base must be
+    top's own backing file (``-d``), since ``-b`` cannot name it."""
+    check_secrets(secrets)
+    opened = [*plan.chain[plan.chain.index(plan.top) :], *(r.image for r in plan.rebased)]
+    encrypted = [p for p in opened if graph.layer(p).encrypted]
     if encrypted and not secrets:
         raise PlanError(
             f"{encrypted[0]} is encrypted, and qemu-img needs its secret to open it: pass "
             "--object secret,id=sec0,file=KEYFILE (the secret is read from the file)"
         )
+    locked = encrypted_base_needs_b(plan, graph) if encrypted else None
+    if locked is not None:
+        raise PlanError(
+            f"{locked.path} is encrypted, and qemu-img commit can only commit into an encrypted "
+            f"base that is top's own backing file; commit one layer at a time (--shallow), "
+            "or online"
+        )
+
+
+def check_runnable(plan: CommitPlan, graph: ImageGraph, secrets: tuple[str, ...]) -> None:
+    """Refuse at plan time what qemu-img would refuse at run time, naming the layer."""
+    check_encryption(plan, graph, secrets)
     span = [graph.layer(p) for p in plan.chain[plan.chain.index(plan.top) :]]
     named = _protocol_names(span[: span.index(graph.layer(plan.base))])
     if named:
@@ -110,7 +139,10 @@ class QemuImgEngine:
         request = replace(request, engine=EngineKind.QEMU_IMG)
         plan = planner.plan(graph, request, RULES)
         check_runnable(plan, graph, secrets)
-        return replace(plan, steps=commit_steps(plan, graph, secrets))
+        notes = [f"--delete also removes {layer.data_file}, the data file of {layer.path}"
+                 for layer in map(graph.layer, plan.deleted) if layer.data_file]  # fmt: skip
+        return replace(plan, steps=commit_steps(plan, graph, secrets),
+                       notes=(*plan.notes, *notes))  # fmt: skip
 
     def written(self, plan: CommitPlan) -> Sequence[str]:
         """Everything the plan writes or removes."""
@@ -119,16 +151,21 @@ class QemuImgEngine:
     def preflight(self, plan: CommitPlan, target: Target) -> None:
         """Just before the first write: the chain on disk is the planned one, and writable."""
         try:
-            chain = [layer.path for layer in walk_headers(plan.image)]
+            layers = walk_headers(plan.image)
         except ImageError as err:
             raise PlanError(f"cannot start: {err}") from err
+        chain = [layer.path for layer in layers]
         if tuple(chain) != plan.chain:
             raise PlanError(
                 f"the chain of {plan.image} changed since the plan was made; open it again "
                 "and review the new plan"
             )
         check_holders([*written_images(plan)])
-        check_space(plan.base, plan.bytes_to_copy)
+        # base's data goes into its external data file, if it has one.
+        data_file = next(layer.data_file for layer in layers if layer.path == plan.base)
+        check_space(data_file or plan.base, plan.bytes_to_copy)
+        if data_file is not None and not facts.is_writable(data_file):
+            raise PlanError(f"{data_file}, the data file of {plan.base}, is not writable")
         check_step_targets(plan.steps)
 
     def resume_check(self, plan: CommitPlan, done: int, target: Target) -> None:

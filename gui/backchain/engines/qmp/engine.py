@@ -26,8 +26,17 @@ def node_label(layer: Layer) -> str:
     return layer.node_name or layer.path
 
 
+def device_label(layer: Layer) -> str:
+    """A chain is named by its device (vd0) where it has one, else by its root node."""
+    return layer.extra.get("device") or node_label(layer)
+
+
 RULES = planner.PlanRules(
-    live=True, refuse_in_use=False, writes=planner.WriteCheck.BASE, label=node_label
+    live=True,
+    refuse_in_use=False,
+    writes=planner.WriteCheck.BASE,
+    label=node_label,
+    disk=device_label,
 )
 
 

@@ -8,7 +8,7 @@ import os.path
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from backchain.core.errors import EngineError
+from backchain.core.errors import PlanError
 from backchain.core.graph import ImageGraph, Layer
 from backchain.engines.files.scan import load_extents
 from backchain.engines.qmp.session import DEFAULT_TIMEOUT, QmpSession
@@ -23,6 +23,15 @@ _NOT_IMAGES = frozenset(
         "ftp", "ftps", "gluster", "rbd", "null-co", "null-aio", "commit_top", "mirror_top",
         "copy-on-read", "throttle", "blkdebug", "blkverify", "blklogwrites", "preallocate",
         "compress", "snapshot-access", "copy-before-write", "quorum", "replication",
+    }
+)  # fmt: skip
+
+# Filters that can sit above a device's top image; block-commit's ``device`` must name the
+# topmost one (iotest 040 TestCommitWithFilters), with top-node and base-node below it.
+_FILTERS = frozenset(
+    {
+        "throttle", "copy-on-read", "blkdebug", "blkverify", "blklogwrites", "preallocate",
+        "compress", "copy-before-write", "commit_top", "mirror_top",
     }
 )  # fmt: skip
 
@@ -64,15 +73,90 @@ def _device_label(block: Mapping[str, Any]) -> str:
     return parts[-1] if parts else ""
 
 
-def live_layers(
-    nodes: Sequence[Mapping[str, Any]], blocks: Sequence[Mapping[str, Any]]
-) -> list[Layer]:
-    """Layers from ``query-named-block-nodes`` and ``query-block`` answers (pure)."""
+def _devices(blocks: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Each device's root node name -> the device's label."""
     devices: dict[str, str] = {}
     for block in blocks:
         inserted = block.get("inserted")
         if isinstance(inserted, Mapping) and inserted.get("node-name"):
             devices[str(inserted["node-name"])] = _device_label(block)
+    return devices
+
+
+def _filtered_roots(
+    nodes: Sequence[Mapping[str, Any]], devices: Mapping[str, str]
+) -> dict[str, tuple[str, str]]:
+    """Image path -> (root filter node, device), for devices whose root is a filter.
+
+    A filter's ``file`` is a ``json:{...}`` name whose innermost file is the image below it,
+    through any further filters.
+    """
+    roots: dict[str, tuple[str, str]] = {}
+    for node in nodes:
+        name = str(node.get("node-name") or "")
+        if node.get("drv") in _FILTERS and name in devices:
+            below = _real(file_path_of(str(node.get("file") or "")))
+            if below:
+                roots[below] = (name, devices[name])
+    return roots
+
+
+# Filters that a running block job inserts into a chain (commit, mirror, stream, backup).
+_JOB_FILTERS = frozenset({"commit_top", "mirror_top", "copy-on-read", "copy-before-write"})
+
+
+def _busy_paths(
+    nodes: Sequence[Mapping[str, Any]],
+    jobs: Sequence[Mapping[str, Any]],
+    devices: Mapping[str, str],
+) -> dict[str, str]:
+    """Image path -> the block job that uses it, from ``query-block-jobs`` and the job filters.
+
+    A job's ``device`` is its id (once the device name); a job filter's ``file`` names the image
+    below it. ``copy-on-read`` counts only while a job runs, as block-stream inserts one.
+    """
+    if not jobs:
+        return {}
+    ids = [str(job.get("device") or job.get("id") or "") for job in jobs]
+    some_job = ids[0] if len(ids) == 1 else "a block job"
+    busy: dict[str, str] = {}
+    for node in nodes:
+        name = str(node.get("node-name") or "")
+        path = _real(file_path_of(str(node.get("file") or "")))
+        device = devices.get(name)
+        if name in ids:
+            busy[path] = name
+        elif device and device in ids:
+            busy[path] = device
+        elif node.get("drv") in _JOB_FILTERS and path:
+            busy[path] = some_job
+    return busy
+
+
+def _extra(node_name: str, path: str, devices: Mapping[str, str],
+           roots: Mapping[str, tuple[str, str]]) -> dict[str, str]:  # fmt: skip
+    if devices.get(node_name):
+        return {"device": devices[node_name]}
+    if path in roots:
+        root, device = roots[path]
+        return {"device": device, "root": root} if device else {"root": root}
+    return {}
+
+
+def live_layers(
+    nodes: Sequence[Mapping[str, Any]],
+    blocks: Sequence[Mapping[str, Any]],
+    jobs: Sequence[Mapping[str, Any]] = (),
+) -> list[Layer]:
+    """Layers from ``query-named-block-nodes`` and ``query-block`` answers (pure).
+
+    Filter nodes are not layers; a filter at a device's root is recorded on the image below it
+    (``extra["root"]``), since block-commit must name it as ``device``. Images that a running
+    block job uses (``query-block-jobs``) carry the job in ``block_job``.
+    """
+    devices = _devices(blocks)
+    roots = _filtered_roots(nodes, devices)
+    busy = _busy_paths(nodes, jobs, devices)
     layers: dict[str, Layer] = {}
     for node in nodes:
         if node.get("drv") in _NOT_IMAGES:
@@ -86,7 +170,7 @@ def live_layers(
         if isinstance(backing_image, Mapping):
             backing_path = _real(file_path_of(str(backing_image.get("filename") or "")))
         node_name = str(node.get("node-name") or "")
-        extra = {"device": devices[node_name]} if devices.get(node_name) else {}
+        extra = _extra(node_name, path, devices, roots)
         layers[path] = Layer(
             path=path,
             format=str(node.get("drv") or image.get("format") or ""),
@@ -101,6 +185,7 @@ def live_layers(
             # matters is whether the file itself can be written.
             writable=not os.path.exists(path) or os.access(path, os.W_OK),
             node_name=node_name or None,
+            block_job=busy.get(path),
             extra=extra,
         )
     return list(layers.values())
@@ -110,7 +195,8 @@ async def read_layers(session: QmpSession) -> list[Layer]:
     """The live layers, from one connected session."""
     nodes = await session.execute("query-named-block-nodes")
     blocks = await session.execute("query-block")
-    return live_layers(nodes, blocks)
+    jobs = await session.execute("query-block-jobs")
+    return live_layers(nodes, blocks, jobs)
 
 
 def open_paths(address: str, timeout: float = DEFAULT_TIMEOUT) -> set[str]:
@@ -129,7 +215,8 @@ def root_for(graph: ImageGraph, device: str | None = None) -> Layer:
     if device is not None:
         found = graph.find(device)
         if found is None:
-            raise EngineError(f"QEMU has no device or node named '{device}'")
+            # Nothing was sent to QEMU: a refused request (exit 2), not a failed one.
+            raise PlanError(f"QEMU has no device or node named '{device}'")
         return found
     roots = [graph.layer(p) for p in graph.active_layers()]
     attached = [layer for layer in roots if "device" in layer.extra] or roots
@@ -137,7 +224,7 @@ def root_for(graph: ImageGraph, device: str | None = None) -> Layer:
         names = ", ".join(
             layer.extra.get("device") or layer.node_name or layer.path for layer in attached
         )
-        raise EngineError(f"QEMU has several chains ({names}); choose one with --device")
+        raise PlanError(f"QEMU has several chains ({names}); choose one with --device")
     return attached[0]
 
 
