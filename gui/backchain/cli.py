@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from backchain import __version__, cli_libvirt, cli_qmp
+from backchain import __version__, cli_libvirt, cli_qmp, cli_snapshots
 from backchain.core.describe import consequences, human_bytes
 from backchain.core.errors import BackchainError, EngineError
 from backchain.core.graph import ImageGraph, Layer
@@ -20,7 +20,7 @@ from backchain.core.plan import plan as make_plan
 from backchain.engines.progress import CancelToken
 from backchain.engines.terminal import TerminalSink
 
-SUBCOMMANDS = ("chain", "plan", "commit", "demo", "gui", "resume")
+SUBCOMMANDS = ("chain", "plan", "commit", "demo", "gui", "resume", "snapshot-delete")
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
 
 
@@ -53,6 +53,7 @@ def _add_plan_options(parser: argparse.ArgumentParser) -> None:
                         help="with --delete: skip comparing top's view with base")  # fmt: skip
     cli_libvirt.add_plan_options(parser)
     cli_qmp.add_plan_options(parser)
+    cli_snapshots.add_plan_options(parser)  # libvirt snapshots (issue 14)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     from backchain import cli_journal
 
     cli_journal.add_parser(sub)
+    cli_snapshots.add_parser(sub)  # libvirt snapshots (issue 14)
     return parser
 
 
@@ -291,7 +293,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"chain": cmd_chain, "plan": cmd_plan, "commit": cmd_commit, "demo": cmd_demo,
-            "gui": cmd_gui, "resume": cmd_resume}  # fmt: skip
+            "gui": cmd_gui, "resume": cmd_resume,
+            "snapshot-delete": cli_snapshots.cmd_snapshot_delete}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -66,15 +66,24 @@ class LibvirtTarget:
 
 
 def plan_commit(
-    target: LibvirtTarget, request: CommitRequest, *, repoint: bool = False
+    target: LibvirtTarget,
+    request: CommitRequest,
+    *,
+    repoint: bool = False,
+    drop_snapshot_metadata: bool = False,
 ) -> CommitPlan:
     """The plan for one disk: virDomainBlockCommit when the domain runs, qemu-img when it is off.
 
     ``request.image`` is ignored (the disk's active layer is the chain); when top is the active
-    layer of a running domain, ACTIVE is turned on and the plan says so.
+    layer of a running domain, ACTIVE is turned on and the plan says so. A commit that changes
+    a file named by a libvirt snapshot is refused unless ``drop_snapshot_metadata``.
     """
     graph, info, running = domain_graph(target.uri, target.domain, target.disk)
-    return plan_for_graph(target, graph, info, running, request, repoint=repoint)
+    plan = plan_for_graph(target, graph, info, running, request, repoint=repoint)
+    # libvirt snapshots (issue 14): the guard; see engines/libvirt_snapshots.py.
+    from backchain.engines.libvirt_snapshots import with_guard
+
+    return with_guard(plan, target.uri, target.domain, drop_snapshot_metadata)
 
 
 def active_layer(graph: ImageGraph) -> str:
@@ -137,8 +146,12 @@ def run_libvirt_plan(
     _check_state(connection, want_running=not offline)
     if not offline:
         run_running_commit(plan, sink, cancel, connection.uri, connection.domain)
-        return
-    _run_shut_off(plan, sink, cancel, connection)
+    else:
+        _run_shut_off(plan, sink, cancel, connection)
+    # libvirt snapshots (issue 14): remove the metadata that --drop-snapshot-metadata listed.
+    from backchain.engines.libvirt_snapshots import drop_after
+
+    drop_after(plan, connection.uri, connection.domain, sink)
 
 
 def _check_state(target: LibvirtTarget, *, want_running: bool) -> None:
