@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -37,6 +38,7 @@ from backchain.engines.progress import CancelToken, ProgressSink
 
 DROP_STEP = "virDomainSnapshotDelete"
 _POLL_SECONDS = 0.2
+_FINAL_EVENT_SECONDS = 5.0
 
 
 def _snapshots_of(dom: Any) -> tuple[Snapshot, ...]:
@@ -176,28 +178,45 @@ def _follow_jobs(
     sink: ProgressSink,
     events: queue.Queue[tuple[str, str]],
     worker: threading.Thread,
+    failure: list[BaseException],
 ) -> None:
     """Report each disk's job from block-job events and virDomainGetBlockJobInfo until done."""
-    libvirt = require_libvirt()
     last: dict[str, tuple[int, int]] = {}
-    while worker.is_alive():
+    pending = {merge.disk for merge in plan.merges}
+    deadline: float | None = None
+    while pending and (deadline is None or time.monotonic() < deadline):
         worker.join(_POLL_SECONDS)
+        if failure:
+            break  # libvirt refused or failed: the error says why
+        if not worker.is_alive() and deadline is None:
+            # The call has returned; each disk's final event follows at once, unless lost.
+            deadline = time.monotonic() + _FINAL_EVENT_SECONDS
         while not events.empty():
             disk, status = events.get()
             sink.logged(f"{disk}: block job {status}")
             done = last.get(disk, (1, 1))[1]
             if status in ("ready", "completed"):
                 sink.advanced(done, done, f"{disk} {'ready' if status == 'ready' else 'done'}")
-        for merge in plan.merges:
-            try:
-                info = dom.blockJobInfo(
-                    merge.disk, libvirt.VIR_DOMAIN_BLOCK_JOB_INFO_BANDWIDTH_BYTES
-                )
-            except libvirt.libvirtError:
-                continue  # the domain may have gone (a shut-off domain's QEMU stopping)
-            if info and (int(info["cur"]), int(info["end"])) != last.get(merge.disk):
-                last[merge.disk] = (int(info["cur"]), int(info["end"]))
-                sink.advanced(*last[merge.disk], f"{merge.disk} commit")
+            if status in ("completed", "failed", "cancelled"):
+                pending.discard(disk)
+        if worker.is_alive():
+            _poll_jobs(dom, plan, sink, last)
+    worker.join()
+
+
+def _poll_jobs(
+    dom: Any, plan: SnapshotDeletePlan, sink: ProgressSink, last: dict[str, tuple[int, int]]
+) -> None:
+    """virDomainGetBlockJobInfo for each disk; report a disk whose figures moved."""
+    libvirt = require_libvirt()
+    for merge in plan.merges:
+        try:
+            info = dom.blockJobInfo(merge.disk, libvirt.VIR_DOMAIN_BLOCK_JOB_INFO_BANDWIDTH_BYTES)
+        except libvirt.libvirtError:
+            continue  # the domain may have gone (a shut-off domain's QEMU stopping)
+        if info and (int(info["cur"]), int(info["end"])) != last.get(merge.disk):
+            last[merge.disk] = (int(info["cur"]), int(info["end"]))
+            sink.advanced(*last[merge.disk], f"{merge.disk} commit")
 
 
 def run_snapshot_delete(plan: SnapshotDeletePlan, sink: ProgressSink, cancel: CancelToken) -> str:
@@ -212,6 +231,7 @@ def run_snapshot_delete(plan: SnapshotDeletePlan, sink: ProgressSink, cancel: Ca
         libvirt.VIR_DOMAIN_BLOCK_JOB_READY: "ready",
         libvirt.VIR_DOMAIN_BLOCK_JOB_FAILED: "failed",
         libvirt.VIR_DOMAIN_BLOCK_JOB_COMPLETED: "completed",
+        libvirt.VIR_DOMAIN_BLOCK_JOB_CANCELED: "cancelled",
     }
     failure: list[BaseException] = []
     callback = None
@@ -237,7 +257,7 @@ def run_snapshot_delete(plan: SnapshotDeletePlan, sink: ProgressSink, cancel: Ca
 
         worker = threading.Thread(target=work, name="backchain-snapshot-delete")
         worker.start()
-        _follow_jobs(dom, plan, sink, events, worker)
+        _follow_jobs(dom, plan, sink, events, worker, failure)
         if failure:
             raise failure[0]
     except libvirt.libvirtError as err:
