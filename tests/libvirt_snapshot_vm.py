@@ -1,4 +1,4 @@
-"""A test domain on IDE disks with libvirt snapshots made by virsh, and byte patterns per snapshot."""
+"""A test domain on IDE disks with libvirt snapshots made by virsh, and a byte pattern for each."""
 
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ PATTERNS = {"hda": 0x10, "hdb": 0x20}
 
 def virsh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """``virsh -c qemu:///system ARGS``; fails the test unless ``check`` is False."""
-    result = subprocess.run(["virsh", "-c", URI, *args], capture_output=True, text=True,
-                            check=False)  # fmt: skip
+    result = subprocess.run(
+        ["virsh", "-c", URI, *args], capture_output=True, text=True, check=False
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"virsh {' '.join(args)}: {result.stderr}")
     return result
@@ -44,9 +45,11 @@ def domain_xml(name: str, disks: dict[str, Path]) -> str:
         f"<source file='{path}'/><target dev='{dev}' bus='ide'/></disk>"
         for dev, path in disks.items()
     )
-    return (f"<domain type='qemu'><name>{name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>"
-            "<os><type arch='x86_64' machine='pc'>hvm</type></os>"
-            f"<devices>{devices}</devices></domain>")  # fmt: skip
+    return (
+        f"<domain type='qemu'><name>{name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>"
+        "<os><type arch='x86_64' machine='pc'>hvm</type></os>"
+        f"<devices>{devices}</devices></domain>"
+    )
 
 
 @dataclass
@@ -72,8 +75,9 @@ class SnapVM:
 
     def chain(self, disk: str) -> list[str]:
         """The disk's chain from the image headers, active first."""
-        out = run(["qemu-img", "info", "-U", "--backing-chain", "--output=json",
-                   str(self.source(disk))])  # fmt: skip
+        out = run(
+            ["qemu-img", "info", "-U", "--backing-chain", "--output=json", str(self.source(disk))]
+        )
         return [str(Path(entry["filename"]).resolve()) for entry in json.loads(out)]
 
     def write_next(self) -> None:
@@ -86,8 +90,12 @@ class SnapVM:
                 # qemu-io prints to QEMU's stdout, not the monitor: only errors come back here.
                 # The flush writes QEMU's qcow2 metadata out, so that qemu-io -U reads it.
                 for line in (command, "flush"):
-                    out = virsh("qemu-monitor-command", "--hmp", self.name,
-                                f"qemu-io -d {DEVICES[disk]} \"{line}\"").stdout  # fmt: skip
+                    out = virsh(
+                        "qemu-monitor-command",
+                        "--hmp",
+                        self.name,
+                        f'qemu-io -d {DEVICES[disk]} "{line}"',
+                    ).stdout
                     assert not out.strip(), out
             else:
                 write(self.source(disk), PATTERNS[disk] + k, k * MiB, MiB)
@@ -100,8 +108,7 @@ class SnapVM:
     def view_reads(self, disk: str, k: int, pattern: int) -> bool:
         """Whether the guest's view of ``disk`` has ``pattern`` at k MiB (shared read)."""
         if self.running:
-            virsh("qemu-monitor-command", "--hmp", self.name,
-                  f"qemu-io -d {DEVICES[disk]} flush")  # fmt: skip
+            virsh("qemu-monitor-command", "--hmp", self.name, f"qemu-io -d {DEVICES[disk]} flush")
         return reads(self.source(disk), pattern, k * MiB, MiB)
 
     def listed(self) -> list[str]:

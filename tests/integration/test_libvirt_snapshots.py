@@ -1,4 +1,4 @@
-"""libvirt snapshots through a real libvirtd: reading, snapshot-delete as libvirt does it, the guard."""
+"""libvirt snapshots on a real libvirtd: reading, snapshot-delete as libvirt does it, the guard."""
 
 from __future__ import annotations
 
@@ -71,8 +71,10 @@ def test_snapshot_delete_matches_libvirt_and_keeps_it_consistent(
             vm.check_consistent(remaining)
 
 
-def test_chain_json_shows_each_layers_snapshots(made_vm: Made, capsys: pytest.CaptureFixture[str]
-                                                ) -> None:  # noqa: F811  # fmt: skip
+def test_chain_json_shows_each_layers_snapshots(
+    made_vm: Made,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     with snap_vm(*made_vm, 1, True) as vm:
         with_snapshots(vm, 2)
         assert cli.main(["chain", "--connect", URI, "--domain", vm.name, "--json"]) == 0
@@ -83,16 +85,31 @@ def test_chain_json_shows_each_layers_snapshots(made_vm: Made, capsys: pytest.Ca
             [("s1", "created"), ("s2", "point-in-time")],
             [("s1", "point-in-time")],
         ]
-        assert all(s["created"].endswith("Z") for layer in chain
-                   for s in layer["libvirt_snapshots"])  # fmt: skip
+        assert all(
+            s["created"].endswith("Z") for layer in chain for s in layer["libvirt_snapshots"]
+        )
         assert cli.main(["chain", "--connect", URI, "--domain", vm.name]) == 0
         text = capsys.readouterr().out
         assert " · " in text and "s2 · " in text and "(point-in-time)" in text
 
 
 def _commit_argv(vm_name: str, top: Path, base: Path, *extra: str) -> list[str]:
-    return ["commit", "--connect", URI, "--domain", vm_name, "--disk", "hda",
-            "--top", str(top), "--base", str(base), "--delete", "--yes", *extra]  # fmt: skip
+    return [
+        "commit",
+        "--connect",
+        URI,
+        "--domain",
+        vm_name,
+        "--disk",
+        "hda",
+        "--top",
+        str(top),
+        "--base",
+        str(base),
+        "--delete",
+        "--yes",
+        *extra,
+    ]
 
 
 @pytest.mark.parametrize("running", [True, False], ids=["running", "shut-off"])
@@ -133,8 +150,17 @@ def test_issue_scenario_raw_commit_leaves_what_libvirt_refuses_and_the_preview_s
         with_snapshots(vm, 3)
         chain = vm.chain("hda")  # vm.s3, vm.s2, vm.s1, base
         # What main did before the guard: a raw virDomainBlockCommit --delete of vm.s2.
-        virsh("blockcommit", vm.name, "hda", "--top", chain[1], "--base", chain[2],
-              "--delete", "--wait")  # fmt: skip
+        virsh(
+            "blockcommit",
+            vm.name,
+            "hda",
+            "--top",
+            chain[1],
+            "--base",
+            chain[2],
+            "--delete",
+            "--wait",
+        )
         for name in ("s3", "s2"):
             with pytest.raises(PlanError) as refused:
                 snaps.plan_snapshot_delete(URI, vm.name, name)
@@ -183,5 +209,6 @@ def test_unknown_snapshot_is_refused_with_libvirts_wording(made_vm: Made) -> Non
         with_snapshots(vm, 1)
         with pytest.raises(PlanError) as refused:
             snaps.plan_snapshot_delete(URI, vm.name, "nope")
-        assert str(refused.value) == virsh_error(virsh("snapshot-delete", vm.name, "nope",
-                                                       check=False))  # fmt: skip
+        assert str(refused.value) == virsh_error(
+            virsh("snapshot-delete", vm.name, "nope", check=False)
+        )
