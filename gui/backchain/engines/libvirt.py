@@ -11,6 +11,7 @@ from typing import Any
 from backchain.core import libvirt_steps
 from backchain.core.errors import BackchainError, EngineError, PlanError
 from backchain.core.graph import ImageGraph
+from backchain.core.libvirt_snapshots import Snapshot
 from backchain.core.model import CommitPlan, CommitRequest, OnReady, Step
 from backchain.core.plan import plan as make_plan
 from backchain.engines.libvirt_jobs import run_running_commit, set_speed
@@ -79,11 +80,13 @@ def plan_commit(
     a file named by a libvirt snapshot is refused unless ``drop_snapshot_metadata``.
     """
     graph, info, running = domain_graph(target.uri, target.domain, target.disk)
-    plan = plan_for_graph(target, graph, info, running, request, repoint=repoint)
     # libvirt snapshots (issue 14): the guard; see engines/libvirt_snapshots.py.
-    from backchain.engines.libvirt_snapshots import with_guard
+    from backchain.engines.libvirt_snapshots import read_snapshots
 
-    return with_guard(plan, target.uri, target.domain, drop_snapshot_metadata)
+    snapshots = read_snapshots(target.uri, target.domain)
+    drop = drop_snapshot_metadata
+    return plan_for_graph(target, graph, info, running, request, repoint=repoint,
+                          snapshots=snapshots, drop_snapshot_metadata=drop)  # fmt: skip
 
 
 def active_layer(graph: ImageGraph) -> str:
@@ -103,8 +106,19 @@ def plan_for_graph(
     request: CommitRequest,
     *,
     repoint: bool = False,
+    snapshots: Sequence[Snapshot] | None = None,
+    drop_snapshot_metadata: bool = False,
 ) -> CommitPlan:
-    """plan_commit on a graph already read (the window plans on every click without I/O)."""
+    """plan_commit on a graph already read (the window plans on every click without I/O).
+
+    With the domain's ``snapshots`` (read_snapshots), a commit that changes a file they name is
+    refused unless ``drop_snapshot_metadata``.
+    """
+    if snapshots is not None:  # libvirt snapshots (issue 14): the guard, on data already read
+        from backchain.engines.libvirt_snapshots import guarded
+
+        plan = plan_for_graph(target, graph, info, running, request, repoint=repoint)
+        return guarded(plan, snapshots, target.uri, target.domain, drop_snapshot_metadata)
     local = is_local(target.uri)
     active_path = active_layer(graph)
     notes: list[str] = []

@@ -18,6 +18,7 @@ from backchain.core.libvirt_snapshots import (
     METADATA_ONLY,
     Snapshot,
     guard_check,
+    guard_note,
     leaves_first,
     parse_snapshot,
 )
@@ -298,17 +299,22 @@ def snapshot_guard(
     Refused unless ``drop_metadata``: the message names the snapshots and points to
     ``backchain snapshot-delete``.
     """
-    snapshots = tuple(_normalised(s) for s in read_snapshots(target_uri, domain))
-    return guard_check(snapshots, plan, domain, target_uri, drop_metadata)
+    return guard_check(
+        _normal(read_snapshots(target_uri, domain)), plan, domain, target_uri, drop_metadata
+    )
 
 
-def with_guard(plan: CommitPlan, target_uri: str, domain: str, drop_metadata: bool) -> CommitPlan:
-    """The plan, refused by the guard, or listing the snapshots to drop and the step that does."""
-    names = snapshot_guard(target_uri, domain, plan, drop_metadata)
+def _normal(snapshots: Sequence[Snapshot]) -> tuple[Snapshot, ...]:
+    return tuple(_normalised(s) for s in snapshots)
+
+
+def guarded(
+    plan: CommitPlan, snapshots: Sequence[Snapshot], uri: str, domain: str, drop_metadata: bool
+) -> CommitPlan:
+    """The plan refused by the guard, or listing first the snapshots it drops, and the step."""
+    names = guard_check(_normal(snapshots), plan, domain, uri, drop_metadata)
     if not names:
         return plan
-    from backchain.core.libvirt_snapshots import guard_note
-
     call = {"call": DROP_STEP, "domain": domain, "snapshots": list(names), "flags": [METADATA_ONLY]}
     step = Step(DROP_STEP, call=call)
     return replace(plan, steps=(*plan.steps, step), notes=(guard_note(names), *plan.notes))
