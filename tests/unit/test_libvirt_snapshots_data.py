@@ -130,7 +130,7 @@ def test_guard_names_the_snapshots_leaves_first_and_points_to_snapshot_delete() 
     with pytest.raises(PlanError) as refused:
         guard_check(SNAPS, plan, "dom", "qemu:///system", drop_metadata=False)
     assert "snapshots s3, s2, s1 of domain 'dom'" in str(refused.value)
-    assert "backchain snapshot-delete --connect qemu:///system --domain dom s1" in str(
+    assert "backchain snapshot-delete --connect qemu:///system --domain dom s3" in str(
         refused.value
     )
     assert guard_check(SNAPS, plan, "dom", "u", drop_metadata=True) == ("s3", "s2", "s1")

@@ -231,9 +231,9 @@ def guard_check(
     raise PlanError(
         f"this commit would change {', '.join(os.path.basename(f) for f in files)}, which "
         f"libvirt snapshot{'s' if len(names) > 1 else ''} {', '.join(names)} of domain "
-        f"'{domain}' name{'' if len(names) > 1 else 's'}; libvirt could then neither delete nor "
-        f"revert {'them' if len(names) > 1 else 'it'}. Delete snapshots the libvirt way "
-        f"(backchain snapshot-delete --connect {uri} --domain {domain} {names[-1]}), or add "
+        f"'{domain}' name{'' if len(names) > 1 else 's'}, and libvirt could no longer delete "
+        f"{'them' if len(names) > 1 else 'it'}. Delete snapshots the libvirt way, newest first "
+        f"(backchain snapshot-delete --connect {uri} --domain {domain} {names[0]}), or add "
         "--drop-snapshot-metadata to remove their metadata after the commit"
     )
 
