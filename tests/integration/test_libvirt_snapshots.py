@@ -220,3 +220,23 @@ def test_unknown_snapshot_is_refused_with_libvirts_wording(made_vm: Made) -> Non
         assert str(refused.value) == virsh_error(
             virsh("snapshot-delete", vm.name, "nope", check=False)
         )
+
+
+def test_deleting_on_one_branch_warns_about_the_other_and_libvirt_agrees(
+    made_vm: Made,  # noqa: F811
+) -> None:
+    with snap_vm(*made_vm, 1, True) as vm:
+        with_snapshots(vm, 3)
+        virsh("snapshot-current", vm.name, "s1")
+        vm.snapshot("s4")  # a second branch under s1, on top of vm.s3 in the disk's chain
+        plan = snaps.plan_snapshot_delete(URI, vm.name, "s3")
+        assert any(n.startswith("snapshot s4's XML names") for n in plan.notes), plan.notes
+        sink = RecordingSink()
+        snaps.run_snapshot_delete(plan, sink, CancelToken())
+        assert sink.outcome is not None and sink.outcome[0]
+        # As the preview said: libvirt left s4 naming the deleted overlay, and refuses it now.
+        with pytest.raises(PlanError) as refused:
+            snaps.plan_snapshot_delete(URI, vm.name, "s4")
+        result = virsh("snapshot-delete", vm.name, "s4", check=False)
+        assert result.returncode != 0
+        assert str(refused.value) == virsh_error(result)

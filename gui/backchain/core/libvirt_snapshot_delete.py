@@ -156,6 +156,40 @@ def metadata_effects(snapshots: Sequence[Snapshot], snap: Snapshot) -> list[str]
     return lines
 
 
+def stranded(
+    snapshots: Sequence[Snapshot], snap: Snapshot, found: Sequence[DiskMerge]
+) -> list[str]:
+    """Warnings for snapshots outside ``snap``'s subtree that the deletion leaves wrong.
+
+    libvirt 9.0 rewrites only the XML of ``snap``'s descendants: another branch's snapshot that
+    names a deleted overlay can then no longer be deleted, and one whose point in time is a
+    base that receives data no longer holds its state.
+    """
+    name = os.path.basename
+    updated = {s.name for s in descendants(snapshots, snap.name)} | {snap.name}
+    removed = {os.path.realpath(m.top) for m in found}
+    lines = []
+    for other in snapshots:
+        if other.name in updated:
+            continue
+        gone = sorted(removed & other.named_files())
+        if gone:
+            lines.append(
+                f"snapshot {other.name}'s XML names {', '.join(name(g) for g in gone)}, which "
+                f"this deletion removes; libvirt does not update it (it is not below "
+                f"{snap.name}), so {other.name} can no longer be deleted afterwards"
+            )
+        for merge in found:
+            if os.path.realpath(other.point_in_time(merge.disk) or "") == os.path.realpath(
+                merge.base
+            ):
+                lines.append(
+                    f"snapshot {other.name}'s point in time, {name(merge.base)}, receives "
+                    f"{name(merge.top)}'s data: {other.name} no longer holds its state"
+                )
+    return lines
+
+
 @dataclass(frozen=True)
 class SnapshotDeletePlan:
     """The preview of one virDomainSnapshotDelete, and the call that carries it out."""

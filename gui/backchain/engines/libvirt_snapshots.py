@@ -154,6 +154,7 @@ def plan_snapshot_delete(uri: str, domain: str, name: str) -> SnapshotDeletePlan
         plan, note = _disk_plan(graphs[merge.disk], merge)
         merges.append(replace(merge, plan=plan))
         notes += [note] if note else []
+    notes += deletion.stranded(snapshots, snap, merges)
     if not snap.external:
         notes.append(
             f"internal snapshot: libvirt removes {name} from the snapshot table of "
