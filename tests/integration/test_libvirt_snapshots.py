@@ -92,6 +92,21 @@ def test_chain_json_shows_each_layers_snapshots(
         text = capsys.readouterr().out
         assert " · " in text and "s2 · " in text and "(point-in-time)" in text
 
+        argv = ["--connect", URI, "--domain", vm.name]
+        assert cli.main(["plan", *argv, "--delete-snapshot", "s1", "--json"]) == 0
+        preview = json.loads(capsys.readouterr().out)
+        assert [(d["top"], d["base"]) for d in preview["disks"]] == [
+            (chain[1]["path"], chain[2]["path"])
+        ]
+        assert preview["steps"] == [
+            {"call": "virDomainSnapshotDelete", "domain": vm.name, "snapshot": "s1", "flags": 0}
+        ]
+        assert cli.main(["snapshot-delete", *argv, "nope", "--yes"]) == 2
+        assert "no domain snapshot with matching name 'nope'" in capsys.readouterr().err
+        assert cli.main(["snapshot-delete", *argv, "s1", "--yes", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["ok"]
+        vm.check_consistent(["s2"])
+
 
 def _commit_argv(vm_name: str, top: Path, base: Path, *extra: str) -> list[str]:
     return [
