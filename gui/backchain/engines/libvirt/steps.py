@@ -5,10 +5,26 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from backchain.core.graph import ImageGraph
+from backchain.core import plan as planner
+from backchain.core.graph import ImageGraph, Layer
 from backchain.core.model import CommitPlan, CommitRequest, EngineKind, OnReady, Step, StepKind
 
 PIVOT_FLAG = "VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT"
+
+
+def libvirt_label(layer: Layer) -> str:
+    """libvirt names layers by index (vda[2]) where it can."""
+    return layer.extra.get("label") or layer.path
+
+
+RULES = planner.PlanRules(
+    live=True,
+    refuse_in_use=False,
+    writes=planner.WriteCheck.NONE,
+    check_space=False,
+    label=libvirt_label,
+)
+"""The planner's rules for a running domain: libvirt opens the images, and it writes them."""
 
 
 def commit_flags(request: CommitRequest, deleted: Sequence[str], active_commit: bool) -> list[str]:
