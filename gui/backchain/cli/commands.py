@@ -1,4 +1,4 @@
-"""The command line: gui (the default), chain, plan, commit, demo and resume, with --json."""
+"""The command line: gui (the default), chain, plan, commit, demo, resume, snapshot-delete."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from backchain import __version__
 from backchain.cli import journal as cli_journal
 from backchain.cli import libvirt as cli_libvirt
 from backchain.cli import qmp as cli_qmp
+from backchain.cli import snapshots as cli_snapshots
 from backchain.cli.options import add_plan_options, request_from, resolve_arg
 from backchain.cli.output import (
     EXIT_FAILED,
@@ -30,7 +31,7 @@ from backchain.core.model import CommitPlan
 from backchain.engines import ledger
 from backchain.engines.base import ImageTarget
 
-SUBCOMMANDS = ("chain", "plan", "commit", "demo", "gui", "resume")
+SUBCOMMANDS = ("chain", "plan", "commit", "demo", "gui", "resume", "snapshot-delete")
 
 
 def _add_source(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +50,7 @@ def _add_plan_options(parser: argparse.ArgumentParser) -> None:
     add_plan_options(parser)
     cli_libvirt.add_plan_options(parser)
     cli_qmp.add_plan_options(parser)
+    cli_snapshots.add_plan_options(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="create the demo chain and print its active image")
     demo.add_argument("directory", nargs="?", help="where to create it (default: a temp dir)")
     cli_journal.add_parser(sub)
+    cli_snapshots.add_parser(sub)
     return parser
 
 
@@ -202,7 +205,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"chain": cmd_chain, "plan": cmd_plan, "commit": cmd_commit, "demo": cmd_demo,
-            "resume": cmd_resume}  # fmt: skip
+            "resume": cmd_resume,
+            "snapshot-delete": cli_snapshots.cmd_snapshot_delete}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None, open_window: WindowOpener | None = None) -> int:

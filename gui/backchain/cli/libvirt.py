@@ -9,6 +9,7 @@ import sys
 from dataclasses import replace
 from typing import Any, TextIO
 
+from backchain.cli import snapshots as cli_snapshots
 from backchain.cli.options import ready_choice, request_from
 from backchain.cli.output import ask, confirm, layer_json, nothing_changed, print_plan
 from backchain.cli.progress import execute, run_cancellable
@@ -44,6 +45,9 @@ def dispatch(args: argparse.Namespace) -> int | None:
         return None
     if getattr(args, "image", None) or getattr(args, "qmp", None):
         raise PlanError("give either IMAGE, --qmp SOCKET or --connect URI, not several")
+    handled = cli_snapshots.dispatch(args)  # --delete-snapshot
+    if handled is not None:
+        return handled
     if args.command == "chain":
         return cmd_chain(args)
     if args.command in ("plan", "commit") and getattr(args, "all_disks", False):
@@ -76,17 +80,20 @@ def cmd_chain(args: argparse.Namespace) -> int:
                 print(f"  {info.target}  {info.chain[0].path}")
         return 0
     disks = [args.disk] if args.disk else _disks_of(args.connect, args.domain)
+    snaps = cli_snapshots.domain_snapshots(args.connect, args.domain)
     document = []
     for disk in disks:
         graph = lv.read_domain_graph(args.connect, args.domain, disk)
         chain = [layer for layer in graph if layer.extra.get("label")]
         others = [layer for layer in graph if not layer.extra.get("label")]
-        document.append({"disk": disk, "chain": [_layer(x) for x in chain],
-                         "others": [_layer(x) for x in others]})  # fmt: skip
+        document.append({"disk": disk, "chain": [
+            {**_layer(x), "libvirt_snapshots": cli_snapshots.libvirt_snapshots_json(snaps, x.path)}
+            for x in chain], "others": [_layer(x) for x in others]})  # fmt: skip
         if not args.json:
             print(f"{args.domain} {disk}:")
             for depth, layer in enumerate(chain):
-                print(f"  {'  ' * depth}{layer.extra['label']}  {layer.path}")
+                print(f"  {'  ' * depth}{layer.extra['label']}  {layer.path}"
+                      f"{cli_snapshots.snapshot_text(snaps, layer.path)}")  # fmt: skip
             for layer in others:
                 print(f"  also on this chain: {layer.path} -> {layer.backing_path}")
     if args.json:
@@ -113,7 +120,9 @@ def compute_plan(args: argparse.Namespace) -> tuple[CommitPlan, object]:
     request = request_from(args, "", engine=EngineKind.LIBVIRT)
     request = replace(request, on_ready=on_ready, active=active)
     target = lv.LibvirtTarget(args.connect, args.domain, args.disk)
-    return lv.plan_commit(target, request, repoint=args.repoint), target
+    drop = bool(getattr(args, "drop_snapshot_metadata", False))  # issue 14
+    return lv.plan_commit(target, request, repoint=args.repoint,
+                          drop_snapshot_metadata=drop), target  # fmt: skip
 
 
 def cmd_commit(args: argparse.Namespace, *, run: bool) -> int:

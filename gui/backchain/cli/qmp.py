@@ -60,6 +60,8 @@ def target_of(args: argparse.Namespace) -> QmpTarget:
     """The running QEMU the arguments name, with the directories to scan for siblings."""
     return QmpTarget(args.qmp, scan=tuple(getattr(args, "scan", None) or ()),
                      default_scan=not getattr(args, "no_default_scan", False))  # fmt: skip
+
+
 def online_request(args: argparse.Namespace, request: CommitRequest) -> CommitRequest:
     """The offline request turned into an online one (node names, ACTIVE, the ready choice)."""
     on_ready, active = ready_choice(args)

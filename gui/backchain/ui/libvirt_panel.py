@@ -99,6 +99,7 @@ class LibvirtPanel(QObject):
         self.tree.customContextMenuRequested.connect(self._on_tree_context_menu_requested)
         self.disk_session = DiskSession(window)
         self.collapse_dialog: CollapseDialog | None = None
+        self.snapshot_dialog: QDialog | None = None
         window.job_done.connect(self._on_window_job_done)
         self.dock = QDockWidget("libvirt", window)
         self.dock.setObjectName("libvirtDock")
@@ -241,6 +242,11 @@ class LibvirtPanel(QObject):
             collapse = menu.addAction("Collapse this VM's chains…")
             collapse.setToolTip("Commit every disk of this domain into its bottom image")
             collapse.triggered.connect(lambda _c=False, u=data[1], d=data[2]: self.collapse(u, d))
+            snapshot = menu.addAction("Delete snapshot…")  # issue 14
+            snapshot.setToolTip("Delete one of this domain's libvirt snapshots, as libvirt does")
+            snapshot.triggered.connect(
+                lambda _c=False, u=data[1], d=data[2]: self.delete_snapshot(u, d)
+            )
         else:
             show = menu.addAction("Show this disk's chain")
             show.triggered.connect(
@@ -259,6 +265,16 @@ class LibvirtPanel(QObject):
         dialog = CollapseDialog(uri, domain, self.window)
         dialog.collapsed.connect(lambda _summary: self._on_collapsed(uri, domain, _summary))
         self.collapse_dialog = dialog
+        dialog.show()
+        return dialog
+
+    def delete_snapshot(self, uri: str, domain: str) -> QDialog:
+        """Open "Delete snapshot…" for ``domain``; when it ends, the host and disk are re-read."""
+        from backchain.ui.libvirt_snapshot_delete import SnapshotDeleteDialog
+
+        dialog = SnapshotDeleteDialog(uri, domain, self.window)
+        dialog.deleted.connect(lambda text: self._on_collapsed(uri, domain, text))
+        self.snapshot_dialog = dialog
         dialog.show()
         return dialog
 

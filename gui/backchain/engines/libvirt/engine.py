@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
@@ -12,9 +11,10 @@ from dataclasses import replace
 
 from backchain.core import plan as planner
 from backchain.core.errors import EngineError, PlanError
-from backchain.core.graph import ImageGraph, Layer
+from backchain.core.graph import ImageGraph
 from backchain.core.model import CommitPlan, CommitRequest, EngineKind, Step, StepKind
 from backchain.engines.base import ImageTarget, LibvirtTarget, Target
+from backchain.engines.libvirt import snapshots as libvirt_snapshots
 from backchain.engines.libvirt import steps as libvirt_steps
 from backchain.engines.libvirt.jobs import RunningSession, set_speed
 from backchain.engines.libvirt.read import (
@@ -33,6 +33,8 @@ from backchain.engines.libvirt.read import (
     read_domain_graph,
     require_libvirt,
 )
+from backchain.engines.libvirt.snapshot_xml import Snapshot, guarded, is_metadata_step
+from backchain.engines.libvirt.steps import RULES, libvirt_label
 from backchain.engines.progress import CancelToken, ProgressSink
 from backchain.engines.qemu_img.engine import QemuImgEngine, QemuImgSession, written_images
 from backchain.engines.qemu_img.words import describe_state
@@ -40,10 +42,12 @@ from backchain.engines.qemu_img.words import describe_state
 __all__ = [
     "DEFAULT_URI",
     "INSTALL_HINT",
+    "RULES",
     "DomainInfo",
     "LibvirtEngine",
     "LibvirtTarget",
     "active_layer",
+    "libvirt_label",
     "list_domains",
     "plan_commit",
     "plan_for_graph",
@@ -56,40 +60,6 @@ _QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 _DEFINE_LOCK = threading.Lock()
 
 
-def libvirt_label(layer: Layer) -> str:
-    """libvirt names layers by index (vda[2]) where it can."""
-    return layer.extra.get("label") or layer.path
-
-
-def disk_label(layer: Layer) -> str:
-    """libvirt names a chain by its disk's target (vda)."""
-    return layer.extra.get("disk") or libvirt_label(layer)
-
-
-_INDEX = re.compile(r"(?P<disk>[^\[\]]+)\[(?P<index>[0-9]+)\]")
-
-
-def index_error(key: str, disk: str) -> str | None:
-    """libvirt 9.0's words for a ``vda[N]`` index that is not in (or below top in) the chain."""
-    match = _INDEX.fullmatch(key)
-    if match is None:
-        return None
-    if match["disk"] != disk:
-        return f"requested target '{match['disk']}' does not match target '{disk}'"
-    return f"could not find backing store index '{match['index']}' in chain for '{disk}'"
-
-
-RULES = planner.PlanRules(
-    live=True,
-    refuse_in_use=False,
-    writes=planner.WriteCheck.NONE,
-    check_space=False,
-    label=libvirt_label,
-    disk=disk_label,
-    lookup_error=index_error,
-)
-
-
 def plan_running(graph: ImageGraph, request: CommitRequest) -> CommitPlan:
     """A running domain's plan on a graph: libvirt's rules, then virDomainBlockCommit's calls."""
     request = replace(request, engine=EngineKind.LIBVIRT)
@@ -98,15 +68,23 @@ def plan_running(graph: ImageGraph, request: CommitRequest) -> CommitPlan:
 
 
 def plan_commit(
-    target: LibvirtTarget, request: CommitRequest, *, repoint: bool = False
+    target: LibvirtTarget,
+    request: CommitRequest,
+    *,
+    repoint: bool = False,
+    drop_snapshot_metadata: bool = False,
 ) -> CommitPlan:
     """The plan for one disk: virDomainBlockCommit when the domain runs, qemu-img when it is off.
 
     ``request.image`` is ignored (the disk's active layer is the chain); when top is the active
-    layer of a running domain, ACTIVE is turned on and the plan says so.
+    layer of a running domain, ACTIVE is turned on and the plan says so. A commit that changes
+    a file named by a libvirt snapshot is refused unless ``drop_snapshot_metadata``.
     """
     graph, info, running = domain_graph(target.uri, target.domain, target.disk)
-    return plan_for_graph(target, graph, info, running, request, repoint=repoint)
+    found = libvirt_snapshots.read_snapshots(target.uri, target.domain)
+    drop = drop_snapshot_metadata
+    return plan_for_graph(target, graph, info, running, request, repoint=repoint,
+                          snapshots=found, drop_snapshot_metadata=drop)  # fmt: skip
 
 
 def active_layer(graph: ImageGraph) -> str:
@@ -126,8 +104,17 @@ def plan_for_graph(
     request: CommitRequest,
     *,
     repoint: bool = False,
+    snapshots: Sequence[Snapshot] | None = None,
+    drop_snapshot_metadata: bool = False,
 ) -> CommitPlan:
-    """plan_commit on a graph already read (the window plans on every click without I/O)."""
+    """plan_commit on a graph already read (the window plans on every click without I/O).
+
+    With the domain's ``snapshots`` (read_snapshots), a commit that changes a file they name is
+    refused unless ``drop_snapshot_metadata``; then the plan's last step drops their metadata.
+    """
+    if snapshots is not None:
+        plan = plan_for_graph(target, graph, info, running, request, repoint=repoint)
+        return guarded(plan, snapshots, target.uri, target.domain, drop_snapshot_metadata)
     local = is_local(target.uri)
     active_path = active_layer(graph)
     notes: list[str] = []
@@ -253,8 +240,14 @@ class LibvirtEngine:
         return [p for p in written_images(plan) if os.path.isabs(p)]
 
     def preflight(self, plan: CommitPlan, target: Target) -> None:
-        """The domain is still in the state the plan was made for; offline, the qemu-img check."""
+        """The domain is still in the state the plan was made for; offline, the qemu-img check.
+
+        A snapshot deletion: libvirt would still delete the snapshot as planned.
+        """
         lv = _target(target)
+        if libvirt_snapshots.is_snapshot_delete_plan(plan):
+            libvirt_snapshots.check_still_planned(plan, lv.uri, lv.domain, resuming=False)
+            return
         shut_off = is_shut_off_plan(plan)
         check_state(lv, want_running=not shut_off)
         if shut_off:
@@ -263,6 +256,9 @@ class LibvirtEngine:
     def resume_check(self, plan: CommitPlan, done: int, target: Target) -> None:
         """A shut-off job's files are where it left them; a running one re-attaches."""
         lv = _target(target)
+        if libvirt_snapshots.is_snapshot_delete_plan(plan):
+            libvirt_snapshots.check_still_planned(plan, lv.uri, lv.domain, resuming=True)
+            return
         shut_off = is_shut_off_plan(plan)
         check_state(lv, want_running=not shut_off)
         if shut_off:
@@ -279,9 +275,16 @@ class LibvirtEngine:
 
     def state_after(self, plan: CommitPlan, done: Sequence[Step], failed: Step | None) -> str:
         """Where every file stands after ``done``."""
+        name = os.path.basename
+        if failed is not None and is_metadata_step(failed):
+            return "The commit succeeded; the snapshots' metadata may still be there."
+        if libvirt_snapshots.is_snapshot_delete_plan(plan):
+            return (
+                "libvirt keeps the snapshot until every disk's commit has ended; "
+                f"'virsh snapshot-list {plan_domain(plan)}' shows where it stands."
+            )
         if is_shut_off_plan(plan):
             return describe_state(plan, done, failed)
-        name = os.path.basename
         return f"{name(plan.top)} and everything above it still read correctly."
 
 
@@ -292,8 +295,13 @@ class LibvirtSession:
         self.plan = plan
         self.target = target
         self.outcome: str | None = None
+        snapshot_job = libvirt_snapshots.is_snapshot_delete_plan(plan)
         self._offline = QemuImgSession(plan) if is_shut_off_plan(plan) else None
-        self._running = None if self._offline else RunningSession(plan, target.uri, target.domain)
+        self._running = (
+            None
+            if self._offline or snapshot_job
+            else RunningSession(plan, target.uri, target.domain)
+        )
 
     def close(self) -> None:
         """Close the libvirt connection, if one was opened."""
@@ -302,6 +310,9 @@ class LibvirtSession:
 
     def run_step(self, index: int, step: Step, sink: ProgressSink, cancel: CancelToken) -> None:
         """One step: a libvirt call, or a qemu-img process for a shut-off domain."""
+        if step.kind is StepKind.LIBVIRT_SNAPSHOT_DELETE:
+            self._snapshot_delete(step, sink, cancel)
+            return
         if self._running is not None:
             self._running.run_step(index, step, sink, cancel)
             self.outcome = self._running.outcome
@@ -332,3 +343,29 @@ class LibvirtSession:
             f"Committed {os.path.basename(self.plan.top)} into {os.path.basename(self.plan.base)}."
             f" Disk {disk} of '{self.target.domain}' now uses {call['source']}."
         )
+
+    def _snapshot_delete(self, step: Step, sink: ProgressSink, cancel: CancelToken) -> None:
+        """virDomainSnapshotDelete: a snapshot's deletion, or the metadata a commit drops."""
+        uri, domain = self.target.uri, self.target.domain
+        if not is_metadata_step(step):
+            self.outcome = libvirt_snapshots.run_snapshot_delete(uri, domain, step, sink, cancel)
+            return
+        dropped = libvirt_snapshots.drop_metadata(uri, domain, step, sink)
+        self.outcome = f"{self.outcome or committed(self.plan)} {dropped}"
+
+
+def plan_domain(plan: CommitPlan) -> str:
+    """The domain a libvirt plan's calls name."""
+    return next((str(s.call["domain"]) for s in plan.steps if s.call and "domain" in s.call),
+                "DOMAIN")  # fmt: skip
+
+
+def committed(plan: CommitPlan) -> str:
+    """What a commit did, when no step said it better."""
+    name = os.path.basename
+    text = f"Committed {name(plan.top)} into {name(plan.base)}."
+    if plan.rebased:
+        text += " Re-pointed " + ", ".join(name(r.image) for r in plan.rebased) + "."
+    if plan.deleted:
+        text += " Deleted " + ", ".join(name(p) for p in plan.deleted) + "."
+    return text

@@ -185,11 +185,16 @@ def list_domains(uri: str) -> list[DomainInfo]:
     try:
         result = []
         for dom in conn.listAllDomains(0):
-            running, _off = domain_state(dom)
-            xml = dom.XMLDesc(0)
-            result.append(
-                DomainInfo(dom.name(), running, bool(dom.isPersistent()), parse_disks(xml))
-            )
+            try:
+                xml = dom.XMLDesc(0)
+                persistent = bool(dom.isPersistent())
+                state, _reason = dom.state()
+            except libvirt.libvirtError as err:
+                if err.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                    continue  # a transient domain went away while the list was read
+                raise
+            running = state not in (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_CRASHED)
+            result.append(DomainInfo(dom.name(), running, persistent, parse_disks(xml)))
         return sorted(result, key=lambda d: d.name)
     except libvirt.libvirtError as err:
         raise libvirt_error(err, f"listing domains on {uri}") from err

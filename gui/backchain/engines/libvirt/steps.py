@@ -2,13 +2,50 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 
-from backchain.core.graph import ImageGraph
+from backchain.core import plan as planner
+from backchain.core.graph import ImageGraph, Layer
 from backchain.core.model import CommitPlan, CommitRequest, EngineKind, OnReady, Step, StepKind
 
 PIVOT_FLAG = "VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT"
+
+
+def libvirt_label(layer: Layer) -> str:
+    """libvirt names layers by index (vda[2]) where it can."""
+    return layer.extra.get("label") or layer.path
+
+
+def disk_label(layer: Layer) -> str:
+    """libvirt names a chain by its disk's target (vda)."""
+    return layer.extra.get("disk") or libvirt_label(layer)
+
+
+_INDEX = re.compile(r"(?P<disk>[^\[\]]+)\[(?P<index>[0-9]+)\]")
+
+
+def index_error(key: str, disk: str) -> str | None:
+    """libvirt 9.0's words for a ``vda[N]`` index that is not in (or below top in) the chain."""
+    match = _INDEX.fullmatch(key)
+    if match is None:
+        return None
+    if match["disk"] != disk:
+        return f"requested target '{match['disk']}' does not match target '{disk}'"
+    return f"could not find backing store index '{match['index']}' in chain for '{disk}'"
+
+
+RULES = planner.PlanRules(
+    live=True,
+    refuse_in_use=False,
+    writes=planner.WriteCheck.NONE,
+    check_space=False,
+    label=libvirt_label,
+    disk=disk_label,
+    lookup_error=index_error,
+)
+"""The planner's rules for a running domain: libvirt opens the images, and it writes them."""
 
 
 def commit_flags(request: CommitRequest, deleted: Sequence[str], active_commit: bool) -> list[str]:
