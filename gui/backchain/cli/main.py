@@ -14,13 +14,13 @@ from typing import Any
 from backchain import __version__
 from backchain.cli import libvirt as cli_libvirt
 from backchain.cli import qmp as cli_qmp
+from backchain.cli.terminal import TerminalSink
 from backchain.core.describe import consequences, human_bytes
 from backchain.core.errors import BackchainError, EngineError
 from backchain.core.graph import ImageGraph, Layer
-from backchain.core.model import CommitPlan, CommitRequest
-from backchain.engines.registry import make_plan
+from backchain.core.model import CommitPlan, CommitRequest, EngineKind
 from backchain.engines.progress import CancelToken
-from backchain.cli.terminal import TerminalSink
+from backchain.engines.registry import make_plan
 
 SUBCOMMANDS = ("chain", "plan", "commit", "demo", "gui", "resume")
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
@@ -110,7 +110,9 @@ def load_graph(args: argparse.Namespace) -> ImageGraph:
     return open_graph(args.image, scan_dirs=args.scan)
 
 
-def request_from(args: argparse.Namespace, image: str, engine: str = "qemu-img") -> CommitRequest:
+def request_from(
+    args: argparse.Namespace, image: str, engine: EngineKind | str = EngineKind.QEMU_IMG
+) -> CommitRequest:
     """The CommitRequest the plan/commit options describe."""
     return CommitRequest(
         image=image,
@@ -121,7 +123,7 @@ def request_from(args: argparse.Namespace, image: str, engine: str = "qemu-img")
         keep_relative=args.keep_relative,
         rate=getattr(args, "rate", 0) or 0,
         verify=not args.no_verify,
-        engine=engine,
+        engine=EngineKind(engine),
     )
 
 
@@ -166,7 +168,7 @@ def cmd_chain(args: argparse.Namespace) -> int:
             "image": active,
             "chain": [layer_json(layer) for layer in chain],
             "others": [layer_json(layer) for layer in others],
-            "edges": [[a, b] for a, b in graph.nx.edges],
+            "edges": [[a, b] for a, b in graph.edges],
         }
         print(json.dumps(document, indent=2))
         return EXIT_OK
