@@ -7,11 +7,13 @@ import json
 import sys
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from backchain.engines import journal
-from backchain.engines.progress import CancelToken
 from backchain.cli.terminal import TerminalSink
+from backchain.engines.progress import CancelToken
+
+if TYPE_CHECKING:
+    from backchain.engines import journal
 
 
 def add_parser(sub: Any) -> None:
@@ -30,6 +32,8 @@ def add_parser(sub: Any) -> None:
 
 def job_json(record: journal.JobRecord) -> dict[str, Any]:
     """One unfinished job, for --json output."""
+    from backchain.engines import journal
+
     return {
         "id": record.id,
         "message": journal.describe(record),
@@ -44,6 +48,8 @@ def job_json(record: journal.JobRecord) -> dict[str, Any]:
 
 def warn_unfinished(paths: Iterable[str]) -> list[dict[str, Any]]:
     """Print a notice for each unfinished job touching ``paths`` to stderr; return them."""
+    from backchain.engines import journal
+
     records = journal.unfinished_jobs(paths)
     for record in records:
         print(
@@ -57,6 +63,8 @@ def warn_unfinished(paths: Iterable[str]) -> list[dict[str, Any]]:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     """``backchain resume [--dismiss] [ID]``."""
+    from backchain.engines import journal
+
     if not args.job:
         records = journal.unfinished_jobs()
         if args.json:

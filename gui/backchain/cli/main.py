@@ -9,18 +9,18 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backchain import __version__
 from backchain.cli import libvirt as cli_libvirt
 from backchain.cli import qmp as cli_qmp
-from backchain.cli.terminal import TerminalSink
-from backchain.core.describe import consequences, human_bytes
 from backchain.core.errors import BackchainError, EngineError
-from backchain.core.graph import ImageGraph, Layer
-from backchain.core.model import CommitPlan, CommitRequest, EngineKind
-from backchain.engines.progress import CancelToken
-from backchain.engines.registry import make_plan
+from backchain.core.model import CommitRequest, EngineKind
+
+if TYPE_CHECKING:
+    from backchain.core.graph import ImageGraph, Layer
+    from backchain.core.model import CommitPlan
+    from backchain.engines.progress import CancelToken
 
 SUBCOMMANDS = ("chain", "plan", "commit", "demo", "gui", "resume")
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
@@ -155,6 +155,8 @@ def _active_of(graph: ImageGraph, image: str) -> str:
 
 def cmd_chain(args: argparse.Namespace) -> int:
     """``backchain chain``."""
+    from backchain.core.describe import human_bytes
+
     graph = load_graph(args)
     active = _active_of(graph, args.image)
     chain = graph.chain(active)
@@ -184,6 +186,8 @@ def cmd_chain(args: argparse.Namespace) -> int:
 
 def compute_plan(args: argparse.Namespace) -> CommitPlan:
     """Load the graph and plan the request the options describe."""
+    from backchain.engines.registry import make_plan
+
     graph = load_graph(args)
     request = request_from(args, _active_of(graph, args.image))
     if args.qmp:
@@ -193,6 +197,8 @@ def compute_plan(args: argparse.Namespace) -> CommitPlan:
 
 def print_plan(plan: CommitPlan, as_json: bool) -> None:
     """Show a plan as JSON, or in words with the exact commands."""
+    from backchain.core.describe import consequences
+
     if as_json:
         print(json.dumps(plan.to_json(), indent=2))
         return
@@ -234,6 +240,8 @@ def run_cancellable(work: Callable[[], None], cancel: CancelToken, name: str) ->
 
 def execute(plan: CommitPlan, as_json: bool, connection: object | None = None) -> int:
     """Run a plan in a worker thread so that Ctrl-C cancels it cleanly."""
+    from backchain.cli.terminal import TerminalSink
+    from backchain.engines.progress import CancelToken
     from backchain.engines.runner import run_plan
 
     cancel = CancelToken()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from backchain.core.errors import EngineError, ImageError
@@ -12,8 +11,8 @@ from backchain.core.extents import ExtentSet
 from backchain.core.graph import ImageGraph, Layer
 from backchain.engines import image_locks
 from backchain.engines.files import facts as locks
-from backchain.engines.files import qemu_info as qemu_img
 from backchain.engines.files import qcow2_alloc
+from backchain.engines.files import qemu_info as qemu_img
 from backchain.engines.files.qcow2 import Qcow2Header, read_header, unsafe_backing_reason
 
 SUPPORTED_BACKING_FORMATS = ("qcow2", "raw")
@@ -246,6 +245,8 @@ def load_extents(
         wanted = [layer for layer in wanted if layer.path not in found]
         if not wanted:
             return graph.with_extents(found)
+    from concurrent.futures import ThreadPoolExecutor  # only here: it imports logging
+
     workers = jobs or min(8, (os.cpu_count() or 2) * 2)
 
     def one(layer: Layer) -> ExtentSet:
