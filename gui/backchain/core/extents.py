@@ -380,12 +380,15 @@ class Bitmap:
     word-wise AND/OR over ``units / 64`` words, whatever the number of ranges.
     """
 
-    __slots__ = ("shift", "units", "words")
+    __slots__ = ("_any", "shift", "units", "words")
 
     def __init__(self, words: Words, shift: int, units: int) -> None:
         self.words = words
         self.shift = shift
         self.units = units
+        # Siblings share their parent's bitmap in the exposure walk, and each asks whether it
+        # is empty: scan the words once.
+        self._any: bool | None = None
 
     @classmethod
     def empty(cls, shift: int, units: int) -> Bitmap:
@@ -419,12 +422,15 @@ class Bitmap:
         toggles = np.zeros(size + 1, dtype=np.uint8)
         toggles[unit_starts] = 1
         toggles[unit_ends] = 1
-        words = np.packbits(toggles[:size], bitorder="little").view("<u8").astype(np.uint64)
+        words = (
+            np.packbits(toggles[:size], bitorder="little").view("<u8").astype(np.uint64, copy=False)
+        )
         for step in (1, 2, 4, 8, 16, 32):
             words ^= words << np.uint64(step)
-        parity = (words >> np.uint64(63)).astype(bool)
+        # The running parity is the low bit of a running count; uint8 wraps, keeping that bit.
+        parity = (words >> np.uint64(63)).astype(np.uint8)
         carry = np.zeros(words.size, dtype=bool)
-        carry[1:] = np.logical_xor.accumulate(parity)[:-1]
+        np.bitwise_and(np.cumsum(parity[:-1], dtype=np.uint8), 1, out=carry[1:], casting="unsafe")
         np.invert(words, out=words, where=carry)
         return cls(words, shift, units)
 
@@ -437,7 +443,19 @@ class Bitmap:
 
     def any(self) -> bool:
         """Whether any unit is set."""
-        return bool(self.words.any())
+        if self._any is None:
+            self._any = bool(self.words.any())
+        return self._any
+
+    @classmethod
+    def union_of(cls, items: Iterable[Bitmap], shift: int, units: int) -> Bitmap:
+        """Word-wise OR of any number of bitmaps into one new array, in place."""
+        import numpy as np
+
+        words = np.zeros((units + 63) // 64, dtype=np.uint64)
+        for item in items:
+            np.bitwise_or(words, item.words, out=words)
+        return cls(words, shift, units)
 
     @property
     def size(self) -> int:
