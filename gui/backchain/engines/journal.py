@@ -21,6 +21,8 @@ from backchain.engines.state import STATE_ENV, process_alive, process_start_time
 
 __all__ = ["STATE_ENV", "JobRecord", "Journal", "JournalingSink", "state_dir"]
 FORMAT_VERSION = 2
+PROGRESS_INTERVAL = 0.1
+"""Seconds between two progress writes of a record (step boundaries are always written)."""
 
 
 def jobs_dir() -> str:
@@ -31,8 +33,9 @@ def jobs_dir() -> str:
 def _write_atomic(path: str, document: Mapping[str, Any], durable: bool) -> None:
     """Replace ``path`` in one step, so that a crash leaves the old record or the new one."""
     temporary = f"{path}.{os.getpid()}.tmp"
+    text = json.dumps(document, indent=1)  # one write: json.dump writes chunk by chunk
     with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(document, handle, indent=1)
+        handle.write(text)
         if durable:
             handle.flush()
             os.fsync(handle.fileno())
@@ -123,12 +126,19 @@ class Journal:
         self.document["fraction"] = 0.0
         self._last_percent = 0
         self._try_save(durable=True)
+        self._last_write = time.monotonic()
 
     def progressed(self, fraction: float) -> None:
-        """The current step is ``fraction`` done (written at most once per percent)."""
+        """The current step is ``fraction`` done (written at most once per percent).
+
+        At most every PROGRESS_INTERVAL seconds, too: a fast commit reports a percent every
+        few milliseconds, and each write of the record costs about 2 ms.
+        """
         percent = int(fraction * 100)
         self.document["fraction"] = fraction
         now = time.monotonic()
+        if now - self._last_write < PROGRESS_INTERVAL:
+            return
         if percent != self._last_percent or now - self._last_write > 1.0:
             self._last_percent = percent
             self._last_write = now
