@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 from backchain.core.errors import ImageError
 from backchain.core.extents import ExtentSet
-from backchain.engines.files.qcow2 import image_error_from_os
+from backchain.engines.files.qcow2 import Qcow2Header, image_error_from_os
 
 _MAGIC = b"QFI\xfb"
 # magic, version, backing offset/size, cluster bits, size, crypt, l1 size, l1 offset, ...
@@ -74,19 +74,32 @@ def _read_geometry(path: str, fd: int) -> _Geometry:
         raise FallbackRequired(
             path, f"has qcow2 version {version}, which this reader does not know"
         )
-    if not 9 <= cluster_bits <= 21:
-        raise ImageError(path, f"has a corrupt qcow2 header (cluster bits {cluster_bits})")
     incompatible = 0
     if version == 3:
         if len(blob) < _HEADER.size + _V3_FEATURES.size:
             raise ImageError(path, "has a truncated qcow2 version 3 header")
         incompatible = _V3_FEATURES.unpack_from(blob, _HEADER.size)[0]
-    if incompatible & _INCOMPAT_DATA_FILE:
+    return _checked_geometry(path, cluster_bits, virtual_size, l1_size, l1_offset, incompatible)
+
+
+def _header_geometry(header: Qcow2Header) -> _Geometry:
+    """The same geometry from a header already parsed by qcow2.read_header."""
+    cluster_bits = header.cluster_size.bit_length() - 1
+    return _checked_geometry(header.path, cluster_bits, header.virtual_size, header.l1_size,
+                             header.l1_offset, header.incompatible_features)  # fmt: skip
+
+
+def _checked_geometry(
+    path: str, cluster_bits: int, virtual_size: int, l1_size: int, l1_offset: int, incompat: int
+) -> _Geometry:
+    if not 9 <= cluster_bits <= 21:
+        raise ImageError(path, f"has a corrupt qcow2 header (cluster bits {cluster_bits})")
+    if incompat & _INCOMPAT_DATA_FILE:
         raise FallbackRequired(path, "keeps its data in an external data file")
-    unknown = incompatible & ~(_HARMLESS | _INCOMPAT_EXTL2)
+    unknown = incompat & ~(_HARMLESS | _INCOMPAT_EXTL2)
     if unknown:
         raise FallbackRequired(path, f"uses unknown incompatible qcow2 features ({unknown:#x})")
-    extended = bool(incompatible & _INCOMPAT_EXTL2)
+    extended = bool(incompat & _INCOMPAT_EXTL2)
     if extended and cluster_bits < 14:
         raise ImageError(path, "has extended L2 entries with clusters below 16 KiB (corrupt)")
     if l1_size * 8 > _MAX_L1_BYTES:
@@ -123,29 +136,34 @@ def _runs(
     return starts, ends
 
 
-def own_allocation(path: str, *, vectorised: bool | None = None) -> ExtentSet:
+def own_allocation(
+    path: str, *, vectorised: bool | None = None, header: Qcow2Header | None = None
+) -> ExtentSet:
     """The byte ranges this qcow2 layer defines itself, as data or as zero clusters.
 
     This equals the ``present`` entries of ``qemu-img map`` on the layer opened alone (with
     ``"backing": null``). Raises FallbackRequired for an external data file or unknown features,
     and ImageError for anything unreadable or inconsistent. The file is only read.
     ``vectorised`` picks numpy (True) or Python (False) for standard L2 tables; by default
-    numpy reads large tables, or any table once numpy is loaded anyway.
+    numpy reads large tables, or any table once numpy is loaded anyway. ``header``, when the
+    caller has just parsed it, spares a second read of the header.
     """
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError as err:
         raise image_error_from_os(path, err) from err
     try:
-        return _own_allocation(path, fd, vectorised)
+        return _own_allocation(path, fd, vectorised, header)
     except OSError as err:
         raise image_error_from_os(path, err) from err
     finally:
         os.close(fd)
 
 
-def _own_allocation(path: str, fd: int, vectorised: bool | None) -> ExtentSet:
-    geo = _read_geometry(path, fd)
+def _own_allocation(
+    path: str, fd: int, vectorised: bool | None, header: Qcow2Header | None
+) -> ExtentSet:
+    geo = _read_geometry(path, fd) if header is None else _header_geometry(header)
     cluster = 1 << geo.cluster_bits
     if geo.l1_size == 0 or geo.virtual_size == 0:
         return ExtentSet.empty()
