@@ -21,6 +21,13 @@ def open_window(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; the exit status follows the CLI's rules (0, 1 failed, 2 refused)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["--version"]:
+        # Scripts ask this to probe for Backchain: answer before the parser is even built.
+        from backchain import __version__
+
+        print(f"backchain {__version__}")
+        return 0
     from backchain.cli.commands import main as run
 
-    return run(argv, open_window)
+    return run(args, open_window)

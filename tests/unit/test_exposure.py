@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from backchain.core import exposure
 from backchain.core.exposure import SMALL_BITMAP_UNITS, RangeAlgebra, _Walk, expose
 from backchain.core.extents import ExtentSet
 from backchain.core.graph import ImageGraph, Layer
@@ -133,7 +134,13 @@ def test_bitmaps_and_sorted_ranges_give_the_same_exposure(
 ) -> None:
     graph, chain, top, base = case
     assert SMALL_BITMAP_UNITS > 1000  # so that expose() does take the bitmap path here
-    assert expose(graph, chain, top, base) == _Walk(RangeAlgebra()).run(graph, chain, top, base)
+    saved = exposure.FEW_RANGES
+    try:
+        exposure.FEW_RANGES = -1  # few ranges would otherwise take the sorted-range path
+        with_bitmaps = expose(graph, chain, top, base)
+    finally:
+        exposure.FEW_RANGES = saved
+    assert with_bitmaps == _Walk(RangeAlgebra()).run(graph, chain, top, base)
 
 
 def test_byte_granular_extents_far_into_a_large_disk_give_exact_bytes() -> None:

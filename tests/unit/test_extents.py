@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backchain.core.extents import Bitmap, ExtentSet, union_all
+from backchain.core.extents import PURE_LIMIT, Bitmap, ExtentSet, union_all
 
 ranges = st.lists(st.tuples(st.integers(0, 200), st.integers(0, 40)), max_size=12)
 
@@ -119,3 +120,31 @@ def test_alignment_shift_is_the_largest_power_of_two_dividing_every_boundary(
 def test_a_misaligned_set_is_refused_as_a_bitmap() -> None:
     with pytest.raises(ValueError, match="not aligned"):
         Bitmap.from_extents(ExtentSet.span(0, 3), 1, 8)
+
+
+def as_arrays(extents: ExtentSet) -> ExtentSet:
+    """The same set held as numpy arrays, so that its operations take the numpy path."""
+    return ExtentSet(np.array(extents.starts), np.array(extents.ends), normalised=True)
+
+
+@given(ranges, ranges, st.integers(-5, 260))
+def test_list_and_array_sets_give_the_same_results(a: list, b: list, limit: int) -> None:
+    ea, _ = from_pairs(a)
+    eb, _ = from_pairs(b)
+    na, nb = as_arrays(ea), as_arrays(eb)
+    assert na == ea and hash(na) == hash(ea)
+    assert list(na.union(nb)) == list(ea.union(eb)) == list(na.union(eb))
+    assert list(na.intersection(nb)) == list(ea.intersection(eb)) == list(ea.intersection(nb))
+    assert list(na.difference(nb)) == list(ea.difference(eb))
+    assert na.intersection_size(nb) == ea.intersection_size(eb)
+    assert list(na.clip(limit)) == list(ea.clip(limit))
+    assert list(na.complement(max(limit, 0))) == list(ea.complement(max(limit, 0)))
+    assert na.size == ea.size and na.end == ea.end
+    assert na.alignment_shift == ea.alignment_shift
+
+
+def test_sets_beyond_the_pure_limit_are_held_as_arrays() -> None:
+    many = [(offset * 4, 1) for offset in range(PURE_LIMIT + 1)]
+    big = ExtentSet.from_ranges(many)
+    assert len(big) == PURE_LIMIT + 1 and big == as_arrays(big)
+    assert big.union(ExtentSet.span(1, 2)).size == big.size + 1

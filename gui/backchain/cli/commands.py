@@ -132,7 +132,7 @@ def cmd_chain(args: argparse.Namespace) -> int:
             "image": active,
             "chain": [{**layer_json(x), "ledger": marks.get(x.path)} for x in chain],
             "others": [{**layer_json(x), "ledger": marks.get(x.path)} for x in others],
-            "edges": [[a, b] for a, b in graph.nx.edges],
+            "edges": [[a, b] for a, b in graph.edges],
         }
         print(json.dumps(document, indent=2))
         return EXIT_OK

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from backchain.core.extents import Bitmap, ExtentSet, union_all
+from backchain.core.extents import PURE_LIMIT, Bitmap, ExtentSet, union_all
 from backchain.core.graph import ImageGraph, Layer
 
 T = TypeVar("T")
@@ -21,6 +21,9 @@ _UNITS_PER_RANGE = 16
 # only while that stays small, and convert them again otherwise.
 _KEEP_BYTES = 256 << 20
 _LARGEST_UNIT_SHIFT = 30
+# Up to this many ranges in the merged layers and base, sorted ranges are cheap whatever the
+# representation, and list-held sets keep the plan in pure Python (no numpy import).
+FEW_RANGES = PURE_LIMIT
 
 
 class Algebra(Protocol[T]):
@@ -98,10 +101,7 @@ class BitmapAlgebra:
 
     def union(self, items: Iterable[Bitmap]) -> Bitmap:
         """Word-wise OR, one item at a time (so a generator never holds them all)."""
-        result = Bitmap.empty(self.shift, self.units)
-        for item in items:
-            result = result | item
-        return result
+        return Bitmap.union_of(items, self.shift, self.units)
 
     def minus(self, a: Bitmap, b: Bitmap) -> Bitmap:
         """Word-wise AND NOT."""
@@ -167,7 +167,7 @@ class _Walk(Generic[T]):
         top_path = chain[top].path
         exposed: dict[str, int | None] = {}
         pending: list[tuple[str, T | None]] = [
-            (child, changed) for child in graph.nx.predecessors(chain[base].path)
+            (child, changed) for child in graph.children(chain[base].path)
         ]
         while pending:
             path, remaining = pending.pop()
@@ -182,13 +182,13 @@ class _Walk(Generic[T]):
                 exposed[path] = 0
             else:
                 mine = self.own(layer, layer.extents, keep=path in merged_paths)
-                if graph.nx.in_degree(path) == 0:
+                if graph.is_active(path):
                     # An active layer: nothing reads through it, so its size is enough.
                     exposed[path] = algebra.minus_size(remaining, mine, layer.virtual_size)
                 else:
                     left = algebra.minus(remaining, mine)
                     exposed[path] = algebra.size_below(left, layer.virtual_size)
-            pending.extend((child, left) for child in graph.nx.predecessors(path))
+            pending.extend((child, left) for child in graph.children(path))
 
         # Pull advice: what lies beneath each merged layer, accumulated from base upwards.
         pulls: list[int | None] = []
@@ -223,6 +223,9 @@ def expose(graph: ImageGraph, chain: Sequence[Layer], top: int, base: int) -> Ex
     end = max((extents.end for extents in known), default=0)
     shift = min([_LARGEST_UNIT_SHIFT, *(alignment(layer) for layer in chain[top : base + 1])])
     ranges = sum(len(extents) for extents in known)
+    if ranges <= FEW_RANGES:
+        # A few ranges: sorted ranges in pure Python, with no bitmap (and no numpy) at all.
+        return _Walk(RangeAlgebra()).run(graph, chain, top, base)
     affordable = min(MAX_BITMAP_UNITS, max(SMALL_BITMAP_UNITS, _UNITS_PER_RANGE * ranges))
     while True:
         units = (end + (1 << shift) - 1) >> shift

@@ -1,22 +1,37 @@
-"""Sets of byte ranges (half-open extents) with union, intersection, complement and size."""
+"""Sets of byte ranges (half-open extents) with union, intersection, complement and size.
+
+Small sets are plain lists of ints and their arithmetic is pure Python, so that a command on a
+few images never imports numpy; large sets (or any set already held as arrays) use numpy.
+Either way a set is normalised, so both give the same ranges, int for int.
+"""
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
-Offsets = npt.NDArray[np.int64]
-Words = npt.NDArray[np.uint64]
+    Offsets = npt.NDArray[np.int64]
+    Words = npt.NDArray[np.uint64]
 
 # np.sort(kind="stable") is a timsort, which merges already sorted runs in about linear time;
 # beyond a few runs the default (introsort or SIMD) sort of the whole array is faster.
 _FEW_RUNS = 4
 _NO_ALIGNMENT = 62
+PURE_LIMIT = 4096
+"""Up to this many ranges in all, an operation on list-held sets stays in pure Python: below it,
+numpy's import (tens of milliseconds) costs more than the arithmetic it would speed up."""
+
+Lists = tuple[list[int], list[int]]
 
 
 def _sorted(parts: Sequence[Offsets], runs: int | None) -> Offsets:
+    import numpy as np
+
     joined = np.concatenate(parts) if len(parts) != 1 else parts[0]
     if runs is not None and runs <= _FEW_RUNS:
         return np.sort(joined, kind="stable")
@@ -29,6 +44,8 @@ def _merge(starts: Offsets, ends: Offsets) -> tuple[Offsets, Offsets]:
     The i-th smallest start is below the i-th smallest end, so coverage drops to zero right
     after the i-th end exactly when the next start lies beyond it; touching ranges merge.
     """
+    import numpy as np
+
     if starts.size == 0:
         return starts, ends
     gap = starts[1:] > ends[:-1]
@@ -43,8 +60,43 @@ def _merge(starts: Offsets, ends: Offsets) -> tuple[Offsets, Offsets]:
 
 def _normalise(starts: Offsets, ends: Offsets) -> tuple[Offsets, Offsets]:
     """Sort, drop empty ranges and merge overlapping or touching ones."""
+    import numpy as np
+
     keep = ends > starts
     return _merge(np.sort(starts[keep]), np.sort(ends[keep]))
+
+
+def _normalise_pairs(pairs: Iterable[tuple[int, int]]) -> Lists:
+    """The pure-Python _normalise: sort the non-empty ranges, merge overlapping or touching."""
+    starts: list[int] = []
+    ends: list[int] = []
+    for start, end in sorted((s, e) for s, e in pairs if e > s):
+        if ends and start <= ends[-1]:
+            ends[-1] = max(ends[-1], end)
+        else:
+            starts.append(start)
+            ends.append(end)
+    return starts, ends
+
+
+def _intersect_lists(a: Lists, b: Lists) -> Lists:
+    """A sweep over two normalised sets; the pieces come out sorted and never touching."""
+    a_starts, a_ends = a
+    b_starts, b_ends = b
+    starts: list[int] = []
+    ends: list[int] = []
+    i = j = 0
+    while i < len(a_starts) and j < len(b_starts):
+        low = max(a_starts[i], b_starts[j])
+        high = min(a_ends[i], b_ends[j])
+        if low < high:
+            starts.append(low)
+            ends.append(high)
+        if a_ends[i] < b_ends[j]:
+            i += 1
+        else:
+            j += 1
+    return starts, ends
 
 
 class ExtentSet:
@@ -54,65 +106,101 @@ class ExtentSet:
     are sweeps over already sorted boundaries rather than fresh sorts of arbitrary ranges.
     """
 
-    __slots__ = ("_bitmaps", "_ends", "_shift", "_starts")
+    __slots__ = ("_arrays", "_bitmaps", "_lists", "_shift")
 
-    def __init__(self, starts: Offsets, ends: Offsets, *, normalised: bool = False) -> None:
+    def __init__(self, starts: Any, ends: Any, *, normalised: bool = False) -> None:
         # Derived forms are cached: the window re-plans the same graph on every click.
         self._bitmaps: dict[tuple[int, int], Bitmap] = {}
         self._shift: int | None = None
-        if not normalised:
-            starts, ends = _normalise(
-                np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
+        self._lists: Lists | None = None
+        self._arrays: tuple[Offsets, Offsets] | None = None
+        if isinstance(starts, list) and isinstance(ends, list) and len(starts) <= PURE_LIMIT:
+            self._lists = (
+                (starts, ends) if normalised else _normalise_pairs(zip(starts, ends, strict=True))
             )
+            return
+        import numpy as np
+
+        starts = np.asarray(starts, dtype=np.int64)
+        ends = np.asarray(ends, dtype=np.int64)
+        if not normalised:
+            starts, ends = _normalise(starts, ends)
         starts.setflags(write=False)
         ends.setflags(write=False)
-        self._starts = starts
-        self._ends = ends
+        self._arrays = (starts, ends)
 
     @classmethod
     def empty(cls) -> ExtentSet:
         """The set that contains no byte."""
-        none = np.zeros(0, dtype=np.int64)
-        return cls(none, none.copy(), normalised=True)
+        return cls([], [], normalised=True)
 
     @classmethod
     def from_ranges(cls, ranges: Iterable[tuple[int, int]]) -> ExtentSet:
         """Build from ``(start, length)`` pairs, in any order, overlapping or not."""
-        pairs = np.array(list(ranges), dtype=np.int64).reshape(-1, 2)
-        return cls(pairs[:, 0].copy(), pairs[:, 0] + pairs[:, 1])
+        pairs = [(int(start), int(start) + int(length)) for start, length in ranges]
+        return cls([s for s, _ in pairs], [e for _, e in pairs])
 
     @classmethod
     def span(cls, start: int, end: int) -> ExtentSet:
         """The single range ``[start, end)``."""
-        return cls(np.array([start], dtype=np.int64), np.array([end], dtype=np.int64))
+        return cls([start], [end])
+
+    def _as_lists(self) -> Lists:
+        if self._lists is None:
+            starts, ends = self.arrays
+            self._lists = (starts.tolist(), ends.tolist())
+        return self._lists
+
+    @property
+    def arrays(self) -> tuple[Offsets, Offsets]:
+        """Starts and ends as read-only int64 arrays (imports numpy)."""
+        if self._arrays is None:
+            import numpy as np
+
+            lists = self._as_lists()
+            starts = np.array(lists[0], dtype=np.int64)
+            ends = np.array(lists[1], dtype=np.int64)
+            starts.setflags(write=False)
+            ends.setflags(write=False)
+            self._arrays = (starts, ends)
+        return self._arrays
 
     @property
     def starts(self) -> Offsets:
         """Start offsets, ascending (read-only array)."""
-        return self._starts
+        return self.arrays[0]
 
     @property
     def ends(self) -> Offsets:
         """End offsets (exclusive), ascending (read-only array)."""
-        return self._ends
+        return self.arrays[1]
 
     def __len__(self) -> int:
-        return int(self._starts.size)
+        if self._lists is not None:
+            return len(self._lists[0])
+        return int(self.arrays[0].size)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         """Yield ``(start, end)`` pairs."""
-        for start, end in zip(self._starts.tolist(), self._ends.tolist(), strict=True):
-            yield int(start), int(end)
+        starts, ends = self._as_lists()
+        return iter(list(zip(starts, ends, strict=True)))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ExtentSet):
             return NotImplemented
+        if len(self) != len(other):
+            return False
+        if self._lists is not None and other._lists is not None:
+            return self._lists == other._lists
+        import numpy as np
+
         return bool(
-            np.array_equal(self._starts, other._starts) and np.array_equal(self._ends, other._ends)
+            np.array_equal(self.starts, other.starts) and np.array_equal(self.ends, other.ends)
         )
 
     def __hash__(self) -> int:
-        return hash((self._starts.tobytes(), self._ends.tobytes()))
+        starts, ends = self._as_lists()
+        return hash((tuple(starts), tuple(ends)))
 
     def __repr__(self) -> str:
         shown = ", ".join(f"[{s}, {e})" for s, e in list(self)[:4])
@@ -122,12 +210,20 @@ class ExtentSet:
     @property
     def size(self) -> int:
         """How many bytes the set covers."""
-        return int(np.sum(self._ends - self._starts))
+        if self._lists is not None:
+            return sum(self._lists[1]) - sum(self._lists[0])
+        import numpy as np
+
+        starts, ends = self.arrays
+        return int(np.sum(ends - starts))
 
     @property
     def end(self) -> int:
         """The end of the last range (0 for the empty set)."""
-        return int(self._ends[-1]) if self._ends.size else 0
+        if self._lists is not None:
+            return self._lists[1][-1] if self._lists[1] else 0
+        ends = self.arrays[1]
+        return int(ends[-1]) if ends.size else 0
 
     def union(self, *others: ExtentSet) -> ExtentSet:
         """Bytes in any of the sets."""
@@ -135,9 +231,18 @@ class ExtentSet:
 
     def complement(self, limit: int) -> ExtentSet:
         """Bytes in ``[0, limit)`` that are not in the set."""
-        starts = np.concatenate([np.zeros(1, dtype=np.int64), self._ends])
-        ends = np.minimum(np.concatenate([self._starts, np.array([limit], dtype=np.int64)]), limit)
         # The gaps of a normalised set are themselves sorted, disjoint and not touching.
+        if _all_pure(self):
+            own_starts, own_ends = self._as_lists()
+            gap_starts = [0, *own_ends]
+            gap_ends = [min(s, limit) for s in own_starts] + [limit]
+            kept = [(s, e) for s, e in zip(gap_starts, gap_ends, strict=True) if e > s]
+            return ExtentSet([s for s, _ in kept], [e for _, e in kept], normalised=True)
+        import numpy as np
+
+        own = self.arrays
+        starts = np.concatenate([np.zeros(1, dtype=np.int64), own[1]])
+        ends = np.minimum(np.concatenate([own[0], np.array([limit], dtype=np.int64)]), limit)
         keep = ends > starts
         return ExtentSet(starts[keep], ends[keep], normalised=True)
 
@@ -147,24 +252,30 @@ class ExtentSet:
         Each set is disjoint, so at most two ranges cover a byte: a byte is in both sets
         exactly when more than k+1 starts and at most k ends lie at or below it.
         """
-        starts = _sorted([self._starts, other._starts], 2)
-        ends = _sorted([self._ends, other._ends], 2)
+        starts = _sorted([self.starts, other.starts], 2)
+        ends = _sorted([self.ends, other.ends], 2)
         return starts[1:], ends[:-1]
 
     def intersection(self, other: ExtentSet) -> ExtentSet:
         """Bytes in both sets."""
         if len(self) == 0 or len(other) == 0:
             return ExtentSet.empty()
-        starts, ends = self._overlaps(other)
-        keep = starts < ends
-        return ExtentSet(starts[keep], ends[keep], normalised=True)
+        if _all_pure(self, other):
+            starts, ends = _intersect_lists(self._as_lists(), other._as_lists())
+            return ExtentSet(starts, ends, normalised=True)
+        starts_a, ends_a = self._overlaps(other)
+        keep = starts_a < ends_a
+        return ExtentSet(starts_a[keep], ends_a[keep], normalised=True)
 
     def intersection_size(self, other: ExtentSet) -> int:
         """``len`` in bytes of the intersection, without building it."""
         if len(self) == 0 or len(other) == 0:
             return 0
-        starts, ends = self._overlaps(other)
-        lengths = ends - starts
+        if _all_pure(self, other):
+            starts, ends = _intersect_lists(self._as_lists(), other._as_lists())
+            return sum(ends) - sum(starts)
+        starts_a, ends_a = self._overlaps(other)
+        lengths = ends_a - starts_a
         return int(lengths[lengths > 0].sum())
 
     def difference(self, other: ExtentSet) -> ExtentSet:
@@ -181,11 +292,21 @@ class ExtentSet:
         """The part of the set below ``limit``."""
         if len(self) == 0 or self.end <= limit:
             return self
-        count = int(np.searchsorted(self._starts, limit, side="left"))
-        ends = self._ends[:count].copy()
-        if count:
-            ends[-1] = min(int(ends[-1]), limit)
-        return ExtentSet(self._starts[:count].copy(), ends, normalised=True)
+        if self._lists is not None:
+            starts, ends = self._lists
+            count = bisect.bisect_left(starts, limit)
+            clipped = ends[:count]
+            if count:
+                clipped[-1] = min(clipped[-1], limit)
+            return ExtentSet(starts[:count], clipped, normalised=True)
+        import numpy as np
+
+        array_starts, array_ends = self.arrays
+        found = int(np.searchsorted(array_starts, limit, side="left"))
+        kept = array_ends[:found].copy()
+        if found:
+            kept[-1] = min(int(kept[-1]), limit)
+        return ExtentSet(array_starts[:found].copy(), kept, normalised=True)
 
     def size_below(self, limit: int) -> int:
         """Bytes of the set below ``limit``."""
@@ -201,7 +322,15 @@ class ExtentSet:
     def _compute_alignment_shift(self) -> int:
         if len(self) == 0:
             return _NO_ALIGNMENT
-        bits = int(np.bitwise_or.reduce(self._starts) | np.bitwise_or.reduce(self._ends))
+        if self._lists is not None:
+            bits = 0
+            for boundary in (*self._lists[0], *self._lists[1]):
+                bits |= boundary
+        else:
+            import numpy as np
+
+            starts, ends = self.arrays
+            bits = int(np.bitwise_or.reduce(starts) | np.bitwise_or.reduce(ends))
         if bits == 0:
             return _NO_ALIGNMENT
         return min((bits & -bits).bit_length() - 1, _NO_ALIGNMENT)
@@ -217,6 +346,17 @@ class ExtentSet:
         return cached
 
 
+def _all_pure(*sets: ExtentSet) -> bool:
+    """Whether every set is held as lists and, together, they are small enough for Python."""
+    total = 0
+    for extents in sets:
+        lists = extents._lists
+        if lists is None:
+            return False
+        total += len(lists[0])
+    return total <= PURE_LIMIT
+
+
 def union_all(sets: Iterable[ExtentSet]) -> ExtentSet:
     """Union of any number of sets: one sort of all starts and one of all ends."""
     present = [s for s in sets if len(s)]
@@ -224,6 +364,9 @@ def union_all(sets: Iterable[ExtentSet]) -> ExtentSet:
         return ExtentSet.empty()
     if len(present) == 1:
         return present[0]
+    if _all_pure(*present):
+        pairs = [pair for extents in present for pair in extents]
+        return ExtentSet(*_normalise_pairs(pairs), normalised=True)
     starts = _sorted([s.starts for s in present], len(present))
     ends = _sorted([s.ends for s in present], len(present))
     merged_starts, merged_ends = _merge(starts, ends)
@@ -237,16 +380,21 @@ class Bitmap:
     word-wise AND/OR over ``units / 64`` words, whatever the number of ranges.
     """
 
-    __slots__ = ("shift", "units", "words")
+    __slots__ = ("_any", "shift", "units", "words")
 
     def __init__(self, words: Words, shift: int, units: int) -> None:
         self.words = words
         self.shift = shift
         self.units = units
+        # Siblings share their parent's bitmap in the exposure walk, and each asks whether it
+        # is empty: scan the words once.
+        self._any: bool | None = None
 
     @classmethod
     def empty(cls, shift: int, units: int) -> Bitmap:
         """No unit set."""
+        import numpy as np
+
         return cls(np.zeros((units + 63) // 64, dtype=np.uint64), shift, units)
 
     @classmethod
@@ -257,6 +405,8 @@ class Bitmap:
 
         ``aligned=True`` skips the check, for callers that already know the alignment.
         """
+        import numpy as np
+
         if not aligned and extents.alignment_shift < shift:
             raise ValueError(f"{extents!r} is not aligned to units of {1 << shift} bytes")
         unit_starts = extents.starts >> shift
@@ -272,12 +422,15 @@ class Bitmap:
         toggles = np.zeros(size + 1, dtype=np.uint8)
         toggles[unit_starts] = 1
         toggles[unit_ends] = 1
-        words = np.packbits(toggles[:size], bitorder="little").view("<u8").astype(np.uint64)
+        words = (
+            np.packbits(toggles[:size], bitorder="little").view("<u8").astype(np.uint64, copy=False)
+        )
         for step in (1, 2, 4, 8, 16, 32):
             words ^= words << np.uint64(step)
-        parity = (words >> np.uint64(63)).astype(bool)
+        # The running parity is the low bit of a running count; uint8 wraps, keeping that bit.
+        parity = (words >> np.uint64(63)).astype(np.uint8)
         carry = np.zeros(words.size, dtype=bool)
-        carry[1:] = np.logical_xor.accumulate(parity)[:-1]
+        np.bitwise_and(np.cumsum(parity[:-1], dtype=np.uint8), 1, out=carry[1:], casting="unsafe")
         np.invert(words, out=words, where=carry)
         return cls(words, shift, units)
 
@@ -290,15 +443,31 @@ class Bitmap:
 
     def any(self) -> bool:
         """Whether any unit is set."""
-        return bool(self.words.any())
+        if self._any is None:
+            self._any = bool(self.words.any())
+        return self._any
+
+    @classmethod
+    def union_of(cls, items: Iterable[Bitmap], shift: int, units: int) -> Bitmap:
+        """Word-wise OR of any number of bitmaps into one new array, in place."""
+        import numpy as np
+
+        words = np.zeros((units + 63) // 64, dtype=np.uint64)
+        for item in items:
+            np.bitwise_or(words, item.words, out=words)
+        return cls(words, shift, units)
 
     @property
     def size(self) -> int:
         """Bytes covered."""
+        import numpy as np
+
         return int(np.bitwise_count(self.words).sum(dtype=np.int64)) << self.shift
 
     def size_below(self, limit: int) -> int:
         """Bytes covered below ``limit`` (which need not be aligned)."""
+        import numpy as np
+
         unit, rest = limit >> self.shift, limit & ((1 << self.shift) - 1)
         if limit <= 0:
             return 0
@@ -314,6 +483,8 @@ class Bitmap:
 
     def to_extents(self) -> ExtentSet:
         """The same bytes as an ExtentSet."""
+        import numpy as np
+
         bits = np.unpackbits(self.words.astype("<u8").view(np.uint8), bitorder="little")
         edges = np.diff(bits.view(np.int8), prepend=np.int8(0), append=np.int8(0))
         starts = np.flatnonzero(edges == 1).astype(np.int64) << self.shift

@@ -1,15 +1,17 @@
-"""Layers and the image graph: chains, overlays, siblings and dependants over networkx."""
+"""Layers and the image graph: chains, overlays, siblings and dependants (networkx on demand)."""
 
 from __future__ import annotations
 
 import os.path
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from backchain.core.errors import ImageError
 from backchain.core.extents import ExtentSet
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 @dataclass(frozen=True)
@@ -65,97 +67,140 @@ class Layer:
 
 
 class ImageGraph:
-    """Every known image, with an edge from each overlay to its backing file."""
+    """Every known image, with an edge from each overlay to its backing file.
+
+    The hot paths (chain, overlays, dependants, find) read plain dictionaries, so that a
+    command that only walks a chain never imports networkx; ``nx`` builds the networkx view
+    on first use, for the graph algorithms (the window's layered layout).
+    """
 
     def __init__(self, layers: Iterable[Layer] = ()) -> None:
-        self._graph: nx.DiGraph = nx.DiGraph()
+        self._layers: dict[str, Layer] = {}
         for layer in layers:
-            self._graph.add_node(layer.path, layer=layer)
-        for path in list(self._graph.nodes):
-            backing = self.layer(path).backing_path
-            if backing is not None and backing in self._graph:
-                self._graph.add_edge(path, backing)
+            self._layers[layer.path] = layer
+        self._backing: dict[str, str] = {}
+        self._overlays: dict[str, list[str]] = {path: [] for path in self._layers}
+        for path, layer in self._layers.items():
+            backing = layer.backing_path
+            if backing is not None and backing in self._layers and backing != path:
+                self._backing[path] = backing
+                self._overlays[backing].append(path)
+            elif backing == path:
+                raise ImageError(path, f"the backing chain loops back on itself "
+                                       f"({layer.name} -> {layer.name})")  # fmt: skip
+        self._nx: nx.DiGraph | None = None
         self._check_acyclic()
 
     def _check_acyclic(self) -> None:
-        try:
-            cycle = nx.find_cycle(self._graph)
-        except nx.NetworkXNoCycle:
-            return
-        first = cycle[0][0]
-        names = (
-            " -> ".join(os.path.basename(a) for a, _ in cycle) + " -> " + os.path.basename(first)
-        )
-        raise ImageError(first, f"the backing chain loops back on itself ({names})")
+        """Each image has at most one backing file, so a loop is found by following them."""
+        done: set[str] = set()
+        for start in self._layers:
+            trail: list[str] = []
+            on_trail: set[str] = set()
+            current: str | None = start
+            while current is not None and current not in done:
+                if current in on_trail:
+                    loop = trail[trail.index(current) :]
+                    names = " -> ".join(os.path.basename(p) for p in [*loop, current])
+                    raise ImageError(current, f"the backing chain loops back on itself ({names})")
+                trail.append(current)
+                on_trail.add(current)
+                current = self._backing.get(current)
+            done.update(trail)
 
     @property
     def nx(self) -> nx.DiGraph:
-        """The underlying networkx graph (overlay -> backing); do not modify it."""
-        return self._graph
+        """The networkx graph (overlay -> backing), built on first use; do not modify it."""
+        if self._nx is None:
+            import networkx
+
+            graph = networkx.DiGraph()
+            graph.add_nodes_from((path, {"layer": layer}) for path, layer in self._layers.items())
+            graph.add_edges_from(self._backing.items())
+            self._nx = graph
+        return self._nx
 
     def __contains__(self, path: object) -> bool:
-        return path in self._graph
+        return path in self._layers
 
     def __iter__(self) -> Iterator[Layer]:
-        for path in self._graph.nodes:
-            yield self.layer(path)
+        return iter(list(self._layers.values()))
 
     def __len__(self) -> int:
-        return int(self._graph.number_of_nodes())
+        return len(self._layers)
 
     @property
     def paths(self) -> list[str]:
         """Every layer's path."""
-        return list(self._graph.nodes)
+        return list(self._layers)
+
+    @property
+    def edges(self) -> list[tuple[str, str]]:
+        """Every (overlay, backing) pair of the graph."""
+        return list(self._backing.items())
 
     def layer(self, path: str) -> Layer:
         """The layer stored under ``path``."""
-        layer: Layer = self._graph.nodes[path]["layer"]
-        return layer
+        return self._layers[path]
 
     def find(self, key: str) -> Layer | None:
         """A layer by path, node name or engine label (``vda[2]``), or None."""
-        if key in self._graph:
-            return self.layer(key)
-        for layer in self:
+        found = self._layers.get(key)
+        if found is not None:
+            return found
+        for layer in self._layers.values():
             if layer.node_name == key or key in layer.extra.values():
                 return layer
         return None
 
     def backing_of(self, path: str) -> str | None:
         """The backing layer's path, if it is in the graph."""
-        successors = list(self._graph.successors(path))
-        return successors[0] if successors else None
+        if path not in self._layers:
+            raise KeyError(path)
+        return self._backing.get(path)
 
     def chain(self, path: str) -> list[Layer]:
         """The layers ``path`` reads through, from ``path`` itself down to the bottom."""
-        result: list[Layer] = []
-        current: str | None = path
+        result = [self._layers[path]]
+        current = self._backing.get(path)
         while current is not None:
-            result.append(self.layer(current))
-            current = self.backing_of(current)
+            result.append(self._layers[current])
+            current = self._backing.get(current)
         return result
 
     def overlays(self, path: str) -> list[str]:
         """Images whose backing file is ``path``, sorted by path."""
-        return sorted(self._graph.predecessors(path))
+        return sorted(self._overlays[path])
+
+    def children(self, path: str) -> list[str]:
+        """Images whose backing file is ``path``, in the order the layers were given."""
+        return self._overlays[path]
+
+    def is_active(self, path: str) -> bool:
+        """Whether nothing in the graph backs onto ``path`` (a top of the tree)."""
+        return not self._overlays[path]
 
     def dependants(self, path: str) -> set[str]:
         """Every image whose chain passes through ``path`` (not ``path`` itself)."""
-        found: set[str] = nx.ancestors(self._graph, path)
+        found: set[str] = set()
+        pending = list(self._overlays[path])
+        while pending:
+            current = pending.pop()
+            found.add(current)
+            pending.extend(self._overlays[current])
         return found
 
     def active_layers(self) -> list[str]:
         """Layers that nothing else backs onto: the tops of the tree."""
-        return sorted(p for p in self._graph.nodes if self._graph.in_degree(p) == 0)
+        return sorted(p for p, over in self._overlays.items() if not over)
 
     def bottoms(self) -> list[str]:
         """Layers with no backing file in the graph."""
-        return sorted(p for p in self._graph.nodes if self._graph.out_degree(p) == 0)
+        return sorted(p for p in self._layers if p not in self._backing)
 
     def with_layers(self, layers: Iterable[Layer]) -> ImageGraph:
         """A copy in which the given layers replace (or join) those with the same path."""
-        merged = {layer.path: layer for layer in self}
+        merged = dict(self._layers)
         for layer in layers:
             merged[layer.path] = layer
         return ImageGraph(merged.values())

@@ -114,7 +114,7 @@ class ChainView(QGraphicsView):
             same_edges = all(graph.backing_of(p) == old.backing_of(p) for p in graph.paths)
             if same_edges:
                 for path, item in self.nodes.items():
-                    item.set_layer(graph.layer(path), active=graph.nx.in_degree(path) == 0)
+                    item.set_layer(graph.layer(path), active=graph.is_active(path))
                 return
         scene = self.scene()
         scene.clear()
@@ -124,11 +124,11 @@ class ChainView(QGraphicsView):
             return
         slots = layout(graph, focus)
         for path, slot in slots.items():
-            item = NodeItem(graph.layer(path), active=graph.nx.in_degree(path) == 0)
+            item = NodeItem(graph.layer(path), active=graph.is_active(path))
             item.setPos(slot.column * COLUMN_STEP, -slot.row * ROW_STEP)
             scene.addItem(item)
             self.nodes[path] = item
-        for overlay, backing in graph.nx.edges:
+        for overlay, backing in graph.edges:
             scene.addItem(EdgeItem(self.nodes[overlay], self.nodes[backing]))
         scene.setSceneRect(scene.itemsBoundingRect().adjusted(-40, -40, 40, 40))
         self.fit()

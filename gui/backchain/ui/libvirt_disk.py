@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QCheckBox
 
 from backchain.core.graph import ImageGraph
 from backchain.core.model import CommitPlan, CommitRequest
-from backchain.engines.libvirt.engine import LibvirtTarget
+from backchain.engines.base import LibvirtTarget
 from backchain.engines.registry import make_plan
 from backchain.ui.background import run_in_background
 
@@ -46,7 +46,9 @@ class DiskSession(QObject):
         self.repoint.hide()
         self.repoint.toggled.connect(self._on_repoint_toggled)
         panel = window.plan_panel
-        panel.layout().addWidget(self.repoint)
+        layout = panel.layout()
+        assert layout is not None  # the plan panel lays out its own widgets
+        layout.addWidget(self.repoint)
         panel.rate.valueChanged.connect(self._on_rate_changed)
         window.jobs.job_started.connect(self._on_jobs_job_started)
 

@@ -24,11 +24,11 @@ from PySide6.QtWidgets import (
 from backchain.core.errors import BackchainError
 from backchain.core.graph import ImageGraph
 from backchain.core.model import CommitRequest, OnReady
-from backchain.engines.qmp.graph import read_qmp_graph, root_for
-from backchain.engines.qmp.job import QmpJobControl
 from backchain.ui.background import run_in_background
 
 if TYPE_CHECKING:
+    # qemu.qmp (and asyncio, ssl) are imported on connecting, not when the window opens.
+    from backchain.engines.qmp.job import QmpJobControl
     from backchain.ui.job_worker import JobWorker
     from backchain.ui.main_window import MainWindow
 
@@ -94,6 +94,7 @@ class OnlineSession(QObject):
         self.window = window
         self.address = ""
         self.device: str | None = None
+        self._control: QmpJobControl | None = None
         self.ready_box: QMessageBox | None = None
         self.action = QAction("Connect to &QEMU…", window)
         self.action.setToolTip("Show the live chain of a running VM through its QMP socket")
@@ -105,7 +106,9 @@ class OnlineSession(QObject):
         self.note.setAccessibleName("Online note")
         self.note.hide()
         panel = window.plan_panel
-        panel.layout().addWidget(self.note)
+        layout = panel.layout()
+        assert layout is not None  # the plan panel lays out its own widgets
+        layout.addWidget(self.note)
         panel.request_filter = self._adjust
         panel.changed.connect(self._on_panel_changed)
         panel.rate.valueChanged.connect(self._on_rate_changed)
@@ -115,7 +118,7 @@ class OnlineSession(QObject):
     def control(self) -> QmpJobControl | None:
         """The running job's handle, while the window is online."""
         connection = self.window.connection
-        return connection if isinstance(connection, QmpJobControl) else None
+        return self._control if connection is not None and connection is self._control else None
 
     def ask(self) -> None:
         """Connect to QEMU…: ask for the socket, then load."""
@@ -129,15 +132,22 @@ class OnlineSession(QObject):
         self.window.status_label.setText(f"Reading the live graph from {address}…")
 
         def work(_report: object) -> tuple[ImageGraph, str]:  # runs in a pool thread
+            from backchain.engines.qmp.graph import read_qmp_graph, root_for
+
             graph = read_qmp_graph(address)
             return graph, root_for(graph, device).path
 
         run_in_background(work, on_result=self._on_loaded, on_error=self._on_failed)
 
     def _on_loaded(self, result: object) -> None:
-        graph, root = result  # type: ignore[misc]
+        from backchain.engines.qmp.job import QmpJobControl
+
+        assert isinstance(result, tuple)
+        graph: ImageGraph = result[0]
+        root: str = result[1]
         window = self.window
-        window.connection = QmpJobControl(self.address)
+        self._control = QmpJobControl(self.address)
+        window.connection = self._control
         window.reloader = lambda: self.connect_to(self.address, self.device)
         window.plan_panel.engine = "qmp"
         window.show_graph(graph, root, "extents")

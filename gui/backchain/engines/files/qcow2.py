@@ -38,6 +38,9 @@ class Qcow2Header:
     incompatible_features: int
     crypt_method: int = 0
     """0 for none, 1 for legacy AES, 2 for LUKS: an encrypted image needs a secret to open."""
+    l1_size: int = 0
+    l1_offset: int = 0
+    """Where the L1 table lies, so that the allocation reader need not read the header again."""
 
 
 def is_qcow2(path: str) -> bool:
@@ -110,7 +113,7 @@ def parse_header(path: str, blob: bytes, file_size: int) -> Qcow2Header:
         raise ImageError(path, "has a truncated qcow2 header")
     (
         _magic, version, backing_offset, backing_size, cluster_bits, virtual_size,
-        crypt_method, _l1_size, _l1_offset, _refcount_offset, _refcount_clusters,
+        crypt_method, l1_size, l1_offset, _refcount_offset, _refcount_clusters,
         _snapshots, _snapshot_offset,
     ) = _V2_HEADER.unpack_from(blob)  # fmt: skip
     if version not in (2, 3):
@@ -155,6 +158,8 @@ def parse_header(path: str, blob: bytes, file_size: int) -> Qcow2Header:
         data_file=data_file,
         incompatible_features=incompatible,
         crypt_method=crypt_method,
+        l1_size=l1_size,
+        l1_offset=l1_offset,
     )
 
 

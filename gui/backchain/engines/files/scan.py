@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from backchain.core.errors import EngineError, ImageError
@@ -107,8 +106,11 @@ def _on_disk(path: str) -> int | None:
         return None
 
 
-def walk_headers(image: str) -> list[Layer]:
-    """The chain of ``image`` from its headers alone, checked before any qemu process runs."""
+def walk_headers(image: str, headers: dict[str, Qcow2Header] | None = None) -> list[Layer]:
+    """The chain of ``image`` from its headers alone, checked before any qemu process runs.
+
+    ``headers`` collects each parsed header by path, for the allocation reader.
+    """
     # Not abspath(): normalising ".." before symlinks are followed would name another file.
     access = image if os.path.isabs(image) else os.path.join(os.getcwd(), image)
     fmt = "qcow2"
@@ -131,6 +133,8 @@ def walk_headers(image: str) -> list[Layer]:
             )
             return layers
         header = read_header(real)
+        if headers is not None:
+            headers[real] = header
         _check_backing(real, header)
         layer = _layer_from_header(real, header, access, by_scan=False)
         layers.append(layer)
@@ -143,9 +147,11 @@ def walk_headers(image: str) -> list[Layer]:
         access, fmt = target, header.backing_format
 
 
-def read_chain(image: str, *, with_qemu_info: bool = True) -> ImageGraph:
+def read_chain(
+    image: str, *, with_qemu_info: bool = True, headers: dict[str, Qcow2Header] | None = None
+) -> ImageGraph:
     """Read ``image``'s chain: headers first (safe), then ``qemu-img info -U`` for the rest."""
-    layers = walk_headers(image)
+    layers = walk_headers(image, headers)
     if with_qemu_info:
         layers = _merge_qemu_info(layers)
     return ImageGraph(layers)
@@ -175,7 +181,11 @@ def _merge_qemu_info(layers: list[Layer]) -> list[Layer]:
     return merged
 
 
-def scan_directories(graph: ImageGraph, directories: Iterable[str]) -> ImageGraph:
+def scan_directories(
+    graph: ImageGraph,
+    directories: Iterable[str],
+    headers: dict[str, Qcow2Header] | None = None,
+) -> ImageGraph:
     """Add every qcow2 image in ``directories`` whose chain reaches a layer of ``graph``.
 
     Only headers are read, one file at a time, with no process per file; unrelated, broken or
@@ -204,6 +214,8 @@ def scan_directories(graph: ImageGraph, directories: Iterable[str]) -> ImageGrap
             if header.backing_name is None:
                 continue
             candidates[real] = _layer_from_header(real, header, entry.path, by_scan=True)
+            if headers is not None:
+                headers[real] = header
     known = set(graph.paths)
     found: list[Layer] = []
     growing = True
@@ -252,13 +264,14 @@ def load_extents(
     paths: Sequence[str] | None = None,
     jobs: int | None = None,
     reader: str = "tables",
+    headers: Mapping[str, Qcow2Header] | None = None,
 ) -> ImageGraph:
     """Fill in each layer's own allocation extents.
 
     ``reader="tables"`` reads qcow2 L1/L2 tables directly (exactly qemu-img map's answer, about
     ten times faster: see tests/bench); a layer it cannot read falls back to ``qemu-img map``,
     which then gives the authoritative answer or error. ``"qemu-img"`` always runs qemu-img map,
-    several runs at a time.
+    several runs at a time. ``headers`` (parsed this command) spare reading them again.
     """
     wanted = [graph.layer(p) for p in (paths if paths is not None else graph.paths)]
     wanted = [layer for layer in wanted if layer.extents is None]
@@ -269,12 +282,15 @@ def load_extents(
         for layer in wanted:
             if layer.format == "qcow2":
                 try:
-                    found[layer.path] = qcow2_alloc.own_allocation(layer.path)
+                    header = None if headers is None else headers.get(layer.path)
+                    found[layer.path] = qcow2_alloc.own_allocation(layer.path, header=header)
                 except ImageError:
                     continue
         wanted = [layer for layer in wanted if layer.path not in found]
         if not wanted:
             return graph.with_extents(found)
+    from concurrent.futures import ThreadPoolExecutor  # only here: it imports logging
+
     workers = jobs or min(8, (os.cpu_count() or 2) * 2)
 
     def one(layer: Layer) -> ExtentSet:
@@ -293,9 +309,13 @@ def load_extents(
 def open_graph(
     image: str, scan_dirs: Sequence[str] | None = None, extents: bool = True
 ) -> ImageGraph:
-    """Everything the planner needs about ``image``: chain, siblings, file facts and extents."""
-    graph = read_chain(image)
+    """Everything the planner needs about ``image``: chain, siblings, file facts and extents.
+
+    Each file's header is read once: the allocation reader takes the parsed ones.
+    """
+    headers: dict[str, Qcow2Header] = {}
+    graph = read_chain(image, headers=headers)
     directories = scan_dirs if scan_dirs is not None else default_scan_dirs(graph)
-    graph = scan_directories(graph, directories)
+    graph = scan_directories(graph, directories, headers)
     graph = probe_facts(graph)
-    return load_extents(graph) if extents else graph
+    return load_extents(graph, headers=headers) if extents else graph

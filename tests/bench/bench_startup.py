@@ -1,0 +1,239 @@
+"""Benchmark 7: whole-process figures, each side by side with what a user would run instead.
+
+Every figure here is a whole process, from the parent's clock before the child starts to the
+child's exit (for the window: to its first paint with the graph in it). The two sides run in
+turn, A B A B ..., and the table gives the minima and the difference (or ratio) of the minima:
+on a shared machine the minimum is the run that was least disturbed. Nothing here asserts.
+"""
+
+from __future__ import annotations
+
+import compileall
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+
+import backchain
+from backchain.engines.demo import make_demo
+from tests.bench.bench_commit import copy_chain
+from tests.bench.bench_scan import build_forest
+from tests.bench.common import GiB, MiB, Row, create, log, qemu_io, scratch, seconds, yes
+
+RUNS = 15
+COMMIT_ROUNDS = {192 * MiB: 7, GiB: 5}
+PYTHON = sys.executable
+
+
+def _run(argv: Sequence[str], cwd: Path | None = None) -> float:
+    """Wall seconds of one whole process; its output is discarded, a failure raises."""
+    start = time.perf_counter()
+    result = subprocess.run(list(argv), cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, check=False)  # fmt: skip
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(f"{list(argv)} failed: {result.stderr.decode()[-300:]}")
+    return elapsed
+
+
+def paired(
+    a: Callable[[], float], b: Callable[[], float], runs: int
+) -> tuple[list[float], list[float]]:
+    """``runs`` timings of each, taken in turn after one warm-up of each."""
+    a()
+    b()
+    ours: list[float] = []
+    theirs: list[float] = []
+    for _ in range(runs):
+        ours.append(a())
+        theirs.append(b())
+    return ours, theirs
+
+
+def _spread(values: list[float]) -> str:
+    return f"min {seconds(min(values))}, median {seconds(statistics.median(values))}"
+
+
+def backchain_argv(*args: str) -> list[str]:
+    """``backchain ARGS`` as the console script runs it."""
+    return [PYTHON, "-m", "backchain", *args]
+
+
+def compiled() -> None:
+    """Byte-compile the package, as an installation does (PYTHONDONTWRITEBYTECODE may be set)."""
+    compileall.compile_dir(os.path.dirname(backchain.__file__), quiet=1)
+
+
+def startup_rows() -> list[Row]:
+    """``--version`` and ``--help`` against ``python -c pass``: the difference of the minima."""
+    rows = []
+    bare = [PYTHON, "-c", "pass"]
+    for flag in ("--version", "--help"):
+        ours, theirs = paired(partial(_run, backchain_argv(flag)), partial(_run, bare), RUNS)
+        extra = min(ours) - min(theirs)
+        log(f"startup: {flag}: {_spread(ours)}; python -c pass: {_spread(theirs)}")
+        rows.append(
+            Row(
+                item=f"7a. `backchain {flag}`, whole process, {RUNS} runs each in turn",
+                backchain=_spread(ours),
+                comparison=f"`python -c pass`: {_spread(theirs)}",
+                ratio=f"+{seconds(extra)} (difference of minima)",
+                target="within 40 ms",
+                met=yes(extra <= 0.040),
+            )
+        )
+    return rows
+
+
+def demo_rows(demo: Path) -> list[Row]:
+    """``chain`` and ``plan`` on the demo against ``qemu-img info --backing-chain``."""
+    rows = []
+    info = ["qemu-img", "info", "--backing-chain", "-U", str(demo)]
+    for command in ("chain", "plan"):
+        ours, theirs = paired(
+            partial(_run, backchain_argv(command, str(demo))), partial(_run, info), RUNS
+        )
+        log(f"startup: {command} on the demo: {_spread(ours)}; qemu-img info: {_spread(theirs)}")
+        rows.append(
+            Row(
+                item=f"7b. `backchain {command}` on the demo (6 images), whole process, "
+                f"{RUNS} runs each in turn",
+                backchain=_spread(ours),
+                comparison=f"`qemu-img info --backing-chain`: {_spread(theirs)}",
+                ratio=f"+{seconds(min(ours) - min(theirs))} (difference of minima)",
+                target="< 150 ms in all",
+                met=yes(statistics.median(ours) < 0.150),
+            )
+        )
+    return rows
+
+
+def build_commit_chain(directory: Path, data: int) -> None:
+    """base (a little data) <- mid (``data`` bytes, in 64 MiB writes) <- active (empty)."""
+    size = max(2 * data, 256 * MiB)
+    create(directory / "base.qcow2", size)
+    qemu_io(directory / "base.qcow2", [f"write -P 1 0 {16 * MiB}"])
+    create(directory / "mid.qcow2", size, "base.qcow2")
+    chunk = min(64 * MiB, data)
+    qemu_io(directory / "mid.qcow2",
+            [f"write -P 2 {2 * off} {chunk}" for off in range(0, data, chunk)])  # fmt: skip
+    create(directory / "active.qcow2", size, "mid.qcow2")
+
+
+def _timed_on_copy(pristine: Path, work: Path, argvs: list[list[str]]) -> float:
+    copy_chain(pristine, work)
+    elapsed = sum(_run(argv, cwd=work) for argv in argvs)
+    shutil.rmtree(work)
+    return elapsed
+
+
+def commit_rows() -> list[Row]:
+    """Commit mid into base (re-pointing active): Backchain against bare qemu-img."""
+    ours_argv = backchain_argv("commit", "--yes", "--top", "mid.qcow2", "--base", "base.qcow2",
+                               "active.qcow2")  # fmt: skip
+    bare = [
+        ["qemu-img", "commit", "-q", "-f", "qcow2", "-b", "base.qcow2", "mid.qcow2"],
+        ["qemu-img", "rebase", "-u", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2",
+         "active.qcow2"],
+    ]  # fmt: skip
+    rows = []
+    for data, rounds in COMMIT_ROUNDS.items():
+        with scratch("startup-commit") as root:
+            pristine = root / "pristine"
+            pristine.mkdir()
+            build_commit_chain(pristine, data)
+            work = root / "run"
+            ours, theirs = paired(
+                partial(_timed_on_copy, pristine, work, [ours_argv]),
+                partial(_timed_on_copy, pristine, work, bare),
+                rounds,
+            )
+        extra, ratio = min(ours) - min(theirs), min(ours) / min(theirs)
+        log(f"startup: commit {data // MiB} MiB: ours {ours}, bare {theirs}")
+        big = data >= GiB
+        rows.append(
+            Row(
+                item=f"7c. commit of {data // MiB} MiB (3-layer chain, active re-pointed), "
+                f"whole process, {rounds} rounds each in turn",
+                backchain=f"`backchain commit --yes`: {_spread(ours)}",
+                comparison=f"`qemu-img commit -b` + `rebase -u`: {_spread(theirs)}",
+                ratio=f"+{seconds(extra)} fixed cost; {ratio:.3f} (ratio of minima)",
+                target="< 150 ms fixed cost" + ("; ratio ≤ 1.10" if big else ""),
+                met=yes(extra < 0.150 and (ratio <= 1.10 or not big)),
+            )
+        )
+    return rows
+
+
+def scan_rows() -> list[Row]:
+    """``backchain chain --scan DIR`` over 1,000 images against a ``qemu-img info`` loop."""
+    with scratch("startup-scan") as directory:
+        paths, _ = build_forest(directory)
+        top = str(paths[len(paths) // 2])
+        ours_argv = backchain_argv("chain", "--json", "--scan", str(directory), top)
+        loop = ["sh", "-c", 'for f in "$0"/*.qcow2; do qemu-img info -U "$f" >/dev/null; done',
+                str(directory)]  # fmt: skip
+        ours, theirs = paired(lambda: _run(ours_argv), lambda: _run(loop), 3)
+    speedup = min(theirs) / min(ours)
+    log(f"startup: scan: ours {ours}, loop {theirs}")
+    return [
+        Row(
+            item=f"7d. whole-process scan of {len(paths)} images: `backchain chain --json "
+            "--scan DIR` (every header read), 3 runs each in turn",
+            backchain=_spread(ours),
+            comparison=f"a `qemu-img info` loop over the {len(paths)} files: {_spread(theirs)}",
+            ratio=f"{speedup:.0f}× faster (minima)",
+            target="≥ 20×",
+            met=yes(speedup >= 20),
+        )
+    ]
+
+
+def _until_painted(argv: Sequence[str]) -> float:
+    """From starting ``argv`` to its ``painted`` line (the child then exits at once)."""
+    env = dict(os.environ, QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
+    start = time.perf_counter()
+    with subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                          env=env, text=True) as child:  # fmt: skip
+        line = child.stdout.readline() if child.stdout else ""
+        elapsed = time.perf_counter() - start
+        child.wait(timeout=60)
+    if line.strip() != "painted":
+        raise RuntimeError(f"{list(argv)} ended without painting (exit {child.returncode})")
+    return elapsed
+
+
+def window_rows(demo: Path) -> list[Row]:
+    """The window on the demo, launch to first painted graph, against a bare Qt label."""
+    child = [PYTHON, "-m", "tests.bench.first_paint"]
+    ours, theirs = paired(
+        lambda: _until_painted([*child, str(demo)]), lambda: _until_painted([*child, "--bare"]), 7
+    )
+    log(f"startup: window: {_spread(ours)}; bare Qt label: {_spread(theirs)}")
+    return [
+        Row(
+            item="7e. window: launch -> first painted graph on the demo (offscreen), whole "
+            "process, 7 runs each in turn",
+            backchain=f"`backchain gui DEMO`: {_spread(ours)}",
+            comparison=f"a bare PySide6 QLabel to its first paint: {_spread(theirs)}",
+            ratio=f"+{seconds(min(ours) - min(theirs))} (difference of minima)",
+            target="< 400 ms in all",
+            met=yes(statistics.median(ours) < 0.400),
+        )
+    ]
+
+
+def run() -> list[Row]:
+    """Benchmark 7 (``python -m tests.bench startup``)."""
+    compiled()
+    rows = startup_rows()
+    with scratch("startup-demo") as directory:
+        demo = Path(make_demo(str(directory / "demo")))
+        rows += demo_rows(demo)
+        window = window_rows(demo)
+    return rows + commit_rows() + scan_rows() + window

@@ -1,0 +1,76 @@
+"""Start-up: --version, --help, chain and plan import none of the heavy optional libraries."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.images import create, write
+
+GUI = Path(__file__).resolve().parents[2] / "gui"
+HEAVY = ("networkx", "numpy", "PySide6", "qemu.qmp", "libvirt")
+NO_ENGINES = ("PySide6", "qemu.qmp", "libvirt")
+
+# Runs the console entry point as `python -m backchain` would, then reports which of the
+# heavy modules ended up in sys.modules (on stderr's last line, whatever the command printed).
+WRAPPER = """
+import json, sys
+from backchain.launch import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as stop:
+    code = stop.code
+heavy = json.loads({heavy!r})
+found = sorted(m for m in sys.modules if any(m == h or m.startswith(h + ".") for h in heavy))
+print(json.dumps({{"code": code, "found": found}}), file=sys.stderr)
+"""
+
+
+def imported(*args: str) -> tuple[object, list[str]]:
+    """Run ``backchain ARGS`` in a fresh interpreter; its exit code and the heavy modules."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(GUI), os.environ.get("PYTHONPATH", "")]),
+    }
+    script = WRAPPER.format(heavy=json.dumps(list(HEAVY)))
+    result = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    report = json.loads(result.stderr.strip().splitlines()[-1])
+    return report["code"], list(report["found"])
+
+
+@pytest.mark.parametrize("flag", ["--version", "--help"])
+def test_version_and_help_import_no_heavy_library(flag: str) -> None:
+    code, found = imported(flag)
+    assert code in (0, None)
+    assert found == []
+
+
+@pytest.fixture
+def small_chain(tmp_path: Path) -> Path:
+    base = create(tmp_path / "base.qcow2", "16M")
+    write(base, 1, 0, 1 << 20)
+    top = create(tmp_path / "top.qcow2", backing="base.qcow2", cwd=tmp_path)
+    write(top, 2, 1 << 20, 1 << 20)
+    create(tmp_path / "sibling.qcow2", backing="base.qcow2", cwd=tmp_path)
+    return top
+
+
+@pytest.mark.parametrize("command", ["chain", "plan"])
+def test_chain_and_plan_import_no_qt_and_no_online_engine(command: str, small_chain: Path) -> None:
+    code, found = imported(command, str(small_chain))
+    assert code == 0
+    assert [m for m in found if any(m == h or m.startswith(h + ".") for h in NO_ENGINES)] == []
+
+
+def test_chain_of_a_few_small_images_needs_neither_numpy_nor_networkx(small_chain: Path) -> None:
+    code, found = imported("chain", "--json", str(small_chain))
+    assert code == 0
+    assert found == []
