@@ -42,7 +42,7 @@ def window(image: str) -> None:
     """``backchain gui IMAGE``, with a watch on the graph view's viewport."""
     from PySide6.QtCore import QEvent, QObject
 
-    from backchain.cli import main
+    from backchain.launch import main
     from backchain.ui import app as ui_app
     from backchain.ui.main_window import MainWindow
 

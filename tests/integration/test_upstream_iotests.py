@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from backchain.cli import main
+from backchain.launch import main
 from tests.images import ChainBuilder, MiB, backing_name, chain_info, create, reads, write
 from tests.qemu_vm import QemuVM, running_vm
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from backchain.cli import main
+from backchain.launch import main
 from tests.images import MiB, backing_name
 
 KEY = "123456"

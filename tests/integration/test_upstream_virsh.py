@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from backchain.cli import main
+from backchain.launch import main
 from tests.images import ChainBuilder, MiB, reads
 from tests.libvirt_daemon import Domains, domains, libvirtd  # noqa: F401
 
