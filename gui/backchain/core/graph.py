@@ -13,6 +13,16 @@ from backchain.core.extents import ExtentSet
 
 
 @dataclass(frozen=True)
+class InternalSnapshot:
+    """One entry of a qcow2 snapshot table: a view of its own, through the layer's backing."""
+
+    name: str
+    virtual_size: int
+    extents: ExtentSet | None = None
+    """What the snapshot's own L1 table allocates, or None while unknown."""
+
+
+@dataclass(frozen=True)
 class Layer:
     """One image file (or one QMP node) and what its header says about its backing file."""
 
@@ -43,6 +53,10 @@ class Layer:
     """The image is encrypted (qcow2 LUKS or AES): opening it needs a secret."""
     extra: Mapping[str, str] = field(default_factory=dict)
     """Engine-specific labels (libvirt's ``vda[N]``, a device name)."""
+    snapshots: tuple[InternalSnapshot, ...] = ()
+    """The qcow2 snapshot table (each snapshot with its own allocation once known)."""
+    bitmaps: tuple[str, ...] = ()
+    """Names of the persistent dirty bitmaps stored in the image."""
 
     @property
     def name(self) -> str:
@@ -63,7 +77,9 @@ class Layer:
 class ImageGraph:
     """Every known image, with an edge from each overlay to its backing file."""
 
-    def __init__(self, layers: Iterable[Layer] = ()) -> None:
+    def __init__(self, layers: Iterable[Layer] = (), scanned: Iterable[str] = ()) -> None:
+        self.scanned: tuple[str, ...] = tuple(scanned)
+        """The directories searched for images on the same layers."""
         self._graph: nx.DiGraph = nx.DiGraph()
         for layer in layers:
             self._graph.add_node(layer.path, layer=layer)
@@ -154,7 +170,11 @@ class ImageGraph:
         merged = {layer.path: layer for layer in self}
         for layer in layers:
             merged[layer.path] = layer
-        return ImageGraph(merged.values())
+        return ImageGraph(merged.values(), self.scanned)
+
+    def with_scanned(self, directories: Iterable[str]) -> ImageGraph:
+        """A copy that records which directories were scanned."""
+        return ImageGraph(self, [*self.scanned, *(d for d in directories if d not in self.scanned)])
 
     def with_extents(self, extents: Mapping[str, ExtentSet]) -> ImageGraph:
         """A copy with allocation extents filled in for the given paths."""

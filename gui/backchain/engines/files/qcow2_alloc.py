@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -12,6 +13,7 @@ import numpy.typing as npt
 from backchain.core.errors import ImageError
 from backchain.core.extents import ExtentSet
 from backchain.engines.files.qcow2 import image_error_from_os
+from backchain.engines.files.qcow2_tables import SnapshotEntry
 
 _MAGIC = b"QFI\xfb"
 # magic, version, backing offset/size, cluster bits, size, crypt, l1 size, l1 offset, ...
@@ -128,8 +130,35 @@ def own_allocation(path: str) -> ExtentSet:
         os.close(fd)
 
 
+def snapshot_allocations(path: str, entries: Sequence[SnapshotEntry]) -> tuple[ExtentSet, ...]:
+    """What each internal snapshot's own L1 table allocates (same rules as own_allocation)."""
+    if not entries:
+        return ()
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as err:
+        raise image_error_from_os(path, err) from err
+    try:
+        geo = _read_geometry(path, fd)
+        found = []
+        for entry in entries:
+            if entry.l1_size and entry.l1_offset % (1 << geo.cluster_bits):
+                raise ImageError(path, f"snapshot '{entry.name}' has an unaligned L1 table")
+            view = replace(geo, l1_size=entry.l1_size, l1_offset=entry.l1_offset,
+                           virtual_size=entry.virtual_size)  # fmt: skip
+            found.append(_allocation(path, fd, view))
+        return tuple(found)
+    except OSError as err:
+        raise image_error_from_os(path, err) from err
+    finally:
+        os.close(fd)
+
+
 def _own_allocation(path: str, fd: int) -> ExtentSet:
-    geo = _read_geometry(path, fd)
+    return _allocation(path, fd, _read_geometry(path, fd))
+
+
+def _allocation(path: str, fd: int, geo: _Geometry) -> ExtentSet:
     cluster = 1 << geo.cluster_bits
     if geo.l1_size == 0 or geo.virtual_size == 0:
         return ExtentSet.empty()
