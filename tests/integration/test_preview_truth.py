@@ -151,3 +151,30 @@ def test_base_grows_to_top_size_and_siblings_see_the_new_data(tmp_path: Path) ->
     commit_and_measure(plan, [top, wide, narrow], tmp_path)
     info = json.loads(run(["qemu-img", "info", "-U", "--output=json", str(base)]))
     assert info["virtual-size"] == 8 * MiB
+
+
+def test_scan_adds_to_the_chain_directories_and_no_default_scan_opts_out(tmp_path: Path) -> None:
+    pool, other = tmp_path / "pool", tmp_path / "other"
+    pool.mkdir()
+    other.mkdir()
+    base, active = small_chain(pool)
+    near = create(pool / "near.qcow2", backing="base.qcow2", cwd=pool)
+    far = create(other / "far.qcow2", backing=str(base))
+    write(far, 0x66, 0, 2 * MiB)
+
+    def planned(*options: str) -> dict[str, object]:
+        result = backchain("plan", "--json", str(active), *options)
+        assert result.returncode == 0, result.stderr
+        return dict(json.loads(result.stdout))
+
+    both = planned("--scan", str(other))
+    assert both["scanned"] == [str(other), str(pool)]
+    assert {a["image"]: a["bytes"] for a in both["at_risk"]} == {str(near): 3 * MiB,
+                                                                 str(far): 2 * MiB}  # fmt: skip
+    only = planned("--scan", str(other), "--no-default-scan")
+    assert only["scanned"] == [str(other)]
+    assert [a["image"] for a in only["at_risk"]] == [str(far)]
+    assert planned()["scanned"] == [str(pool)]
+    graph = open_graph(str(active), scan_dirs=[str(pool), str(other)])
+    plan = make_plan(graph, CommitRequest(image=str(active)))
+    commit_and_measure(plan, [active, near, far], tmp_path)
