@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +83,12 @@ def predictions(plan: CommitPlan) -> dict[str, Affected]:
 
 
 def commit_and_measure(
-    plan: CommitPlan, images: list[Path], scratch: Path
+    plan: CommitPlan,
+    images: list[Path],
+    scratch: Path,
+    connection: object | None = None,
+    sink: object | None = None,
+    settle: Callable[[], None] | None = None,
 ) -> dict[str, dict[str, int]]:
     """Run the plan for real; assert every view of every image changed as predicted.
 
@@ -94,7 +100,9 @@ def commit_and_measure(
 
     watched = [p for p in images if str(p) != plan.base and str(p) not in plan.deleted]
     before = {p: read_views(p, scratch) for p in watched}
-    run_plan(plan, RecordingSink(), CancelToken())
+    run_plan(plan, sink or RecordingSink(), CancelToken(), connection)  # type: ignore[arg-type]
+    if settle is not None:
+        settle()  # a running QEMU keeps qcow2 metadata in memory until it flushes or quits
     figures = predictions(plan)
     found: dict[str, dict[str, int]] = {}
     for path, views in before.items():
