@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import os.path
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import networkx as nx
@@ -133,6 +134,19 @@ class ImageGraph:
             if layer.node_name == key or key in layer.extra.values():
                 return layer
         return None
+
+    def matches_in(self, chain: Sequence[Layer], key: str) -> list[Layer]:
+        """The layers of ``chain`` that ``key`` names: by path, node name or label, or by a
+        backing name exactly as an overlay in the chain records it (as QEMU accepts it)."""
+        found: dict[str, Layer] = {}
+        direct = self.find(key)
+        paths = {layer.path for layer in chain}
+        if direct is not None and direct.path in paths:
+            found[direct.path] = direct
+        for above, below in itertools.pairwise(chain):
+            if above.backing_name == key:
+                found.setdefault(below.path, below)
+        return list(found.values())
 
     def backing_of(self, path: str) -> str | None:
         """The backing layer's path, if it is in the graph."""

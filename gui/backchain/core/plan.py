@@ -73,13 +73,15 @@ def backing_name_for(overlay: Layer, base: Layer, *, relative: bool) -> str:
 
 
 def _find_in(chain: Sequence[Layer], graph: ImageGraph, key: str) -> int | None:
-    found = graph.find(key)
-    if found is None:
+    """The index in ``chain`` of the one layer ``key`` names; PlanError when it names two."""
+    found = graph.matches_in(chain, key)
+    if len(found) > 1:
+        names = " and ".join(f"'{layer.path}'" for layer in found[:2])
+        raise PlanError(f"'{key}' names two different layers of the chain, {names}; "
+                        "give the full path of the one you mean")  # fmt: skip
+    if not found:
         return None
-    for index, layer in enumerate(chain):
-        if layer.path == found.path:
-            return index
-    return None
+    return [layer.path for layer in chain].index(found[0].path)
 
 
 def _check_readable_chain(chain: Sequence[Layer], label: str) -> None:
