@@ -178,3 +178,23 @@ def test_scan_adds_to_the_chain_directories_and_no_default_scan_opts_out(tmp_pat
     graph = open_graph(str(active), scan_dirs=[str(pool), str(other)])
     plan = make_plan(graph, CommitRequest(image=str(active)))
     commit_and_measure(plan, [active, near, far], tmp_path)
+
+
+def test_internal_snapshots_of_top_read_the_changed_base(tmp_path: Path) -> None:
+    base = create(tmp_path / "base.qcow2", SIZE)
+    write(base, 0x11, 0, 8 * MiB)
+    mid = create(tmp_path / "mid.qcow2", backing="base.qcow2", cwd=tmp_path)
+    write(mid, 0x21, 0, 2 * MiB)
+    top = create(tmp_path / "top.qcow2", backing="mid.qcow2", cwd=tmp_path)
+    run(["qemu-img", "snapshot", "-c", "early", str(top)])
+    write(top, 0x31, 4 * MiB, MiB)
+    active = create(tmp_path / "active.qcow2", backing="top.qcow2", cwd=tmp_path)
+    plan = plan_for(active, top=str(top), base=str(base))
+    # changed = [0,2) + [4,5) MiB; "early" reads through mid, which hides [0,2).
+    assert [(os.path.basename(v.image), v.bytes, [(s.name, s.bytes) for s in v.snapshots])
+            for v in plan.view_changes] == [("top.qcow2", 0, [("early", MiB)])]  # fmt: skip
+    assert (
+        "its internal snapshots change too: 'early' 1.0 MiB"
+        in backchain("plan", str(active), "--top", str(top)).stdout
+    )
+    commit_and_measure(plan, [active, mid, top], tmp_path)

@@ -51,14 +51,20 @@ def lost_lines(plan: CommitPlan) -> list[str]:
 
 
 def view_change_lines(plan: CommitPlan) -> list[str]:
-    """Top's overlays whose guest-visible content changes (a size mismatch), one line each."""
-    base = os.path.basename(plan.base)
-    return [
-        f"{os.path.basename(v.image)}: its view changes by {amount(v.bytes, v.exact)} "
-        f"(it will read {base}'s data where {os.path.basename(plan.top)} is shorter)"
-        + _snapshots(v)
-        for v in plan.view_changes
-    ]
+    """Top's overlays whose guest-visible content changes (a size mismatch), and top's internal
+    snapshots that read the changed base, one line each."""
+    base, top = os.path.basename(plan.base), os.path.basename(plan.top)
+    lines = []
+    for view in plan.view_changes:
+        name = os.path.basename(view.image)
+        if view.bytes == 0 and view.exact:
+            lines.append(f"{name}: its view stays{_snapshots(view)}")
+            continue
+        lines.append(
+            f"{name}: its view changes by {amount(view.bytes, view.exact)} (it will read "
+            f"{base}'s data where {top} is shorter){_snapshots(view)}"
+        )
+    return lines
 
 
 def effects(plan: CommitPlan) -> list[tuple[Role, str]]:

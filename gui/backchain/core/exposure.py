@@ -114,11 +114,14 @@ class _Walk(Generic[T]):
                 # Zeros copied from a short layer's end change base only where it had data.
                 hidden = algebra.minus(ends, algebra.minus(ends, base_data))
                 changed = algebra.union([data, hidden])
-        spared = {chain[top].path}
-        views = self.subtree(graph, [(c, changed) for c in graph.nx.predecessors(chain[base].path)],
-                             spared, {layer.path for layer in merged})  # fmt: skip
-        return Exposure(copy, views, self.pulls(chain, top, base), self.above(graph, chain, top,
-                        base, base_data))  # fmt: skip
+        top_path = chain[top].path
+        start = [(child, changed) for child in graph.nx.predecessors(chain[base].path)]
+        views = self.subtree(graph, start, {top_path}, {layer.path for layer in merged})
+        above = self.above(graph, chain, top, base, base_data)
+        top_view = views.pop(top_path, None)
+        if top_view is not None and any(count != 0 for _, count in top_view.snapshots):
+            above[top_path] = top_view
+        return Exposure(copy, views, self.pulls(chain, top, base), above)
 
     def above(
         self, graph: ImageGraph, chain: Sequence[Layer], top: int, base: int, base_data: T | None
@@ -149,9 +152,11 @@ class _Walk(Generic[T]):
         pending = list(start)
         while pending:
             path, remaining = pending.pop()
-            if path in skip:
-                continue
             layer = graph.layer(path)
+            if path in skip:
+                # Top keeps its view, but its internal snapshots read the changed base too.
+                views[path] = View(0, self.snapshots(layer, remaining))
+                continue
             left: T | None = None
             count: int | None = None
             if remaining is not None and layer.extents is not None:
