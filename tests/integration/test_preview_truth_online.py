@@ -20,7 +20,7 @@ from backchain.engines.progress import RecordingSink
 from backchain.engines.qmp.engine import QmpEngine
 from backchain.engines.qmp.graph import root_for
 from backchain.engines.registry import make_plan
-from tests.images import ChainBuilder, MiB, write
+from tests.images import ChainBuilder, MiB, run, write
 from tests.qemu_vm import QemuVM, running_vm
 from tests.views import commit_and_measure
 
@@ -73,3 +73,20 @@ def test_intermediate_commit_on_a_running_vm_stays_exact(
         ("clone.qcow2", 3 * MiB, True)
     ]
     commit_and_measure(plan, [layers[3]], tmp_path, vm.socket, settle=vm.stop)
+
+
+def test_online_delete_names_the_bitmaps_and_snapshots_of_the_merged_layer(
+    chain_builder: ChainBuilder, tmp_path: Path
+) -> None:
+    base, mid, top = chain_builder.chain(["base.qcow2", "mid.qcow2", "top.qcow2"])
+    run(["qemu-img", "snapshot", "-c", "old", str(mid)])
+    run(["qemu-img", "bitmap", "--add", str(mid), "inc0"])
+    # QEMU opens the backing files itself, so it drops mid after the job and DELETE can run.
+    with running_vm([base, mid, top], tmp_path, explicit_backing=False) as machine:
+        plan = online(machine, top=str(mid), base=str(base), delete=True)
+        assert [(os.path.basename(x.image), x.kind.value, x.name) for x in plan.lost] == [
+            ("mid.qcow2", "internal-snapshot", "old"),
+            ("mid.qcow2", "bitmap", "inc0"),
+        ]
+        commit_and_measure(plan, [top], tmp_path, machine.socket, settle=machine.stop)
+    assert not mid.exists()

@@ -102,6 +102,11 @@ def live_layers(
             writable=not os.path.exists(path) or os.access(path, os.W_OK),
             node_name=node_name or None,
             extra=extra,
+            # QEMU holds persistent bitmaps in memory while it has the image open; the file's
+            # own bitmap directory may not list them until it closes the image.
+            bitmaps=tuple(
+                str(b.get("name")) for b in node.get("dirty-bitmaps") or [] if b.get("persistent")
+            ),  # fmt: skip
         )
     return list(layers.values())
 
