@@ -106,7 +106,7 @@ def live_layers(
             # own bitmap directory may not list them until it closes the image.
             bitmaps=tuple(
                 str(b.get("name")) for b in node.get("dirty-bitmaps") or [] if b.get("persistent")
-            ),  # fmt: skip
+            ),
         )
     return list(layers.values())
 
