@@ -11,7 +11,11 @@ import pytest
 
 from backchain.core.errors import ImageError
 from backchain.core.extents import ExtentSet
-from backchain.engines.files.qcow2_alloc import FallbackRequired, own_allocation
+from backchain.engines.files.qcow2_alloc import (
+    FallbackRequired,
+    own_allocation,
+    own_allocation_and_zeros,
+)
 from tests.images import checksums, create, run
 
 KiB = 1 << 10
@@ -19,14 +23,15 @@ MiB = 1 << 20
 CLUSTER_SIZES = [4 * KiB, 16 * KiB, 64 * KiB, 256 * KiB, 512 * KiB, 2 * MiB]
 
 
-def qemu_img_own_extents(path: Path) -> ExtentSet:
-    """The reference: map entries of the layer opened alone that are present at depth 0."""
+def qemu_img_own_extents(path: Path, zeros: bool = False) -> ExtentSet:
+    """The reference: map entries of the layer opened alone that are present at depth 0
+    (with ``zeros``, only those that read as zeros without data: zero clusters)."""
     spec = {"driver": "qcow2", "backing": None, "file": {"driver": "file", "filename": str(path)}}
     out = run(["qemu-img", "map", "--output=json", "-U", "json:" + json.dumps(spec)])
     return ExtentSet.from_ranges(
         (int(e["start"]), int(e["length"]))
         for e in json.loads(out)
-        if e["depth"] == 0 and e["present"]
+        if e["depth"] == 0 and e["present"] and (not zeros or (e["zero"] and not e["data"]))
     )
 
 
@@ -110,7 +115,9 @@ def build_random_image(tmp_path: Path, seed: int) -> Path:
 def test_random_image_matches_qemu_img_map(tmp_path: Path, seed: int) -> None:
     image = build_random_image(tmp_path, seed)
     before = checksums([image])
-    assert own_allocation(str(image)) == qemu_img_own_extents(image)
+    own, zeros = own_allocation_and_zeros(str(image))
+    assert own == qemu_img_own_extents(image)
+    assert zeros == qemu_img_own_extents(image, zeros=True)
     assert checksums([image]) == before
 
 
@@ -158,6 +165,7 @@ def test_extended_l2_subclusters_are_exact(tmp_path: Path) -> None:
     extents = own_allocation(str(image))
     assert extents == qemu_img_own_extents(image)
     assert extents.starts[0] == 4 * KiB  # subcluster granularity, not the 128 KiB cluster
+    assert own_allocation_and_zeros(str(image))[1] == ExtentSet.span(MiB, MiB + 12 * KiB)
 
 
 def test_an_external_data_file_asks_for_qemu_img(tmp_path: Path) -> None:

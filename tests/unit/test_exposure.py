@@ -29,6 +29,11 @@ def graphs(draw: st.DrawFn) -> ImageGraph:
         spans = draw(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 6)), max_size=5))
         known = draw(st.integers(0, 9)) > 0
         extents = ExtentSet.from_ranges((s * unit, n * unit) for s, n in spans)
+        # Some of the layer's own ranges are zero clusters (they read as zeros).
+        zero_spans = [span for span in spans if draw(st.integers(0, 3)) == 0]
+        zeros = ExtentSet.from_ranges((s * unit, n * unit) for s, n in zero_spans)
+        zeros = zeros.difference(ExtentSet.from_ranges((s * unit, n * unit) for s, n in spans
+                                                       if (s, n) not in zero_spans))  # fmt: skip
         layers.append(
             Layer(
                 path=f"/img/l{index}",
@@ -38,6 +43,7 @@ def graphs(draw: st.DrawFn) -> ImageGraph:
                 backing_format=None if backing is None else "qcow2",
                 backing_path=None if backing is None else f"/img/l{backing}",
                 extents=extents if known else None,
+                zeros=zeros if known else None,
             )
         )
     return ImageGraph(layers)
@@ -50,15 +56,20 @@ class Reads:
     def __init__(self, graph: ImageGraph, chain: list[Layer], top: int, base: int) -> None:
         self.graph, self.chain, self.top, self.base = graph, chain, top, base
         self.owns = {layer.path: as_bytes(layer.extents) or set() for layer in graph}
+        self.zeros = {layer.path: as_bytes(layer.zeros) or set() for layer in graph}
         self.rebased = set(graph.overlays(chain[top].path))
         self.top_size = chain[top].virtual_size
         self.base_path = chain[base].path
         self.base_size = max(chain[base].virtual_size, self.top_size)
 
+    def read(self, path: str, x: int) -> object:
+        """A layer's own byte: zeros for a zero cluster, else named by where it comes from."""
+        return 0 if x in self.zeros[path] else (path, x)
+
     def before(self, path: str, x: int) -> object:
         while True:
             if x in self.owns[path]:
-                return (path, x)
+                return self.read(path, x)
             backing = self.graph.backing_of(path)
             if backing is None or x >= self.graph.layer(backing).virtual_size:
                 return 0
@@ -87,7 +98,7 @@ class Reads:
             if path == self.base_path:
                 return self.new_base(x)
             if x in self.owns[path]:
-                return (path, x)
+                return self.read(path, x)
             backing = self.base_path if path in self.rebased else self.graph.backing_of(path)
             size = self.base_size if backing == self.base_path else None
             if backing is None:

@@ -57,21 +57,36 @@ class Exposure:
         return {path: view.bytes for path, view in self.views.items()}
 
 
-def _reached(algebra: Algebra[T], layers: Sequence[Layer], own: list[T]) -> tuple[T, T]:
+def _reached(algebra: Algebra[T], layers: Sequence[Layer], own: list[T]) -> tuple[T, T, T]:
     """What a read of ``layers[0]`` finds in these layers (top first), below ``layers[0]``'s size.
 
-    Returns (data, ends): offsets that some layer allocates and the read reaches, and offsets
-    where the read meets the end of a shorter layer (and so reads zeros from there).
+    Returns (data, ends, solid): offsets that some layer allocates and the read reaches;
+    offsets where the read meets the end of a shorter layer (and so reads zeros from there);
+    and the offsets that may read something other than zeros (allocated, and not as a zero
+    cluster by the first layer that allocates them; unknown zero clusters count as data).
     """
     reach = layers[0].virtual_size
     data: list[T] = []
     ends: list[T] = []
+    solid: list[T] = []
+    covered: T | None = None
     for index, layer in enumerate(layers):
         if index and layer.virtual_size < reach:
             ends.append(algebra.convert(ExtentSet.span(layer.virtual_size, reach)))
             reach = layer.virtual_size
-        data.append(algebra.clip(own[index], reach))
-    return algebra.union(data), algebra.union(ends)
+        mine = algebra.clip(own[index], reach)
+        data.append(mine)
+        written = mine
+        if layer.zeros is not None and len(layer.zeros):
+            written = algebra.minus(mine, algebra.convert(layer.zeros))
+        solid.append(written if covered is None else algebra.minus(written, covered))
+        covered = mine if covered is None else algebra.union([covered, mine])
+    return algebra.union(data), algebra.union(ends), algebra.union(solid)
+
+
+def _both(algebra: Algebra[T], a: T, b: T) -> T:
+    """Bytes in both sets."""
+    return algebra.minus(a, algebra.minus(a, b))
 
 
 class _Walk(Generic[T]):
@@ -102,18 +117,18 @@ class _Walk(Generic[T]):
         merged_owns, below_owns = self._owns_of(merged), self._owns_of(below)
         base_data: T | None = None
         if below_owns is not None:
-            base_data = _reached(algebra, below, below_owns)[0]
+            base_data = _reached(algebra, below, below_owns)[2]
         changed: T | None = None
         copy: int | None = None
         if merged_owns is not None:
-            data, ends = _reached(algebra, merged, merged_owns)
+            data, ends, solid = _reached(algebra, merged, merged_owns)
             copied = algebra.union([data, ends])
             copy = algebra.size_below(copied, 1 << 62)
             changed = copied
             if base_data is not None:
-                # Zeros copied from a short layer's end change base only where it had data.
-                hidden = algebra.minus(ends, algebra.minus(ends, base_data))
-                changed = algebra.union([data, hidden])
+                # A copied byte changes base unless it reads zeros both before and after
+                # (a zero cluster or a short layer's end, over zeros in base).
+                changed = algebra.union([solid, _both(algebra, copied, base_data)])
         top_path = chain[top].path
         start = [(child, changed) for child in graph.nx.predecessors(chain[base].path)]
         views = self.subtree(graph, start, {top_path}, {layer.path for layer in merged})
@@ -133,7 +148,7 @@ class _Walk(Generic[T]):
         region: T | None = None
         if base_data is not None:
             span = self.algebra.convert(ExtentSet.span(top_size, base_size))
-            region = self.algebra.minus(span, self.algebra.minus(span, base_data))
+            region = _both(self.algebra, span, base_data)
         start = [(o, region) for o in graph.nx.predecessors(chain[top].path)]
         views = self.subtree(graph, start, set(), set())
         return {path: view for path, view in views.items() if view.bytes != 0 or any(

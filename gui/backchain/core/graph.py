@@ -40,6 +40,8 @@ class Layer:
     cluster_size: int | None = None
     extents: ExtentSet | None = None
     """The layer's own allocation (data and zero clusters), or None while not yet known."""
+    zeros: ExtentSet | None = None
+    """The zero clusters among ``extents`` (they read as zeros), or None while unknown."""
     in_use: bool = False
     """Locked by another process (a running QEMU), so an offline commit must not touch it."""
     in_use_by: str | None = None
@@ -193,5 +195,7 @@ class ImageGraph:
     def with_extents(self, extents: Mapping[str, ExtentSet]) -> ImageGraph:
         """A copy with allocation extents filled in for the given paths."""
         return self.with_layers(
-            replace(self.layer(path), extents=ext) for path, ext in extents.items() if path in self
+            replace(self.layer(path), extents=ext, zeros=None)
+            for path, ext in extents.items()
+            if path in self
         )

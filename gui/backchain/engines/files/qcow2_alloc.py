@@ -118,6 +118,11 @@ def own_allocation(path: str) -> ExtentSet:
     ``"backing": null``). Raises FallbackRequired for an external data file or unknown features,
     and ImageError for anything unreadable or inconsistent. The file is only read.
     """
+    return own_allocation_and_zeros(path)[0]
+
+
+def own_allocation_and_zeros(path: str) -> tuple[ExtentSet, ExtentSet]:
+    """The layer's own allocation, and the part of it that are zero clusters (read as zeros)."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError as err:
@@ -146,7 +151,7 @@ def snapshot_allocations(path: str, entries: Sequence[SnapshotEntry]) -> tuple[E
                 raise ImageError(path, f"snapshot '{entry.name}' has an unaligned L1 table")
             view = replace(geo, l1_size=entry.l1_size, l1_offset=entry.l1_offset,
                            virtual_size=entry.virtual_size)  # fmt: skip
-            found.append(_allocation(path, fd, view))
+            found.append(_allocation(path, fd, view)[0])
         return tuple(found)
     except OSError as err:
         raise image_error_from_os(path, err) from err
@@ -154,14 +159,16 @@ def snapshot_allocations(path: str, entries: Sequence[SnapshotEntry]) -> tuple[E
         os.close(fd)
 
 
-def _own_allocation(path: str, fd: int) -> ExtentSet:
+def _own_allocation(path: str, fd: int) -> tuple[ExtentSet, ExtentSet]:
     return _allocation(path, fd, _read_geometry(path, fd))
 
 
-def _allocation(path: str, fd: int, geo: _Geometry) -> ExtentSet:
+def _allocation(path: str, fd: int, geo: _Geometry) -> tuple[ExtentSet, ExtentSet]:
+    """(own allocation, zero clusters) of the L1 table that ``geo`` describes."""
     cluster = 1 << geo.cluster_bits
+    nothing = (ExtentSet.empty(), ExtentSet.empty())
     if geo.l1_size == 0 or geo.virtual_size == 0:
-        return ExtentSet.empty()
+        return nothing
     l1_raw = _read_exact(path, fd, geo.l1_size * 8, geo.l1_offset, "the L1 table")
     l1 = np.frombuffer(l1_raw, dtype=">u8").astype(np.uint64)
     l2_offsets = l1 & np.uint64(_L1_OFFSET_MASK)
@@ -171,7 +178,7 @@ def _allocation(path: str, fd: int, geo: _Geometry) -> ExtentSet:
     tables_needed = -(-geo.virtual_size // (entries_per_table * cluster))
     used = used[used < tables_needed]
     if used.size == 0:
-        return ExtentSet.empty()
+        return nothing
     chunks = []
     for table in used.tolist():
         offset = int(l2_offsets[table])
@@ -185,22 +192,24 @@ def _allocation(path: str, fd: int, geo: _Geometry) -> ExtentSet:
     clusters = (first[:, None] + local[None, :]).reshape(-1)
 
     if geo.extended_l2:
-        starts, ends, unit = _extended(entries, clusters, cluster)
+        (starts, ends), (z_starts, z_ends), unit = _extended(entries, clusters, cluster)
     else:
-        allocated = (
-            ((entries & _OFLAG_COMPRESSED) != 0)
-            | ((entries & _OFLAG_ZERO) != 0)
-            | ((entries & _OFFSET_MASK) != 0)
-        )
+        compressed = (entries & _OFLAG_COMPRESSED) != 0
+        zero = ((entries & _OFLAG_ZERO) != 0) & ~compressed
+        allocated = compressed | zero | ((entries & _OFFSET_MASK) != 0)
         starts, ends = _runs(allocated, clusters)
+        z_starts, z_ends = _runs(zero, clusters)
         unit = cluster
-    result = ExtentSet(starts * unit, ends * unit)
-    return result.clip(geo.virtual_size)
+    own = ExtentSet(starts * unit, ends * unit).clip(geo.virtual_size)
+    return own, ExtentSet(z_starts * unit, z_ends * unit).clip(geo.virtual_size)
+
+
+_Runs = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]
 
 
 def _extended(
     entries: npt.NDArray[np.uint64], clusters: npt.NDArray[np.int64], cluster: int
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], int]:
+) -> tuple[_Runs, _Runs, int]:
     """Subcluster runs: each entry is a descriptor followed by a 64-bit subcluster bitmap."""
     descriptors = entries[0::2]
     bitmaps = entries[1::2]
@@ -211,10 +220,14 @@ def _extended(
     low = bitmaps & np.uint64(0xFFFFFFFF)
     high = bitmaps >> np.uint64(32)
     mask = np.where(compressed, np.uint64(0xFFFFFFFF), low | high)
+    zeros = np.where(compressed, np.uint64(0), high & ~low)
     shifts = np.arange(_SUBCLUSTERS, dtype=np.uint64)
-    bits = ((mask[:, None] >> shifts[None, :]) & np.uint64(1)).astype(bool).reshape(-1)
     sub_index = (
         clusters[:, None] * _SUBCLUSTERS + np.arange(_SUBCLUSTERS, dtype=np.int64)[None, :]
     ).reshape(-1)
-    starts, ends = _runs(bits, sub_index)
-    return starts, ends, cluster // _SUBCLUSTERS
+
+    def runs(words: npt.NDArray[np.uint64]) -> _Runs:
+        bits = ((words[:, None] >> shifts[None, :]) & np.uint64(1)).astype(bool).reshape(-1)
+        return _runs(bits, sub_index)
+
+    return runs(mask), runs(zeros), cluster // _SUBCLUSTERS

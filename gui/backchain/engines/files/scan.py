@@ -257,7 +257,7 @@ def probe_facts(graph: ImageGraph) -> ImageGraph:
 def _read_tables(layer: Layer) -> Layer | None:
     """The layer with its own and its snapshots' allocation from its qcow2 tables, or None."""
     try:
-        extents = qcow2_alloc.own_allocation(layer.path)
+        extents, zeros = qcow2_alloc.own_allocation_and_zeros(layer.path)
         header = read_header(layer.path)
         found = qcow2_alloc.snapshot_allocations(layer.path, header.snapshots)
     except ImageError:
@@ -266,7 +266,8 @@ def _read_tables(layer: Layer) -> Layer | None:
         InternalSnapshot(entry.name, entry.virtual_size, own)
         for entry, own in zip(header.snapshots, found, strict=True)
     )
-    return replace(layer, extents=extents, snapshots=views, bitmaps=layer.bitmaps or header.bitmaps)
+    bitmaps = layer.bitmaps or header.bitmaps
+    return replace(layer, extents=extents, zeros=zeros, snapshots=views, bitmaps=bitmaps)
 
 
 def load_extents(
