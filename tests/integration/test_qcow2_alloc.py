@@ -11,7 +11,11 @@ import pytest
 
 from backchain.core.errors import ImageError
 from backchain.core.extents import ExtentSet
-from backchain.engines.files.qcow2_alloc import FallbackRequired, own_allocation
+from backchain.engines.files.qcow2_alloc import (
+    FallbackRequired,
+    own_allocation,
+    own_allocation_and_zeros,
+)
 from tests.helpers.checks import qemu_io
 from tests.images import checksums, create, run
 
@@ -20,14 +24,15 @@ MiB = 1 << 20
 CLUSTER_SIZES = [4 * KiB, 16 * KiB, 64 * KiB, 256 * KiB, 512 * KiB, 2 * MiB]
 
 
-def qemu_img_own_extents(path: Path) -> ExtentSet:
-    """The reference: map entries of the layer opened alone that are present at depth 0."""
+def qemu_img_own_extents(path: Path, zeros: bool = False) -> ExtentSet:
+    """The reference: map entries of the layer opened alone that are present at depth 0
+    (with ``zeros``, only those that read as zeros without data: zero clusters)."""
     spec = {"driver": "qcow2", "backing": None, "file": {"driver": "file", "filename": str(path)}}
     out = run(["qemu-img", "map", "--output=json", "-U", "json:" + json.dumps(spec)])
     return ExtentSet.from_ranges(
         (int(e["start"]), int(e["length"]))
         for e in json.loads(out)
-        if e["depth"] == 0 and e["present"]
+        if e["depth"] == 0 and e["present"] and (not zeros or (e["zero"] and not e["data"]))
     )
 
 
@@ -104,9 +109,9 @@ def build_random_image(tmp_path: Path, seed: int) -> Path:
 def test_random_image_matches_qemu_img_map(tmp_path: Path, seed: int) -> None:
     image = build_random_image(tmp_path, seed)
     before = checksums([image])
-    expected = qemu_img_own_extents(image)
-    assert own_allocation(str(image), vectorised=True) == expected
-    assert own_allocation(str(image), vectorised=False) == expected
+    own, zeros = own_allocation_and_zeros(str(image))
+    assert own == qemu_img_own_extents(image)
+    assert zeros == qemu_img_own_extents(image, zeros=True)
     assert checksums([image]) == before
 
 
@@ -122,7 +127,7 @@ def test_every_cluster_size_and_version_with_an_odd_virtual_size(
     # The last, partial cluster is written, so the extent must stop at the virtual size.
     qemu_io(image, [f"write -P 1 {size - 1024} 1024", f"write -P 2 {cluster} 512"])
     extents = own_allocation(str(image))
-    assert extents == qemu_img_own_extents(image) == own_allocation(str(image), vectorised=False)
+    assert extents == qemu_img_own_extents(image)
     assert extents.ends[-1] == size
 
 
@@ -154,6 +159,7 @@ def test_extended_l2_subclusters_are_exact(tmp_path: Path) -> None:
     extents = own_allocation(str(image))
     assert extents == qemu_img_own_extents(image)
     assert extents.starts[0] == 4 * KiB  # subcluster granularity, not the 128 KiB cluster
+    assert own_allocation_and_zeros(str(image))[1] == ExtentSet.span(MiB, MiB + 12 * KiB)
 
 
 def test_an_external_data_file_asks_for_qemu_img(tmp_path: Path) -> None:

@@ -14,9 +14,12 @@ from backchain.core.model import (
     CommitPlan,
     CommitRequest,
     EngineKind,
+    Lost,
+    LostKind,
     OnReady,
     Operation,
     Rebase,
+    SnapshotView,
     Step,
     StepKind,
 )
@@ -32,9 +35,11 @@ def full_request() -> CommitRequest:
 
 def full_plan() -> CommitPlan:
     steps = (
-        Step(StepKind.BLOCK_COMMIT, call={"execute": "block-commit",
-                                          "arguments": {"job-id": "j", "speed": 7}},
-             target="/vm/base.qcow2"),
+        Step(
+            StepKind.BLOCK_COMMIT,
+            call={"execute": "block-commit", "arguments": {"job-id": "j", "speed": 7}},
+            target="/vm/base.qcow2",
+        ),
         Step(StepKind.REBASE, ("qemu-img", "rebase", "-u"), cwd="/vm", target="/vm/a.qcow2"),
     )
     return CommitPlan(
@@ -43,9 +48,16 @@ def full_plan() -> CommitPlan:
         top="/vm/snap2.qcow2", base="/vm/base.qcow2", merged=("/vm/snap2.qcow2",),
         invalid=(Affected("/vm/snap1.qcow2", 5),), stale=("/vm/snap2.qcow2",),
         rebased=(Rebase("/vm/active.qcow2", "/vm/base.qcow2", "base.qcow2"),),
-        at_risk=(Affected("/vm/other.qcow2", None),), deleted=("/vm/snap2.qcow2",),
+        at_risk=(Affected("/vm/other.qcow2", None),
+                 Affected("/vm/clone.qcow2", 7, exact=False,
+                          snapshots=(SnapshotView("s1", 3, exact=False),))),
+        deleted=("/vm/snap2.qcow2",),
         bytes_to_copy=123, advice=(Advice("/vm/snap2.qcow2", 10, 100, 10, 90),), steps=steps,
         active_commit=True, notes=("a note",), operation=Operation.PULL,
+        view_changes=(Affected("/vm/active.qcow2", 9),),
+        lost=(Lost("/vm/snap2.qcow2", LostKind.BITMAP, "inc0"),
+              Lost("/vm/snap2.qcow2", LostKind.INTERNAL_SNAPSHOT, "old")),
+        base_grows_to=1 << 30, bytes_to_copy_exact=False, scanned=("/vm", "/other"),
     )  # fmt: skip
 
 
@@ -65,6 +77,7 @@ def test_a_plan_survives_json_exactly() -> None:
     assert again == plan
     assert again.request.on_ready is OnReady.KEEP_OVERLAY
     assert again.steps[0].kind is StepKind.BLOCK_COMMIT and again.engine is EngineKind.QMP
+    assert again.lost[0].kind is LostKind.BITMAP and not again.at_risk[1].snapshots[0].exact
 
 
 def test_a_request_survives_json_exactly() -> None:

@@ -243,12 +243,13 @@ def test_a_sibling_that_hides_every_changed_byte_is_at_risk_with_zero_bytes() ->
     assert [(a.image, a.bytes) for a in p(g).at_risk] == [("/img/cover", 0)]
 
 
-def test_unknown_extents_give_unknown_bytes_not_zero() -> None:
+def test_unknown_extents_count_the_whole_image_and_are_not_exact() -> None:
     g = tree_graph()
     g = g.with_layers([replace(g.layer("/img/other"), extents=None)])
-    assert [(a.image, a.bytes) for a in p(g).at_risk] == [
-        ("/img/branch", 13 * MiB),
-        ("/img/other", None),
+    size = g.layer("/img/other").virtual_size
+    assert [(a.image, a.bytes, a.exact) for a in p(g).at_risk] == [
+        ("/img/branch", 13 * MiB, True),
+        ("/img/other", size, False),
     ]
     assert p(g).bytes_to_copy == 25 * MiB
 

@@ -153,7 +153,7 @@ def compute_plan(args: argparse.Namespace) -> tuple[CommitPlan, object]:
     from backchain.engines.registry import make_plan
 
     graph = load_graph(args)
-    request = request_from(args, _active_of(graph, args.image))
+    request = request_from(args, _active_of(graph, args.image), graph=graph)
     if args.qmp:
         request = cli_qmp.online_request(args, request)
         target: object = cli_qmp.target_of(args)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from backchain.core.errors import PlanError
+from backchain.core.graph import ImageGraph
 from backchain.core.model import CommitRequest, EngineKind, OnReady
 
 
@@ -32,14 +34,34 @@ def ready_choice(args: argparse.Namespace) -> tuple[OnReady, bool]:
     return on_ready, bool(getattr(args, "active", False)) or on_ready is not OnReady.ASK
 
 
+def layer_arg(graph: ImageGraph | None, image: str, value: str | None) -> str | None:
+    """--top/--base: a path (from the current directory), a node name, or a backing name as
+    the chain records it. A value that is both, for two different layers, is refused."""
+    resolved = resolve_arg(value)
+    if graph is None or value is None or image not in graph:
+        return resolved
+    chain = graph.chain(image)
+    named = [layer.path for layer in graph.matches_in(chain, value)]
+    as_path = resolved if resolved in {layer.path for layer in chain} else None
+    if as_path is not None and named and named != [as_path]:
+        other = next(p for p in named if p != as_path)
+        raise PlanError(f"'{value}' names two different layers of the chain, '{as_path}' "
+                        f"(from the current directory) and '{other}' (a backing name in the "
+                        "chain); give the full path of the one you mean")  # fmt: skip
+    return as_path or (value if named else resolved)
+
+
 def request_from(
-    args: argparse.Namespace, image: str, engine: EngineKind = EngineKind.QEMU_IMG
+    args: argparse.Namespace,
+    image: str,
+    engine: EngineKind = EngineKind.QEMU_IMG,
+    graph: ImageGraph | None = None,
 ) -> CommitRequest:
-    """The CommitRequest the plan/commit options describe."""
+    """The CommitRequest the plan/commit options describe (``graph``: to match backing names)."""
     return CommitRequest(
         image=image,
-        top=resolve_arg(args.top),
-        base=resolve_arg(args.base),
+        top=layer_arg(graph, image, args.top),
+        base=layer_arg(graph, image, args.base),
         shallow=args.shallow,
         delete=args.delete,
         keep_relative=args.keep_relative,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os.path
 
-from backchain.core.model import CommitPlan, Role
+from backchain.core.model import Affected, CommitPlan, LostKind, Role
 
 
 def human_bytes(count: int | None) -> str:
@@ -19,40 +19,94 @@ def human_bytes(count: int | None) -> str:
     return f"{value:.1f} TiB"
 
 
+def amount(count: int | None, exact: bool = True) -> str:
+    """A size, prefixed with "at least" when it is a lower bound."""
+    return human_bytes(count) if exact else f"at least {human_bytes(count)}"
+
+
+def _snapshots(item: Affected) -> str:
+    changed = [s for s in item.snapshots if s.bytes]
+    if not changed:
+        return ""
+    parts = ", ".join(f"'{s.name}' {amount(s.bytes, s.exact)}" for s in changed)
+    return f"; its internal snapshots change too: {parts}"
+
+
+def _at_risk(item: Affected, base: str) -> str:
+    name = os.path.basename(item.image)
+    if item.bytes == 0 and item.exact:
+        text = f"{name}: hides every changed byte of {base}; 0 B at risk"
+    elif item.bytes == 0:
+        text = f"{name}: at least 0 B would read changed data from {base}"
+    else:
+        text = f"{name}: {amount(item.bytes, item.exact)} would read changed data from {base}"
+    return text + _snapshots(item)
+
+
+def lost_lines(plan: CommitPlan) -> list[str]:
+    """What DELETE destroys besides the files' data, one line each."""
+    words = {LostKind.INTERNAL_SNAPSHOT: "internal snapshot", LostKind.BITMAP: "dirty bitmap"}
+    return [f"{os.path.basename(x.image)}: its {words[x.kind]} '{x.name}' is lost with it"
+            for x in plan.lost]  # fmt: skip
+
+
+def view_change_lines(plan: CommitPlan) -> list[str]:
+    """Top's overlays whose guest-visible content changes (a size mismatch), and top's internal
+    snapshots that read the changed base, one line each."""
+    base, top = os.path.basename(plan.base), os.path.basename(plan.top)
+    lines = []
+    for view in plan.view_changes:
+        name = os.path.basename(view.image)
+        if view.bytes == 0 and view.exact:
+            lines.append(f"{name}: its view stays{_snapshots(view)}")
+            continue
+        lines.append(
+            f"{name}: its view changes by {amount(view.bytes, view.exact)} (it will read "
+            f"{base}'s data where {top} is shorter){_snapshots(view)}"
+        )
+    return lines
+
+
 def effects(plan: CommitPlan) -> list[tuple[Role, str]]:
     """Every effect on an image, one sentence each, tagged with the preview's role."""
     name = os.path.basename
     base = name(plan.base)
     merged = ", ".join(name(p) for p in plan.merged)
     lines: list[tuple[Role, str]] = [
-        (Role.BASE, f"{base}: receives {human_bytes(plan.bytes_to_copy)} from {merged}")
-    ]
-    for item in plan.invalid:
-        amount = "an unknown amount" if item.bytes is None else human_bytes(item.bytes)
-        lines.append(
-            (Role.INVALID, f"{name(item.image)}: invalid now; {amount} of its view changes")
+        (
+            Role.BASE,
+            f"{base}: receives {amount(plan.bytes_to_copy, plan.bytes_to_copy_exact)} "
+            f"from {merged}",
         )
+    ]
+    if plan.base_grows_to is not None:
+        lines.append((Role.BASE, f"{base}: grows to {human_bytes(plan.base_grows_to)}"))
+    for item in plan.invalid:
+        size = "an unknown amount" if item.bytes is None else amount(item.bytes, item.exact)
+        lines.append((Role.INVALID, f"{name(item.image)}: invalid now; {size} of its view "
+                      f"changes{_snapshots(item)}"))  # fmt: skip
     for path in plan.stale:
         if plan.active_commit and _runs_a_live_job(plan):
             text = f"{name(path)}: stays valid until the job pivots to {base}"
         else:
             text = f"{name(path)}: reads correctly until {base} is written again, then stale"
         lines.append((Role.STALE, text))
+    changing = {v.image for v in plan.view_changes}
     for rebase in plan.rebased:
         text = f"{name(rebase.image)}: re-pointed to {base} (backing name '{rebase.backing_name}')"
+        if rebase.image not in changing:
+            text += ", stays valid"
         lines.append((Role.REBASED, text))
+    lines += [(Role.REBASED, text) for text in view_change_lines(plan)]
     for item in plan.at_risk:
         if item.bytes is None:
             text = f"{name(item.image)}: may read changed data from {base} (allocation unknown)"
-        elif item.bytes == 0:
-            text = f"{name(item.image)}: hides every changed byte of {base}; 0 B at risk"
         else:
-            text = (
-                f"{name(item.image)}: {human_bytes(item.bytes)} would read changed data from {base}"
-            )
+            text = _at_risk(item, base)
         lines.append((Role.AT_RISK, text))
     for path in plan.deleted:
         lines.append((Role.DELETED, f"{name(path)}: deleted after the commit succeeds"))
+    lines += [(Role.DELETED, text) for text in lost_lines(plan)]
     return lines
 
 
@@ -86,8 +140,11 @@ def destructive_effects(plan: CommitPlan) -> list[str]:
     effects = [f"Delete {name(p)}" for p in plan.deleted]
     effects += [f"Invalidate {name(a.image)}" for a in plan.invalid if a.image not in plan.deleted]
     effects += [
-        f"{name(a.image)} reads {human_bytes(a.bytes)} of changed data"
+        f"{name(a.image)} reads {amount(a.bytes, a.exact)} of changed data"
         for a in plan.at_risk
-        if a.bytes
+        if a.bytes or not a.exact
     ]
+    effects += [f"{name(v.image)}'s view changes by {amount(v.bytes, v.exact)}"
+                for v in plan.view_changes]  # fmt: skip
+    effects += lost_lines(plan)
     return effects

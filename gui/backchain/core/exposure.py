@@ -1,15 +1,22 @@
-"""Which changed bytes each image would read from base after a commit: one walk over the tree."""
+"""Which bytes of each view a commit changes, exactly as QEMU reads them: one walk over the tree.
+
+A read at offset x of a layer that does not allocate x goes to its backing file, but only below
+the backing file's virtual size; beyond it, QEMU reads zeros, as if the shorter layer held them.
+QEMU's commit copies, below top's size, every offset that some merged layer allocates or that
+such an end-of-file hides (``bdrv_is_allocated_above``), and grows base to top's size.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Generic
 
-from backchain.core.extents import PURE_LIMIT, Bitmap, ExtentSet, union_all
+from backchain.core.algebra import Algebra, BitmapAlgebra, Misaligned, RangeAlgebra, T
+from backchain.core.extents import ExtentSet
 from backchain.core.graph import ImageGraph, Layer
 
-T = TypeVar("T")
+__all__ = ["SMALL_BITMAP_UNITS", "Exposure", "RangeAlgebra", "View", "expose"]
 
 # Building a bitmap touches one byte per unit and every operation units/64 words, while the
 # sorted-range operations cost in proportion to the number of ranges: bitmaps are chosen
@@ -21,103 +28,14 @@ _UNITS_PER_RANGE = 16
 # only while that stays small, and convert them again otherwise.
 _KEEP_BYTES = 256 << 20
 _LARGEST_UNIT_SHIFT = 30
-# Up to this many ranges in the merged layers and base, sorted ranges are cheap whatever the
-# representation, and list-held sets keep the plan in pure Python (no numpy import).
-FEW_RANGES = PURE_LIMIT
 
 
-class Algebra(Protocol[T]):
-    """The set operations the walk needs, over some representation T of a set of bytes."""
+@dataclass(frozen=True)
+class View:
+    """The changed bytes of one image's current view and of each internal snapshot's view."""
 
-    def own(self, layer: Layer, extents: ExtentSet) -> T:
-        """The layer's own allocation in this representation."""
-
-    def union(self, items: Iterable[T]) -> T:
-        """Bytes in any of the items."""
-
-    def minus(self, a: T, b: T) -> T:
-        """Bytes in ``a`` but not in ``b``."""
-
-    def minus_size(self, a: T, b: T, limit: int) -> int:
-        """Bytes below ``limit`` in ``a`` but not in ``b``, without keeping the difference."""
-
-    def size_below(self, a: T, limit: int) -> int:
-        """Bytes of ``a`` below ``limit``."""
-
-    def is_empty(self, a: T) -> bool:
-        """Whether ``a`` holds no byte."""
-
-
-class RangeAlgebra:
-    """Exact sorted-range operations; works for any alignment."""
-
-    def own(self, layer: Layer, extents: ExtentSet) -> ExtentSet:
-        """The extents themselves."""
-        return extents
-
-    def union(self, items: Iterable[ExtentSet]) -> ExtentSet:
-        """One sort of all boundaries."""
-        return union_all(items)
-
-    def minus(self, a: ExtentSet, b: ExtentSet) -> ExtentSet:
-        """A sweep over both sets."""
-        return a.difference(b)
-
-    def minus_size(self, a: ExtentSet, b: ExtentSet, limit: int) -> int:
-        """Size only: |a below limit| minus the overlap."""
-        return a.clip(limit).difference_size(b)
-
-    def size_below(self, a: ExtentSet, limit: int) -> int:
-        """Clipped size."""
-        return a.size_below(limit)
-
-    def is_empty(self, a: ExtentSet) -> bool:
-        """No range."""
-        return len(a) == 0
-
-
-class Misaligned(Exception):
-    """A layer's extents are finer than the bitmap's unit; the walk restarts with ``shift``."""
-
-    def __init__(self, shift: int) -> None:
-        super().__init__(shift)
-        self.shift = shift
-
-
-class BitmapAlgebra:
-    """Packed bits of ``2**shift``-byte units below ``units``: word-wise AND/OR."""
-
-    def __init__(self, shift: int, units: int, alignment: Callable[[Layer], int]) -> None:
-        self.shift = shift
-        self.units = units
-        self._alignment = alignment
-
-    def own(self, layer: Layer, extents: ExtentSet) -> Bitmap:
-        """Convert, or raise Misaligned when the layer has finer boundaries than a unit."""
-        found = self._alignment(layer)
-        if found < self.shift:
-            raise Misaligned(found)
-        return extents.as_bitmap(self.shift, self.units)
-
-    def union(self, items: Iterable[Bitmap]) -> Bitmap:
-        """Word-wise OR, one item at a time (so a generator never holds them all)."""
-        return Bitmap.union_of(items, self.shift, self.units)
-
-    def minus(self, a: Bitmap, b: Bitmap) -> Bitmap:
-        """Word-wise AND NOT."""
-        return a.minus(b)
-
-    def minus_size(self, a: Bitmap, b: Bitmap, limit: int) -> int:
-        """Popcount of the AND NOT below limit."""
-        return a.minus(b).size_below(limit)
-
-    def size_below(self, a: Bitmap, limit: int) -> int:
-        """Popcount below limit."""
-        return a.size_below(limit)
-
-    def is_empty(self, a: Bitmap) -> bool:
-        """No bit set."""
-        return not a.any()
+    bytes: int | None
+    snapshots: tuple[tuple[str, int | None], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,11 +43,50 @@ class Exposure:
     """The byte counts plan() reports; None wherever some extents are unknown."""
 
     bytes_to_copy: int | None
-    exposed: dict[str, int | None]
+    views: dict[str, View]
     """Every image whose chain passes through base, except top and its dependants: how many
-    changed bytes (below its virtual size) none of its layers above base hides."""
+    bytes (below its virtual size) read different data after the commit."""
     pull_bytes: tuple[int | None, ...]
     """Per merged layer, top first: bytes beneath it (down to base) that it does not hide."""
+    changed_above: dict[str, View] = field(default_factory=dict)
+    """Top's dependants (the overlays re-pointed to base, and theirs) whose view changes."""
+
+    @property
+    def exposed(self) -> dict[str, int | None]:
+        """Just the current views' counts."""
+        return {path: view.bytes for path, view in self.views.items()}
+
+
+def _reached(algebra: Algebra[T], layers: Sequence[Layer], own: list[T]) -> tuple[T, T, T]:
+    """What a read of ``layers[0]`` finds in these layers (top first), below ``layers[0]``'s size.
+
+    Returns (data, ends, solid): offsets that some layer allocates and the read reaches;
+    offsets where the read meets the end of a shorter layer (and so reads zeros from there);
+    and the offsets that may read something other than zeros (allocated, and not as a zero
+    cluster by the first layer that allocates them; unknown zero clusters count as data).
+    """
+    reach = layers[0].virtual_size
+    data: list[T] = []
+    ends: list[T] = []
+    solid: list[T] = []
+    covered: T | None = None
+    for index, layer in enumerate(layers):
+        if index and layer.virtual_size < reach:
+            ends.append(algebra.convert(ExtentSet.span(layer.virtual_size, reach)))
+            reach = layer.virtual_size
+        mine = algebra.clip(own[index], reach)
+        data.append(mine)
+        written = mine
+        if layer.zeros is not None and len(layer.zeros):
+            written = algebra.minus(mine, algebra.convert(layer.zeros))
+        solid.append(written if covered is None else algebra.minus(written, covered))
+        covered = mine if covered is None else algebra.union([covered, mine])
+    return algebra.union(data), algebra.union(ends), algebra.union(solid)
+
+
+def _both(algebra: Algebra[T], a: T, b: T) -> T:
+    """Bytes in both sets."""
+    return algebra.minus(a, algebra.minus(a, b))
 
 
 class _Walk(Generic[T]):
@@ -149,52 +106,107 @@ class _Walk(Generic[T]):
             self._owns[layer.path] = converted
         return converted
 
+    def _owns_of(self, layers: Sequence[Layer]) -> list[T] | None:
+        if any(layer.extents is None for layer in layers):
+            return None
+        return [self.own(layer, layer.extents) for layer in layers if layer.extents is not None]
+
     def run(self, graph: ImageGraph, chain: Sequence[Layer], top: int, base: int) -> Exposure:
         algebra = self.algebra
-        merged = chain[top:base]
-        merged_paths = {layer.path for layer in merged}
+        merged, below = chain[top:base], chain[base:]
+        merged_owns, below_owns = self._owns_of(merged), self._owns_of(below)
+        base_data: T | None = None
+        if below_owns is not None:
+            base_data = _reached(algebra, below, below_owns)[2]
         changed: T | None = None
-        if all(layer.extents is not None for layer in merged):
-            changed = algebra.union(
-                self.own(layer, layer.extents) for layer in merged if layer.extents is not None
-            )
-        copy = None if changed is None else algebra.size_below(changed, 1 << 62)
-
-        # remaining(N) = remaining(backing of N) - own(N): the changed bytes that no layer
-        # between base and N hides. Top's subtree keeps reading top's view, so it is spared.
-        # The stack holds each child with its parent's remaining set, so that siblings share
-        # one set and at most one set per level of the tree is alive.
+        copy: int | None = None
+        if merged_owns is not None:
+            data, ends, solid = _reached(algebra, merged, merged_owns)
+            copied = algebra.union([data, ends])
+            copy = algebra.size_below(copied, 1 << 62)
+            changed = copied
+            if base_data is not None:
+                # A copied byte changes base unless it reads zeros both before and after
+                # (a zero cluster or a short layer's end, over zeros in base).
+                changed = algebra.union([solid, _both(algebra, copied, base_data)])
         top_path = chain[top].path
-        exposed: dict[str, int | None] = {}
-        pending: list[tuple[str, T | None]] = [
-            (child, changed) for child in graph.children(chain[base].path)
-        ]
+        start = [(child, changed) for child in graph.children(chain[base].path)]
+        views = self.subtree(graph, start, {top_path}, {layer.path for layer in merged})
+        above = self.above(graph, chain, top, base, base_data)
+        top_view = views.pop(top_path, None)
+        if top_view is not None and any(count != 0 for _, count in top_view.snapshots):
+            above[top_path] = top_view
+        return Exposure(copy, views, self.pulls(chain, top, base), above)
+
+    def above(
+        self, graph: ImageGraph, chain: Sequence[Layer], top: int, base: int, base_data: T | None
+    ) -> dict[str, View]:
+        """Overlays of top read base's data from top's end up to base's, where they read zeros."""
+        top_size, base_size = chain[top].virtual_size, chain[base].virtual_size
+        if base_size <= top_size:
+            return {}
+        region: T | None = None
+        if base_data is not None:
+            span = self.algebra.convert(ExtentSet.span(top_size, base_size))
+            region = _both(self.algebra, span, base_data)
+        start = [(o, region) for o in graph.children(chain[top].path)]
+        views = self.subtree(graph, start, set(), set())
+        return {path: view for path, view in views.items() if view.bytes != 0 or any(
+                n for _, n in view.snapshots)}  # fmt: skip
+
+    def subtree(
+        self, graph: ImageGraph, start: list[tuple[str, T | None]], skip: set[str], kept: set[str]
+    ) -> dict[str, View]:
+        """remaining(N) = remaining(backing of N) below its size - own(N), from ``start`` up.
+
+        The stack holds each child with its parent's remaining set, so that siblings share one
+        set and at most one set per level of the tree is alive.
+        """
+        algebra = self.algebra
+        views: dict[str, View] = {}
+        pending = list(start)
         while pending:
             path, remaining = pending.pop()
-            if path == top_path:
-                continue
             layer = graph.layer(path)
+            if path in skip:
+                # Top keeps its view, but its internal snapshots read the changed base too.
+                views[path] = View(0, self.snapshots(layer, remaining))
+                continue
             left: T | None = None
-            if remaining is None or layer.extents is None:
-                exposed[path] = None
-            elif algebra.is_empty(remaining):
-                left = remaining  # nothing left to expose, for it and everything above it
-                exposed[path] = 0
-            else:
-                mine = self.own(layer, layer.extents, keep=path in merged_paths)
-                if graph.is_active(path):
-                    # An active layer: nothing reads through it, so its size is enough.
-                    exposed[path] = algebra.minus_size(remaining, mine, layer.virtual_size)
+            count: int | None = None
+            if remaining is not None and layer.extents is not None:
+                if algebra.is_empty(remaining):
+                    left, count = remaining, 0
                 else:
-                    left = algebra.minus(remaining, mine)
-                    exposed[path] = algebra.size_below(left, layer.virtual_size)
+                    mine = self.own(layer, layer.extents, keep=path in kept)
+                    if graph.is_active(path):
+                        count = algebra.minus_size(remaining, mine, layer.virtual_size)
+                    else:
+                        left = algebra.clip(algebra.minus(remaining, mine), layer.virtual_size)
+                        count = algebra.size_below(left, layer.virtual_size)
+            views[path] = View(count, self.snapshots(layer, remaining))
             pending.extend((child, left) for child in graph.children(path))
+        return views
 
-        # Pull advice: what lies beneath each merged layer, accumulated from base upwards.
+    def snapshots(self, layer: Layer, remaining: T | None) -> tuple[tuple[str, int | None], ...]:
+        """Each internal snapshot reads its own allocation over the same backing chain."""
+        found: list[tuple[str, int | None]] = []
+        for snapshot in layer.snapshots:
+            if remaining is None or snapshot.extents is None:
+                found.append((snapshot.name, None))
+                continue
+            mine = self.algebra.convert(snapshot.extents)
+            count = self.algebra.minus_size(remaining, mine, snapshot.virtual_size)
+            found.append((snapshot.name, count))
+        return tuple(found)
+
+    def pulls(self, chain: Sequence[Layer], top: int, base: int) -> tuple[int | None, ...]:
+        """Pull advice: what lies beneath each merged layer, accumulated from base upwards."""
+        algebra = self.algebra
         pulls: list[int | None] = []
         under = chain[base].extents
         beneath = None if under is None else self.own(chain[base], under)
-        for layer in reversed(merged):
+        for layer in reversed(chain[top:base]):
             if beneath is None or layer.extents is None:
                 pulls.append(None)
                 beneath = None
@@ -202,7 +214,11 @@ class _Walk(Generic[T]):
             mine = self.own(layer, layer.extents)
             pulls.append(algebra.minus_size(beneath, mine, layer.virtual_size))
             beneath = algebra.union([beneath, mine])
-        return Exposure(copy, exposed, tuple(reversed(pulls)))
+        return tuple(reversed(pulls))
+
+
+def _shift_of(value: int) -> int:
+    return (value & -value).bit_length() - 1 if value else _LARGEST_UNIT_SHIFT
 
 
 def expose(graph: ImageGraph, chain: Sequence[Layer], top: int, base: int) -> Exposure:
@@ -211,21 +227,17 @@ def expose(graph: ImageGraph, chain: Sequence[Layer], top: int, base: int) -> Ex
     Bitmaps of the coarsest unit that every boundary met so far is a multiple of (the cluster
     size, for qcow2) when that keeps them small; exact sorted ranges otherwise.
     """
-    alignments: dict[str, int] = {}
 
     def alignment(layer: Layer) -> int:
-        if layer.path not in alignments:
-            extents = layer.extents if layer.extents is not None else ExtentSet.empty()
-            alignments[layer.path] = extents.alignment_shift
-        return alignments[layer.path]
+        extents = layer.extents if layer.extents is not None else ExtentSet.empty()
+        return extents.alignment_shift
 
-    known = [layer.extents for layer in chain[top : base + 1] if layer.extents is not None]
-    end = max((extents.end for extents in known), default=0)
-    shift = min([_LARGEST_UNIT_SHIFT, *(alignment(layer) for layer in chain[top : base + 1])])
+    used = chain[top:]
+    known = [layer.extents for layer in used if layer.extents is not None]
+    end = max([*(extents.end for extents in known), *(layer.virtual_size for layer in used)])
+    shift = min([_LARGEST_UNIT_SHIFT, *(alignment(layer) for layer in used),
+                 *(_shift_of(layer.virtual_size) for layer in used)])  # fmt: skip
     ranges = sum(len(extents) for extents in known)
-    if ranges <= FEW_RANGES:
-        # A few ranges: sorted ranges in pure Python, with no bitmap (and no numpy) at all.
-        return _Walk(RangeAlgebra()).run(graph, chain, top, base)
     affordable = min(MAX_BITMAP_UNITS, max(SMALL_BITMAP_UNITS, _UNITS_PER_RANGE * ranges))
     while True:
         units = (end + (1 << shift) - 1) >> shift

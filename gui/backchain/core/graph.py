@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import os.path
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,16 @@ from backchain.core.extents import ExtentSet
 
 if TYPE_CHECKING:
     import networkx as nx
+
+
+@dataclass(frozen=True)
+class InternalSnapshot:
+    """One entry of a qcow2 snapshot table: a view of its own, through the layer's backing."""
+
+    name: str
+    virtual_size: int
+    extents: ExtentSet | None = None
+    """What the snapshot's own L1 table allocates, or None while unknown."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +42,8 @@ class Layer:
     cluster_size: int | None = None
     extents: ExtentSet | None = None
     """The layer's own allocation (data and zero clusters), or None while not yet known."""
+    zeros: ExtentSet | None = None
+    """The zero clusters among ``extents`` (they read as zeros), or None while unknown."""
     in_use: bool = False
     """Locked by another process (a running QEMU), so an offline commit must not touch it."""
     in_use_by: str | None = None
@@ -49,6 +62,10 @@ class Layer:
     """A block job that uses this layer now (QEMU's or libvirt's): a new commit is refused."""
     extra: Mapping[str, str] = field(default_factory=dict)
     """Engine-specific labels (libvirt's ``vda[N]``, a device name)."""
+    snapshots: tuple[InternalSnapshot, ...] = ()
+    """The qcow2 snapshot table (each snapshot with its own allocation once known)."""
+    bitmaps: tuple[str, ...] = ()
+    """Names of the persistent dirty bitmaps stored in the image."""
 
     @property
     def name(self) -> str:
@@ -74,7 +91,9 @@ class ImageGraph:
     on first use, for the graph algorithms (the window's layered layout).
     """
 
-    def __init__(self, layers: Iterable[Layer] = ()) -> None:
+    def __init__(self, layers: Iterable[Layer] = (), scanned: Iterable[str] = ()) -> None:
+        self.scanned: tuple[str, ...] = tuple(scanned)
+        """The directories searched for images on the same layers."""
         self._layers: dict[str, Layer] = {}
         for layer in layers:
             self._layers[layer.path] = layer
@@ -153,6 +172,19 @@ class ImageGraph:
                 return layer
         return None
 
+    def matches_in(self, chain: Sequence[Layer], key: str) -> list[Layer]:
+        """The layers of ``chain`` that ``key`` names: by path, node name or label, or by a
+        backing name exactly as an overlay in the chain records it (as QEMU accepts it)."""
+        found: dict[str, Layer] = {}
+        direct = self.find(key)
+        paths = {layer.path for layer in chain}
+        if direct is not None and direct.path in paths:
+            found[direct.path] = direct
+        for above, below in itertools.pairwise(chain):
+            if above.backing_name == key:
+                found.setdefault(below.path, below)
+        return list(found.values())
+
     def backing_of(self, path: str) -> str | None:
         """The backing layer's path, if it is in the graph."""
         if path not in self._layers:
@@ -203,10 +235,16 @@ class ImageGraph:
         merged = dict(self._layers)
         for layer in layers:
             merged[layer.path] = layer
-        return ImageGraph(merged.values())
+        return ImageGraph(merged.values(), self.scanned)
+
+    def with_scanned(self, directories: Iterable[str]) -> ImageGraph:
+        """A copy that records which directories were scanned."""
+        return ImageGraph(self, [*self.scanned, *(d for d in directories if d not in self.scanned)])
 
     def with_extents(self, extents: Mapping[str, ExtentSet]) -> ImageGraph:
         """A copy with allocation extents filled in for the given paths."""
         return self.with_layers(
-            replace(self.layer(path), extents=ext) for path, ext in extents.items() if path in self
+            replace(self.layer(path), extents=ext, zeros=None)
+            for path, ext in extents.items()
+            if path in self
         )

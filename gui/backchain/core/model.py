@@ -110,11 +110,55 @@ class Role(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class SnapshotView:
+    """One internal snapshot of an image, read as a view of its own: the bytes that change."""
+
+    name: str
+    bytes: int | None
+    exact: bool = True
+    """False: ``bytes`` is a lower bound (or, with allocation unknown, the whole view)."""
+
+
+@dataclass(frozen=True)
 class Affected:
     """An image and how many of its bytes would read changed data (None while unknown)."""
 
     image: str
     bytes: int | None
+    exact: bool = True
+    """False: ``bytes`` is a lower bound (a running VM's active layer), or the whole virtual
+    size when the image's allocation cannot be read."""
+    snapshots: tuple[SnapshotView, ...] = ()
+    """The image's internal snapshots whose views change too."""
+
+
+class LostKind(enum.StrEnum):
+    """What DELETE destroys besides the file's data."""
+
+    INTERNAL_SNAPSHOT = "internal-snapshot"
+    BITMAP = "bitmap"
+
+
+@dataclass(frozen=True)
+class Lost:
+    """An internal snapshot or a persistent dirty bitmap held by a layer that DELETE removes."""
+
+    image: str
+    kind: LostKind
+    name: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", LostKind(self.kind))
+
+
+def affected_json(item: Affected) -> dict[str, Any]:
+    """One ``at_risk``, ``invalid`` or ``view_changes`` entry of ``plan --json``."""
+    return {
+        "image": item.image,
+        "bytes": item.bytes,
+        "exact": item.exact,
+        "snapshots": [{"name": s.name, "bytes": s.bytes, "exact": s.exact} for s in item.snapshots],
+    }
 
 
 @dataclass(frozen=True)
@@ -204,6 +248,15 @@ class CommitPlan:
     """Top is the chain's active layer (online: the job waits in ``ready``)."""
     notes: tuple[str, ...] = field(default=())
     operation: Operation = Operation.COMMIT
+    view_changes: tuple[Affected, ...] = ()
+    """Top and the images above it (re-pointed to base) whose guest-visible content changes."""
+    lost: tuple[Lost, ...] = ()
+    base_grows_to: int | None = None
+    """Base's new virtual size when top is larger, else None."""
+    bytes_to_copy_exact: bool = True
+    """False: ``bytes_to_copy`` is a lower bound (a running VM writes top during the job)."""
+    scanned: tuple[str, ...] = ()
+    """The directories searched for other images on the same layers."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "engine", EngineKind(self.engine))
@@ -244,12 +297,17 @@ class CommitPlan:
             "top": self.top,
             "base": self.base,
             "merged": list(self.merged),
-            "invalid": [{"image": a.image, "bytes": a.bytes} for a in self.invalid],
+            "invalid": [affected_json(a) for a in self.invalid],
             "stale": list(self.stale),
             "rebased": [{"image": r.image, "backing": r.backing} for r in self.rebased],
-            "at_risk": [{"image": a.image, "bytes": a.bytes} for a in self.at_risk],
+            "at_risk": [affected_json(a) for a in self.at_risk],
             "deleted": list(self.deleted),
             "bytes_to_copy": self.bytes_to_copy,
+            "bytes_to_copy_exact": self.bytes_to_copy_exact,
+            "view_changes": [affected_json(a) for a in self.view_changes],
+            "lost": [{"image": x.image, "kind": x.kind.value, "name": x.name} for x in self.lost],
+            "base_grows_to": self.base_grows_to,
+            "scanned": list(self.scanned),
             "active_commit": self.active_commit,
             "verify": self.request.verify and bool(self.deleted),
             "advice": [

@@ -9,18 +9,21 @@ from __future__ import annotations
 import enum
 import os.path
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from backchain.core.errors import PlanError
-from backchain.core.exposure import expose
+from backchain.core.exposure import View, expose
 from backchain.core.graph import ImageGraph, Layer
 from backchain.core.model import (
     Advice,
     Affected,
     CommitPlan,
     CommitRequest,
+    Lost,
+    LostKind,
     OnReady,
     Rebase,
+    SnapshotView,
 )
 
 # Headroom for qcow2 metadata that base needs beyond the data itself (L2 and refcount blocks).
@@ -78,13 +81,15 @@ def backing_name_for(overlay: Layer, base: Layer, *, relative: bool) -> str:
 
 
 def _find_in(chain: Sequence[Layer], graph: ImageGraph, key: str) -> int | None:
-    found = graph.find(key)
-    if found is None:
+    """The index in ``chain`` of the one layer ``key`` names; PlanError when it names two."""
+    found = graph.matches_in(chain, key)
+    if len(found) > 1:
+        names = " and ".join(f"'{layer.path}'" for layer in found[:2])
+        raise PlanError(f"'{key}' names two different layers of the chain, {names}; "
+                        "give the full path of the one you mean")  # fmt: skip
+    if not found:
         return None
-    for index, layer in enumerate(chain):
-        if layer.path == found.path:
-            return index
-    return None
+    return [layer.path for layer in chain].index(found[0].path)
 
 
 def _check_readable_chain(chain: Sequence[Layer], label: str) -> None:
@@ -208,40 +213,93 @@ def _check_rate(rate: int) -> None:
         raise PlanError(f"bandwidth must be less than {MAX_RATE}")
 
 
-def _rebases(graph: ImageGraph, top: Layer, base: Layer, keep_relative: bool) -> list[Rebase]:
-    """Each overlay of top, re-pointed to base (relative names stay relative)."""
-    rebased: list[Rebase] = []
-    for overlay_path in graph.overlays(top.path):
-        overlay = graph.layer(overlay_path)
-        relative = keep_relative or overlay.backing_is_relative
-        name = backing_name_for(overlay, base, relative=relative)
-        rebased.append(Rebase(overlay.path, base.path, name))
-    return rebased
+_LIVE_NOTE = (
+    "the running VM writes top during the job, and QEMU may still cache writes: bytes to copy "
+    "and every figure that depends on top are lower bounds"
+)
+
+
+def _affected(graph: ImageGraph, path: str, view: View, lower: bool) -> Affected:
+    """One image's figure: exact, a lower bound, or its whole size when allocation is unknown."""
+    layer = graph.layer(path)
+    snapshots = tuple(
+        SnapshotView(name, count if count is not None else size, exact=count is not None and
+                     not lower)
+        for (name, count), size in zip(view.snapshots,
+                                       (s.virtual_size for s in layer.snapshots), strict=True)
+    )  # fmt: skip
+    if view.bytes is None:
+        return Affected(path, layer.virtual_size, exact=False, snapshots=snapshots)
+    return Affected(path, view.bytes, exact=not lower, snapshots=snapshots)
 
 
 def _deleted(
-    graph: ImageGraph,
-    request: CommitRequest,
-    rules: PlanRules,
-    merged: Sequence[Layer],
-    top_index: int,
-) -> tuple[str, ...]:
-    """The merged layers DELETE removes, unless something outside them still depends on one."""
+    graph: ImageGraph, request: CommitRequest, rules: PlanRules, merged: Sequence[Layer],
+    spared: set[str], active: bool,
+) -> tuple[str, ...]:  # fmt: skip
+    """DELETE's files, or PlanError when something still depends on one of them."""
+    if not request.delete:
+        return ()
     top = merged[0]
-    if rules.live and top_index == 0 and request.on_ready is OnReady.KEEP_OVERLAY:
+    if rules.live and active and request.on_ready is OnReady.KEEP_OVERLAY:
         raise PlanError(
             f"cannot delete '{rules.label(top)}': it stays the active layer "
             "when the overlay is kept"
         )
-    merged_paths = [layer.path for layer in merged]
-    spared = graph.dependants(top.path) | {top.path}
+    merged_paths = {layer.path for layer in merged}
     for layer in merged:
-        blockers = graph.dependants(layer.path) - set(merged_paths) - spared
+        blockers = graph.dependants(layer.path) - merged_paths - spared
         if blockers:
             raise PlanError(
                 f"cannot delete '{layer.path}': '{sorted(blockers)[0]}' still depends on it"
             )
-    return tuple(merged_paths)
+    return tuple(layer.path for layer in merged)
+
+
+def _lost(graph: ImageGraph, deleted: Sequence[str]) -> tuple[Lost, ...]:
+    """The internal snapshots and persistent bitmaps that the deleted files take with them."""
+    lost: list[Lost] = []
+    for path in deleted:
+        layer = graph.layer(path)
+        lost += [Lost(path, LostKind.INTERNAL_SNAPSHOT, s.name) for s in layer.snapshots]
+        lost += [Lost(path, LostKind.BITMAP, name) for name in layer.bitmaps]
+    return tuple(lost)
+
+
+def _notes(graph: ImageGraph, request: CommitRequest, plan: CommitPlan, lower: bool) -> list[str]:
+    notes: list[str] = []
+    if plan.deleted and not request.verify:
+        notes.append("--no-verify: files are deleted without comparing top's view with base")
+    if any(layer.found_by_scan for layer in graph):
+        notes.append("other images were found by scanning their directories")
+    if lower:
+        notes.append(_LIVE_NOTE)
+    if any(not a.exact and not lower for a in (*plan.at_risk, *plan.invalid)):
+        notes.append("an image whose allocation cannot be read is counted with its whole size")
+    if plan.base_grows_to is not None:
+        notes.append(f"base grows to top's size, {plan.base_grows_to} bytes")
+    return notes
+
+
+def _rebased(
+    graph: ImageGraph, request: CommitRequest, top: Layer, base: Layer
+) -> tuple[Rebase, ...]:
+    """Top's overlays, each with the backing name that will point it to base."""
+    rebased: list[Rebase] = []
+    for overlay_path in graph.overlays(top.path):
+        overlay = graph.layer(overlay_path)
+        name = backing_name_for(
+            overlay, base, relative=request.keep_relative or overlay.backing_is_relative
+        )
+        rebased.append(Rebase(overlay.path, base.path, name))
+    return tuple(rebased)
+
+
+def _space_needed(bytes_to_copy: int | None) -> int:
+    """What base may grow by: the data plus headroom for its qcow2 metadata."""
+    if bytes_to_copy is None:
+        return 0
+    return bytes_to_copy + bytes_to_copy // _METADATA_SHARE + _METADATA_FLOOR
 
 
 def plan(graph: ImageGraph, request: CommitRequest, rules: PlanRules = OFFLINE_RULES) -> CommitPlan:
@@ -257,34 +315,24 @@ def plan(graph: ImageGraph, request: CommitRequest, rules: PlanRules = OFFLINE_R
     merged = chain[top_index:base_index]
     merged_paths = [layer.path for layer in merged]
     exposure = expose(graph, chain, top_index, base_index)
-    invalid = tuple(Affected(layer.path, exposure.exposed[layer.path]) for layer in merged[1:])
+    # A running VM writes its active layer: what QEMU has not flushed, and what the guest
+    # writes during the job, is copied too. Layers below it are read-only in QEMU.
+    lower = rules.live and top_index == 0
+    views = exposure.views
+    invalid = tuple(_affected(graph, layer.path, views[layer.path], lower) for layer in merged[1:])
+    at_risk = tuple(_affected(graph, path, views[path], lower)
+                    for path in sorted(set(views) - set(merged_paths)))  # fmt: skip
+    view_changes = tuple(_affected(graph, path, view, lower)
+                         for path, view in sorted(exposure.changed_above.items()))  # fmt: skip
 
-    rebased = _rebases(graph, top, base, request.keep_relative)
-    at_risk = [
-        Affected(path, exposure.exposed[path])
-        for path in sorted(set(exposure.exposed) - set(merged_paths))
-    ]
-
-    deleted = _deleted(graph, request, rules, merged, top_index) if request.delete else ()
-
+    rebased = _rebased(graph, request, top, base)
+    spared = graph.dependants(top.path) | {top.path}
+    deleted = _deleted(graph, request, rules, merged, spared, top_index == 0)
     bytes_to_copy = exposure.bytes_to_copy
-    need = 0
-    if bytes_to_copy is not None:
-        need = bytes_to_copy + bytes_to_copy // _METADATA_SHARE + _METADATA_FLOOR
     touched = [*(graph.layer(r.image) for r in rebased), *merged, base]
-    _check_writes(rules, base, touched, need)
+    _check_writes(rules, base, touched, _space_needed(bytes_to_copy))
 
-    advice = tuple(
-        Advice(layer.path, allocated, layer.virtual_size, allocated, pull)
-        for layer, pull in zip(merged, exposure.pull_bytes, strict=True)
-        for allocated in [layer.allocated_bytes]
-    )
-    notes: list[str] = []
-    if deleted and not request.verify:
-        notes.append("--no-verify: files are deleted without comparing top's view with base")
-    if any(layer.found_by_scan for layer in graph):
-        notes.append("other images were found by scanning their directories")
-    return CommitPlan(
+    result = CommitPlan(
         request=request,
         engine=request.engine,
         image=chain[0].path,
@@ -294,12 +342,20 @@ def plan(graph: ImageGraph, request: CommitRequest, rules: PlanRules = OFFLINE_R
         merged=tuple(merged_paths),
         invalid=invalid,
         stale=(top.path,),
-        rebased=tuple(rebased),
-        at_risk=tuple(at_risk),
+        rebased=rebased,
+        at_risk=at_risk,
         deleted=deleted,
         bytes_to_copy=bytes_to_copy,
-        advice=advice,
+        advice=tuple(
+            Advice(layer.path, layer.allocated_bytes, layer.virtual_size, layer.allocated_bytes, p)
+            for layer, p in zip(merged, exposure.pull_bytes, strict=True)
+        ),
         steps=(),
         active_commit=top_index == 0,
-        notes=tuple(notes),
+        view_changes=view_changes,
+        lost=_lost(graph, deleted),
+        base_grows_to=top.virtual_size if top.virtual_size > base.virtual_size else None,
+        bytes_to_copy_exact=bytes_to_copy is not None and not lower,
+        scanned=graph.scanned,
     )
+    return replace(result, notes=tuple(_notes(graph, request, result, lower)))

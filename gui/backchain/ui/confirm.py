@@ -7,6 +7,7 @@ import os.path
 
 from PySide6.QtWidgets import QMessageBox, QWidget
 
+from backchain.core.describe import amount, lost_lines, view_change_lines
 from backchain.core.model import CommitPlan
 from backchain.ui.text import human_bytes
 
@@ -16,16 +17,21 @@ def _names(paths: list[str]) -> str:
 
 
 def bytes_at_risk(plan: CommitPlan) -> bool:
-    """Whether any sibling may read changed data (unknown counts as at risk)."""
-    return any(item.bytes is None or item.bytes > 0 for item in plan.at_risk)
+    """Whether any image may read changed data (unknown or a lower bound counts as at risk),
+    a view of top's overlays changes, or DELETE destroys snapshots or bitmaps."""
+    risky = any(item.bytes is None or item.bytes > 0 or not item.exact for item in plan.at_risk)
+    return risky or bool(plan.view_changes) or bool(plan.lost)
 
 
 def effects_html(plan: CommitPlan) -> str:
     """The destructive effects as a list, named file by file."""
     items = [
         f"<b>{html.escape(os.path.basename(plan.base))}</b> is written: "
-        f"{human_bytes(plan.bytes_to_copy)} from {_names(list(plan.merged))}."
+        f"{amount(plan.bytes_to_copy, plan.bytes_to_copy_exact)} from "
+        f"{_names(list(plan.merged))}."
     ]
+    if plan.base_grows_to is not None:
+        items.append(f"<b>Base grows</b> to {human_bytes(plan.base_grows_to)}.")
     if plan.deleted:
         items.append(f"<b>Deleted:</b> {_names(list(plan.deleted))}.")
     if plan.invalid:
@@ -33,11 +39,13 @@ def effects_html(plan: CommitPlan) -> str:
     if plan.stale:
         items.append(f"<b>Stale after the next write to base:</b> {_names(list(plan.stale))}.")
     for item in plan.at_risk:
-        amount = "an unknown amount" if item.bytes is None else human_bytes(item.bytes)
+        size = "an unknown amount" if item.bytes is None else amount(item.bytes, item.exact)
         items.append(
             f"<b>At risk:</b> {html.escape(os.path.basename(item.image))} "
-            f"({amount} would read changed data)."
+            f"({size} would read changed data)."
         )
+    items += [f"<b>View changes:</b> {html.escape(line)}" for line in view_change_lines(plan)]
+    items += [f"<b>Lost:</b> {html.escape(line)}" for line in lost_lines(plan)]
     if plan.rebased:
         items.append(f"Re-pointed to base: {_names([r.image for r in plan.rebased])}.")
     return "<ul>" + "".join(f"<li>{item}</li>" for item in items) + "</ul>"

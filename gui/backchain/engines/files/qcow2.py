@@ -6,9 +6,10 @@ import os
 import re
 import stat
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from backchain.core.errors import ImageError
+from backchain.engines.files.qcow2_tables import SnapshotEntry, read_bitmap_names, read_snapshots
 
 QCOW2_MAGIC = b"QFI\xfb"
 _V2_HEADER = struct.Struct(">4sIQIIQIIQQIIQ")
@@ -17,6 +18,8 @@ _EXTENSION = struct.Struct(">II")
 _EXT_END = 0x00000000
 _EXT_BACKING_FORMAT = 0xE2792ACA
 _EXT_DATA_FILE = 0x44415441
+_EXT_BITMAPS = 0x23852875
+_AUTOCLEAR_BITMAPS = 1 << 0
 # qemu refuses backing names longer than this; a larger field is a corrupt or hostile header.
 _MAX_BACKING_NAME = 1023
 _MAX_HEADER_READ = 1 << 16
@@ -41,6 +44,12 @@ class Qcow2Header:
     l1_size: int = 0
     l1_offset: int = 0
     """Where the L1 table lies, so that the allocation reader need not read the header again."""
+    snapshot_count: int = 0
+    snapshot_offset: int = 0
+    bitmaps_extension: bytes | None = None
+    """The bitmaps extension's payload, when QEMU would use it (autoclear bit set)."""
+    snapshots: tuple[SnapshotEntry, ...] = ()
+    bitmaps: tuple[str, ...] = ()
 
 
 def is_qcow2(path: str) -> bool:
@@ -78,9 +87,23 @@ def read_header(path: str) -> Qcow2Header:
             file_size = os.fstat(handle.fileno()).st_size
             if len(blob) == _FIRST_READ and _needs_more(blob):
                 blob += handle.read(_MAX_HEADER_READ - _FIRST_READ)
+            header = parse_header(path, blob, file_size)
+            return with_tables(header, handle.fileno(), file_size)
     except OSError as err:
         raise image_error_from_os(path, err) from err
-    return parse_header(path, blob, file_size)
+
+
+def with_tables(header: Qcow2Header, fd: int, file_size: int) -> Qcow2Header:
+    """The header with its snapshot table and bitmap names read from the open file."""
+    snapshots = read_snapshots(
+        header.path, fd, header.snapshot_count, header.snapshot_offset, header.virtual_size
+    )
+    bitmaps: tuple[str, ...] = ()
+    if header.bitmaps_extension is not None:
+        bitmaps = read_bitmap_names(header.path, fd, header.bitmaps_extension, file_size)
+    if not snapshots and not bitmaps:
+        return header
+    return replace(header, snapshots=snapshots, bitmaps=bitmaps)
 
 
 def image_error_from_os(path: str, err: OSError) -> ImageError:
@@ -114,7 +137,7 @@ def parse_header(path: str, blob: bytes, file_size: int) -> Qcow2Header:
     (
         _magic, version, backing_offset, backing_size, cluster_bits, virtual_size,
         crypt_method, l1_size, l1_offset, _refcount_offset, _refcount_clusters,
-        _snapshots, _snapshot_offset,
+        snapshots, snapshot_offset,
     ) = _V2_HEADER.unpack_from(blob)  # fmt: skip
     if version not in (2, 3):
         raise ImageError(path, f"has an unsupported qcow2 version {version}")
@@ -123,11 +146,11 @@ def parse_header(path: str, blob: bytes, file_size: int) -> Qcow2Header:
     if virtual_size > 1 << 62:
         raise ImageError(path, f"has a corrupt qcow2 header (virtual size {virtual_size})")
     header_length = _V2_HEADER.size
-    incompatible = 0
+    incompatible = autoclear = 0
     if version == 3:
         if len(blob) < _V2_HEADER.size + _V3_EXTRA.size:
             raise ImageError(path, "has a truncated qcow2 version 3 header")
-        incompatible, _compat, _autoclear, _refcount_order, header_length = _V3_EXTRA.unpack_from(
+        incompatible, _compat, autoclear, _refcount_order, header_length = _V3_EXTRA.unpack_from(
             blob, _V2_HEADER.size
         )
         if header_length < _V2_HEADER.size + _V3_EXTRA.size or header_length > len(blob):
@@ -147,7 +170,7 @@ def parse_header(path: str, blob: bytes, file_size: int) -> Qcow2Header:
         if "\x00" in backing_name:
             raise ImageError(path, "has a backing file name with a NUL byte (corrupt header)")
 
-    backing_format, data_file = _read_extensions(path, blob, header_length, backing_offset)
+    backing_format, data_file, bitmaps = _read_extensions(path, blob, header_length, backing_offset)
     return Qcow2Header(
         path=path,
         version=version,
@@ -160,15 +183,19 @@ def parse_header(path: str, blob: bytes, file_size: int) -> Qcow2Header:
         crypt_method=crypt_method,
         l1_size=l1_size,
         l1_offset=l1_offset,
+        snapshot_count=snapshots,
+        snapshot_offset=snapshot_offset,
+        bitmaps_extension=bitmaps if autoclear & _AUTOCLEAR_BITMAPS else None,
     )
 
 
 def _read_extensions(
     path: str, blob: bytes, offset: int, backing_offset: int
-) -> tuple[str | None, str | None]:
+) -> tuple[str | None, str | None, bytes | None]:
     limit = backing_offset if backing_offset else len(blob)
     backing_format: str | None = None
     data_file: str | None = None
+    bitmaps: bytes | None = None
     seen = 0
     while offset + _EXTENSION.size <= limit:
         kind, length = _EXTENSION.unpack_from(blob, offset)
@@ -183,6 +210,8 @@ def _read_extensions(
                 backing_format = payload.decode("ascii")
             elif kind == _EXT_DATA_FILE:
                 data_file = payload.decode("utf-8")
+            elif kind == _EXT_BITMAPS:
+                bitmaps = payload
         except UnicodeDecodeError as err:
             raise ImageError(path, "has a header extension that is not valid text") from err
         offset = start + ((length + 7) & ~7)
@@ -191,4 +220,4 @@ def _read_extensions(
             raise ImageError(path, "has too many header extensions (corrupt header)")
     if backing_format is not None and not re.fullmatch(r"[a-z0-9_-]{1,32}", backing_format):
         raise ImageError(path, f"records an invalid backing format {backing_format!r}")
-    return backing_format, data_file
+    return backing_format, data_file, bitmaps

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from backchain.core.errors import EngineError, ImageError
 from backchain.core.extents import ExtentSet
-from backchain.core.graph import ImageGraph, Layer
+from backchain.core.graph import ImageGraph, InternalSnapshot, Layer
 from backchain.engines import image_locks
 from backchain.engines.files import facts as locks
 from backchain.engines.files import qcow2_alloc
@@ -72,10 +73,39 @@ def data_file_of(path: str, header: Qcow2Header) -> str | None:
     return os.path.realpath(name)
 
 
+def json_backing_file(name: str) -> str | None:
+    """The file a ``json:{...}`` backing specification opens (its innermost filename), or None."""
+    try:
+        spec = json.loads(name[len("json:") :])
+    except ValueError:
+        return None
+    while isinstance(spec, dict):
+        flat = spec.get("file.filename")
+        if isinstance(flat, str):
+            return flat
+        inner = spec.get("file")
+        if isinstance(inner, str):
+            return inner
+        if not isinstance(inner, dict):
+            found = spec.get("filename")
+            return found if isinstance(found, str) else None
+        spec = inner
+    return None
+
+
+def _backing_target(access: str, name: str) -> str | None:
+    """The file a backing name opens; a json: one by its innermost filename."""
+    if name.startswith("json:"):
+        found = json_backing_file(name)
+        return None if found is None else os.path.abspath(found)
+    return resolve_backing(access, name)
+
+
 def _layer_from_header(real: str, header: Qcow2Header, access: str, by_scan: bool) -> Layer:
     backing_path = None
     if header.backing_name is not None:
-        backing_path = os.path.realpath(resolve_backing(access, header.backing_name))
+        target = _backing_target(access, header.backing_name)
+        backing_path = None if target is None else os.path.realpath(target)
     return Layer(
         path=real,
         format="qcow2",
@@ -88,6 +118,8 @@ def _layer_from_header(real: str, header: Qcow2Header, access: str, by_scan: boo
         found_by_scan=by_scan,
         encrypted=header.crypt_method != 0,
         data_file=_scanned_data_file(real, header) if by_scan else data_file_of(real, header),
+        snapshots=tuple(InternalSnapshot(s.name, s.virtual_size) for s in header.snapshots),
+        bitmaps=header.bitmaps,
     )
 
 
@@ -188,11 +220,14 @@ def scan_directories(
 ) -> ImageGraph:
     """Add every qcow2 image in ``directories`` whose chain reaches a layer of ``graph``.
 
-    Only headers are read, one file at a time, with no process per file; unrelated, broken or
-    unsafe images are skipped, since they cannot touch this graph.
+    Only headers are read, one file at a time, with no process per file. An image whose header
+    lacks a backing format, or names its backing by a ``json:`` specification, is listed too:
+    QEMU may still open it on top of a layer. Only images that cannot reach a layer of this
+    graph (unreadable, unrelated, or on a network protocol) are left out.
     """
     candidates: dict[str, Layer] = {}
-    for directory in dict.fromkeys(os.path.abspath(d) for d in directories):
+    scanned = list(dict.fromkeys(os.path.abspath(d) for d in directories))
+    for directory in scanned:
         try:
             entries = list(os.scandir(directory))
         except OSError:
@@ -208,10 +243,10 @@ def scan_directories(
                 continue
             try:
                 header = read_header(real)
-                _check_backing(real, header)
             except ImageError:
                 continue
-            if header.backing_name is None:
+            name = header.backing_name
+            if name is None or (unsafe_backing_reason(name) and not name.startswith("json:")):
                 continue
             candidates[real] = _layer_from_header(real, header, entry.path, by_scan=True)
             if headers is not None:
@@ -227,7 +262,8 @@ def scan_directories(
                 found.append(layer)
                 del candidates[path]
                 growing = True
-    return graph.with_layers(found) if found else graph
+    graph = graph.with_layers(found) if found else graph
+    return graph.with_scanned(scanned)
 
 
 def default_scan_dirs(graph: ImageGraph) -> list[str]:
@@ -259,6 +295,22 @@ def probe_facts(graph: ImageGraph) -> ImageGraph:
     return graph.with_layers(layers)
 
 
+def _read_tables(layer: Layer) -> Layer | None:
+    """The layer with its own and its snapshots' allocation from its qcow2 tables, or None."""
+    try:
+        extents, zeros = qcow2_alloc.own_allocation_and_zeros(layer.path)
+        header = read_header(layer.path)
+        found = qcow2_alloc.snapshot_allocations(layer.path, header.snapshots)
+    except ImageError:
+        return None
+    views = tuple(
+        InternalSnapshot(entry.name, entry.virtual_size, own)
+        for entry, own in zip(header.snapshots, found, strict=True)
+    )
+    bitmaps = layer.bitmaps or header.bitmaps
+    return replace(layer, extents=extents, zeros=zeros, snapshots=views, bitmaps=bitmaps)
+
+
 def load_extents(
     graph: ImageGraph,
     paths: Sequence[str] | None = None,
@@ -266,44 +318,45 @@ def load_extents(
     reader: str = "tables",
     headers: Mapping[str, Qcow2Header] | None = None,
 ) -> ImageGraph:
-    """Fill in each layer's own allocation extents.
+    """Fill in each layer's own allocation extents, and its internal snapshots' ones.
 
     ``reader="tables"`` reads qcow2 L1/L2 tables directly (exactly qemu-img map's answer, about
     ten times faster: see tests/bench); a layer it cannot read falls back to ``qemu-img map``,
     which then gives the authoritative answer or error. ``"qemu-img"`` always runs qemu-img map,
-    several runs at a time. ``headers`` (parsed this command) spare reading them again.
+    several runs at a time. A scanned image whose map cannot be read keeps ``extents=None``: the
+    plan lists it with its whole size rather than fail for an image that is not in the chain.
+    ``headers`` is accepted for callers that parsed them already (the tables are read anew).
     """
     wanted = [graph.layer(p) for p in (paths if paths is not None else graph.paths)]
     wanted = [layer for layer in wanted if layer.extents is None]
     if not wanted:
         return graph
-    found: dict[str, ExtentSet] = {}
+    read: list[Layer] = []
     if reader == "tables":
         for layer in wanted:
-            if layer.format == "qcow2":
-                try:
-                    header = None if headers is None else headers.get(layer.path)
-                    found[layer.path] = qcow2_alloc.own_allocation(layer.path, header=header)
-                except ImageError:
-                    continue
-        wanted = [layer for layer in wanted if layer.path not in found]
-        if not wanted:
-            return graph.with_extents(found)
-    from concurrent.futures import ThreadPoolExecutor  # only here: it imports logging
+            done = _read_tables(layer) if layer.format == "qcow2" else None
+            if done is not None:
+                read.append(done)
+        known = {layer.path for layer in read}
+        wanted = [layer for layer in wanted if layer.path not in known]
+    if wanted:
+        from concurrent.futures import ThreadPoolExecutor  # only here: it imports logging
 
-    workers = jobs or min(8, (os.cpu_count() or 2) * 2)
+        workers = jobs or min(8, (os.cpu_count() or 2) * 2)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(_map_one, wanted))
+        read += [replace(layer, extents=ext) for layer, ext in zip(wanted, results, strict=True)]
+    return graph.with_layers(read)
 
-    def one(layer: Layer) -> ExtentSet:
-        try:
-            return qemu_img.own_extents(layer.path, layer.format)
-        except EngineError as err:
-            cause = f"its allocation map cannot be read: {err.message}"
-            raise ImageError(layer.path, cause) from err
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(one, wanted))
-    found.update((layer.path, ext) for layer, ext in zip(wanted, results, strict=True))
-    return graph.with_extents(found)
+def _map_one(layer: Layer) -> ExtentSet | None:
+    try:
+        return qemu_img.own_extents(layer.path, layer.format)
+    except EngineError as err:
+        if layer.found_by_scan:
+            return None
+        cause = f"its allocation map cannot be read: {err.message}"
+        raise ImageError(layer.path, cause) from err
 
 
 def open_graph(

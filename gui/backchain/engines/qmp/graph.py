@@ -187,6 +187,11 @@ def live_layers(
             node_name=node_name or None,
             block_job=busy.get(path),
             extra=extra,
+            # QEMU holds persistent bitmaps in memory while it has the image open; the file's
+            # own bitmap directory may not list them until it closes the image.
+            bitmaps=tuple(
+                str(b.get("name")) for b in node.get("dirty-bitmaps") or [] if b.get("persistent")
+            ),
         )
     return list(layers.values())
 
