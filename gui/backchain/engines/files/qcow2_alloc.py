@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -37,6 +38,9 @@ _HARMLESS = _INCOMPAT_DIRTY | _INCOMPAT_CORRUPT | _INCOMPAT_COMPRESSION
 _OFLAG_COMPRESSED = 1 << 62
 _OFLAG_ZERO = 1
 _OFFSET_MASK = 0x00FFFFFFFFFFFE00
+_DEFINED = _OFLAG_COMPRESSED | _OFLAG_ZERO | _OFFSET_MASK
+_PURE_ENTRIES = 1 << 16
+"""Up to this many L2 entries, Python is fast enough and numpy's import is not worth it."""
 _L1_OFFSET_MASK = 0x00FFFFFFFFFFFE00
 _SUBCLUSTERS = 32
 
@@ -129,14 +133,20 @@ def own_allocation(path: str) -> ExtentSet:
     return own_allocation_and_zeros(path)[0]
 
 
-def own_allocation_and_zeros(path: str) -> tuple[ExtentSet, ExtentSet]:
-    """The layer's own allocation, and the part of it that are zero clusters (read as zeros)."""
+def own_allocation_and_zeros(
+    path: str, vectorised: bool | None = None
+) -> tuple[ExtentSet, ExtentSet]:
+    """The layer's own allocation, and the part of it that are zero clusters (read as zeros).
+
+    ``vectorised`` picks numpy (True) or Python (False) for standard L2 tables; by default numpy
+    reads large tables, or any table once numpy is loaded anyway.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError as err:
         raise image_error_from_os(path, err) from err
     try:
-        return _own_allocation(path, fd)
+        return _own_allocation(path, fd, vectorised)
     except OSError as err:
         raise image_error_from_os(path, err) from err
     finally:
@@ -167,41 +177,84 @@ def snapshot_allocations(path: str, entries: Sequence[SnapshotEntry]) -> tuple[E
         os.close(fd)
 
 
-def _own_allocation(path: str, fd: int) -> tuple[ExtentSet, ExtentSet]:
-    return _allocation(path, fd, _read_geometry(path, fd))
+def _own_allocation(
+    path: str, fd: int, vectorised: bool | None = None
+) -> tuple[ExtentSet, ExtentSet]:
+    return _allocation(path, fd, _read_geometry(path, fd), vectorised)
 
 
-def _allocation(path: str, fd: int, geo: _Geometry) -> tuple[ExtentSet, ExtentSet]:
+def _allocation(
+    path: str, fd: int, geo: _Geometry, vectorised: bool | None = None
+) -> tuple[ExtentSet, ExtentSet]:
     """(own allocation, zero clusters) of the L1 table that ``geo`` describes."""
-    import numpy as np
-
     cluster = 1 << geo.cluster_bits
     nothing = (ExtentSet.empty(), ExtentSet.empty())
     if geo.l1_size == 0 or geo.virtual_size == 0:
         return nothing
     l1_raw = _read_exact(path, fd, geo.l1_size * 8, geo.l1_offset, "the L1 table")
-    l1 = np.frombuffer(l1_raw, dtype=">u8").astype(np.uint64)
-    l2_offsets = l1 & np.uint64(_L1_OFFSET_MASK)
-    used = np.flatnonzero(l2_offsets)
     # L1 entries past the virtual size cannot hold guest data that qemu-img would report.
     entries_per_table = cluster // (16 if geo.extended_l2 else 8)
     tables_needed = -(-geo.virtual_size // (entries_per_table * cluster))
-    used = used[used < tables_needed]
-    if used.size == 0:
+    l1 = struct.unpack(f">{geo.l1_size}Q", l1_raw)[:tables_needed]
+    used = [(table, entry & _L1_OFFSET_MASK) for table, entry in enumerate(l1)]
+    used = [(table, offset) for table, offset in used if offset]
+    if not used:
         return nothing
     chunks = []
-    for table in used.tolist():
-        offset = int(l2_offsets[table])
+    for _table, offset in used:
         if offset % cluster:
             raise ImageError(path, f"has an unaligned L2 table at offset {offset} (corrupt)")
         chunks.append(_read_exact(path, fd, cluster, offset, "an L2 table"))
-    entries = np.frombuffer(b"".join(chunks), dtype=">u8").astype(np.uint64)
-    # Guest cluster number of every entry read, table by table.
-    first = used.astype(np.int64) * entries_per_table
-    local = np.arange(entries_per_table, dtype=np.int64)
-    clusters = (first[:, None] + local[None, :]).reshape(-1)
+    raw = b"".join(chunks)
+    tables = [table for table, _ in used]
+    if vectorised is None:
+        vectorised = len(raw) // 8 > _PURE_ENTRIES or "numpy" in sys.modules
+    if not geo.extended_l2 and not vectorised:
+        own, zeros = _allocation_pure(raw, tables, entries_per_table, cluster)
+    else:
+        own, zeros = _allocation_numpy(raw, tables, entries_per_table, cluster, geo.extended_l2)
+    return own.clip(geo.virtual_size), zeros.clip(geo.virtual_size)
 
-    if geo.extended_l2:
+
+def _allocation_pure(
+    raw: bytes, tables: list[int], per_table: int, cluster: int
+) -> tuple[ExtentSet, ExtentSet]:
+    """Standard L2 entries scanned in Python (small tables, so that numpy is never loaded)."""
+    runs: tuple[tuple[list[int], list[int]], tuple[list[int], list[int]]] = (([], []), ([], []))
+
+    def add(which: int, guest: int) -> None:
+        starts, ends = runs[which]
+        if ends and ends[-1] == guest:
+            ends[-1] = guest + 1
+        else:
+            starts.append(guest)
+            ends.append(guest + 1)
+
+    for index, entry in enumerate(struct.unpack(f">{len(raw) // 8}Q", raw)):
+        if not entry & _DEFINED:
+            continue
+        guest = tables[index // per_table] * per_table + index % per_table
+        add(0, guest)
+        if entry & _OFLAG_ZERO and not entry & _OFLAG_COMPRESSED:
+            add(1, guest)
+    return tuple(  # type: ignore[return-value]
+        ExtentSet([s * cluster for s in starts], [e * cluster for e in ends], normalised=True)
+        for starts, ends in runs
+    )
+
+
+def _allocation_numpy(
+    raw: bytes, tables: list[int], per_table: int, cluster: int, extended: bool
+) -> tuple[ExtentSet, ExtentSet]:
+    """The same, vectorised, for large tables and for extended L2 entries (subclusters)."""
+    import numpy as np
+
+    entries = np.frombuffer(raw, dtype=">u8").astype(np.uint64)
+    # Guest cluster number of every entry read, table by table.
+    first = np.array(tables, dtype=np.int64) * per_table
+    local = np.arange(per_table, dtype=np.int64)
+    clusters = (first[:, None] + local[None, :]).reshape(-1)
+    if extended:
         (starts, ends), (z_starts, z_ends), unit = _extended(entries, clusters, cluster)
     else:
         compressed = (entries & np.uint64(_OFLAG_COMPRESSED)) != 0
@@ -210,8 +263,7 @@ def _allocation(path: str, fd: int, geo: _Geometry) -> tuple[ExtentSet, ExtentSe
         starts, ends = _runs(allocated, clusters)
         z_starts, z_ends = _runs(zero, clusters)
         unit = cluster
-    own = ExtentSet(starts * unit, ends * unit).clip(geo.virtual_size)
-    return own, ExtentSet(z_starts * unit, z_ends * unit).clip(geo.virtual_size)
+    return ExtentSet(starts * unit, ends * unit), ExtentSet(z_starts * unit, z_ends * unit)
 
 
 def _extended(
