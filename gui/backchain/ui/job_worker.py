@@ -10,6 +10,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from backchain.core.errors import BackchainError, CancelledError
 from backchain.core.model import CommitPlan, OnReady, Step
 from backchain.engines import runner
+from backchain.engines.journal import JobRecord
 from backchain.engines.progress import CancelToken
 
 
@@ -55,10 +56,14 @@ class JobWorker(QObject):
     job_finished = Signal(bool, str, str)
     """ok, summary, details (command, exit status and stderr on failure)."""
 
-    def __init__(self, plan: CommitPlan, connection: object | None = None) -> None:
+    def __init__(
+        self, plan: CommitPlan, connection: object | None = None, resume: JobRecord | None = None
+    ) -> None:
         super().__init__()
         self.plan = plan
         self.connection = connection
+        self.resume = resume
+        """An interrupted job whose remaining steps this worker runs (the banner's Re-run)."""
         self.token = CancelToken()
         self._choice = OnReady.ASK
         self._chosen = threading.Event()
@@ -67,7 +72,10 @@ class JobWorker(QObject):
     def run(self) -> None:  # runs in the worker thread
         """Run the plan that the preview showed, unchanged, and report exactly once."""
         try:
-            runner.run_plan(self.plan, SignalSink(self), self.token, self.connection)
+            if self.resume is not None:
+                runner.resume_job(self.resume, SignalSink(self), self.token)
+            else:
+                runner.run_plan(self.plan, SignalSink(self), self.token, self.connection)
         except CancelledError as error:
             self.job_finished.emit(False, "Cancelled: " + error.summary, error.details)
         except BackchainError as error:
@@ -108,23 +116,28 @@ class JobController(QObject):
         super().__init__(parent)
         self.worker: JobWorker | None = None
         self._thread: QThread | None = None
+        self.cancelled_by_user = False
+        """The job that ended last was stopped by the user's own Cancel."""
 
     @property
     def running(self) -> bool:
         """Whether a job is in progress."""
         return self._thread is not None
 
-    def start(self, plan: CommitPlan, connection: object | None = None) -> JobWorker:
+    def start(
+        self, plan: CommitPlan, connection: object | None = None, resume: JobRecord | None = None
+    ) -> JobWorker:
         """Start ``plan`` in a new thread; connect to the returned worker's signals for progress."""
         if self.running:
             raise RuntimeError("a job is already running")
         thread = QThread(self)
         thread.setObjectName("backchain-job")
-        worker = JobWorker(plan, connection)
+        worker = JobWorker(plan, connection, resume)
         worker.moveToThread(thread)
         thread.started.connect(worker.run)
         worker.job_finished.connect(self._on_worker_job_finished)
         self.worker, self._thread = worker, thread
+        self.cancelled_by_user = False
         thread.start()
         self.job_started.emit(plan)
         return worker
@@ -132,6 +145,7 @@ class JobController(QObject):
     def cancel(self) -> None:
         """Ask the running job to stop."""
         if self.worker is not None:
+            self.cancelled_by_user = True
             self.worker.cancel()
 
     def _on_worker_job_finished(self, ok: bool, summary: str, details: str) -> None:

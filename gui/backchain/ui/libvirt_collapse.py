@@ -139,11 +139,11 @@ class CollapseDialog(QDialog):
         self.intro.setWordWrap(True)
         self.grid = QGridLayout()
         self.grid.setColumnStretch(1, 1)
-        self.result = QPlainTextEdit()
-        self.result.setReadOnly(True)
-        self.result.setAccessibleName("Collapse summary")
-        self.result.setMaximumHeight(90)
-        self.result.hide()
+        self.summary_box = QPlainTextEdit()
+        self.summary_box.setReadOnly(True)
+        self.summary_box.setAccessibleName("Collapse summary")
+        self.summary_box.setMaximumHeight(90)
+        self.summary_box.hide()
         self.buttons = QDialogButtonBox()
         self.start_button = QPushButton("Collapse")
         self.start_button.setEnabled(False)
@@ -157,7 +157,7 @@ class CollapseDialog(QDialog):
         layout.addWidget(self.intro)
         layout.addLayout(form)
         layout.addLayout(self.grid)
-        layout.addWidget(self.result)
+        layout.addWidget(self.summary_box)
         layout.addWidget(self.buttons)
         self.setMinimumWidth(640)
         self.replan()
@@ -179,8 +179,9 @@ class CollapseDialog(QDialog):
     def _on_planned(self, plans: list[tuple[str, CommitPlan | BackchainError]]) -> None:
         while self.grid.count():
             item = self.grid.takeAt(0)
-            if item is not None and item.widget() is not None:
-                item.widget().deleteLater()
+            widget = item.widget() if item is not None else None
+            if widget is not None:
+                widget.deleteLater()
         self.rows = {}
         for line, (disk, plan) in enumerate(plans):
             row = DiskRow(disk, plan)
@@ -240,8 +241,8 @@ class CollapseDialog(QDialog):
                 if row is not None and row.bar.format() not in ("done", "failed"):
                     row.finished(result.ok, result.message)
             self.summary = summary(self.domain, results)
-        self.result.setPlainText(self.summary)
-        self.result.show()
+        self.summary_box.setPlainText(self.summary)
+        self.summary_box.show()
         self.close_button.setText("Close")
         self.adjustSize()
         self.collapsed.emit(self.summary)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os.path
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QColor, QFontDatabase, QGuiApplication, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QGridLayout,
@@ -15,6 +15,8 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QPlainTextEdit,
     QPushButton,
+    QScrollArea,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -23,6 +25,12 @@ from backchain.core.describe import effects
 from backchain.core.model import CommitPlan, Role
 from backchain.ui.roles import LEGEND_ORDER, STYLES
 from backchain.ui.text import human_bytes, percent
+
+SHOWN_FIRST = (Role.AT_RISK, Role.BASE, Role.DELETED, Role.INVALID, Role.STALE, Role.REBASED)
+"""The consequences list order: siblings at risk first, since they are easiest to overlook."""
+ADVICE_LINES = 5
+"""The advice box scrolls beyond this many lines, so 30 merged layers never push the window."""
+CONFIRM_MS = 1500
 
 ROLE_DATA = Qt.ItemDataRole.UserRole + 1
 
@@ -50,9 +58,35 @@ def _name(path: str) -> str:
     return os.path.basename(path)
 
 
+def _line_images(plan: CommitPlan) -> list[str]:
+    """The image each of describe.effects' lines is about, in its order."""
+    return [
+        plan.base,
+        *(a.image for a in plan.invalid),
+        *plan.stale,
+        *(r.image for r in plan.rebased),
+        *(a.image for a in plan.at_risk),
+        *plan.deleted,
+    ]
+
+
 def consequences(plan: CommitPlan) -> list[tuple[Role, str]]:
-    """Every effect of the plan as one sentence each (the CLI prints the same words)."""
-    return effects(plan)
+    """One sentence per image (the CLI's words), with the one role the graph shows it in.
+
+    A layer that is both stale and deleted is listed as deleted only; siblings at risk come
+    first.
+    """
+    roles = plan.roles()
+    lines = effects(plan)
+    images = _line_images(plan)
+    if len(images) != len(lines):  # wording changed shape: show it all rather than guess
+        return lines
+    kept = [
+        (role, text)
+        for (role, text), image in zip(lines, images, strict=True)
+        if role is Role.BASE or roles.get(image) is role
+    ]
+    return sorted(kept, key=lambda line: SHOWN_FIRST.index(line[0]))
 
 
 class _CommandsView(QPlainTextEdit):
@@ -88,7 +122,7 @@ class Legend(QWidget):
             style = STYLES[role]
             icon = QLabel()
             icon.setPixmap(swatch(style.colour).pixmap(14, 14))
-            label = QLabel(style.legend)
+            label = QLabel(f"{style.legend} ({style.tag})" if style.tag else style.legend)
             self.labels[role] = label
             cell = QHBoxLayout()
             cell.setSpacing(5)
@@ -118,6 +152,13 @@ class PreviewPanel(QGroupBox):
         self.advice.setWordWrap(True)
         self.advice.setAccessibleName("Pull or commit advice")
         self.advice.setTextFormat(Qt.TextFormat.RichText)
+        self.advice.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.advice_box = QScrollArea()
+        self.advice_box.setWidget(self.advice)
+        self.advice_box.setWidgetResizable(True)
+        self.advice_box.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.advice_box.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.advice_box.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         self.commands = _CommandsView()
         self.commands.setReadOnly(True)
         self.commands.setAccessibleName("Commands")
@@ -126,6 +167,7 @@ class PreviewPanel(QGroupBox):
         self.commands.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.copy_commands = QPushButton("Copy commands")
         self.copy_commands.setAccessibleName("Copy commands")
+        self.copy_commands.setToolTip("Copy the commands to the clipboard.")
         self.copy_commands.clicked.connect(self._on_copy_commands_clicked)
         self.copy_script = QPushButton("Copy as shell script")
         self.copy_script.setAccessibleName("Copy as shell script")
@@ -139,7 +181,7 @@ class PreviewPanel(QGroupBox):
         layout = QVBoxLayout(self)
         layout.addWidget(self.summary)
         layout.addWidget(self.list, 1)
-        layout.addWidget(self.advice)
+        layout.addWidget(self.advice_box)
         layout.addWidget(QLabel("<b>Commands</b>"))
         layout.addWidget(self.commands)
         row = QHBoxLayout()
@@ -157,11 +199,13 @@ class PreviewPanel(QGroupBox):
         self.copy_commands.setEnabled(has_plan)
         self.copy_script.setEnabled(has_plan)
         if plan is None:
-            if error:
-                self.summary.setText(
-                    "No commit possible with this selection; see the message above."
-                )
+            self.summary.setText(
+                "No commit possible with this selection; see the message above."
+                if error
+                else "Open an image to see what a commit would do."
+            )
             self.advice.clear()
+            self.advice_box.hide()
             self.commands.clear()
             return
         self.summary.setText(
@@ -175,7 +219,7 @@ class PreviewPanel(QGroupBox):
             self.list.addItem(item)
         for note in plan.notes:
             self.list.addItem(QListWidgetItem(f"Note: {note}"))
-        self.advice.setText(self._advice_html(plan))
+        self._show_advice(self._advice_html(plan), len(plan.advice))
         self.commands.setPlainText("\n".join(step.as_shell() for step in plan.steps))
         self.commands.updateGeometry()  # its height follows the number of commands
 
@@ -194,6 +238,13 @@ class PreviewPanel(QGroupBox):
             rows.append(f"{_name(advice.image)} ({share} allocated): {verdict}")
         return "<b>Pull or commit</b><br>" + "<br>".join(rows) if rows else ""
 
+    def _show_advice(self, html: str, rows: int) -> None:
+        """The advice in a box that scrolls past ADVICE_LINES lines."""
+        self.advice.setText(html)
+        self.advice_box.setVisible(bool(html))
+        line = self.advice.fontMetrics().lineSpacing()
+        self.advice_box.setMaximumHeight(line * (min(rows, ADVICE_LINES) + 1) + 8)
+
     def lines(self) -> list[tuple[str, str]]:
         """(role, text) of every consequence line shown (for tests and screen readers)."""
         result = []
@@ -204,7 +255,17 @@ class PreviewPanel(QGroupBox):
 
     def _on_copy_commands_clicked(self) -> None:
         QGuiApplication.clipboard().setText(self.commands.toPlainText() + "\n")
+        _confirm(self.copy_commands, "Copied ✓")
 
     def _on_copy_script_clicked(self) -> None:
         if self.plan is not None:
             QGuiApplication.clipboard().setText(self.plan.shell_script())
+            _confirm(self.copy_script, "Script copied ✓")
+
+
+def _confirm(button: QPushButton, text: str) -> None:
+    """Say on the button that the copy happened, then put its own words back."""
+    original = button.property("idleText") or button.text()
+    button.setProperty("idleText", original)
+    button.setText(text)
+    QTimer.singleShot(CONFIRM_MS, button, lambda: button.setText(str(original)))
