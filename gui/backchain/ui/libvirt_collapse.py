@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 
 from backchain.core.errors import BackchainError
 from backchain.core.model import CommitPlan, OnReady, Step
+from backchain.engines.libvirt import plan_collapse, run_collapse, summary
 from backchain.engines.progress import CancelToken
 from backchain.ui.background import run_in_background
 from backchain.ui.text import human_bytes
@@ -164,7 +165,6 @@ class CollapseDialog(QDialog):
 
     def replan(self) -> None:
         """Plan every disk off the GUI thread (shut-off disks are re-pointed to base)."""
-        from backchain.engines.libvirt import plan_collapse
 
         uri, domain = self.uri, self.domain
         on_ready = OnReady(self.choice.currentData())
@@ -203,7 +203,6 @@ class CollapseDialog(QDialog):
 
     def start(self) -> None:
         """Run the plans shown, each disk reporting to its own row."""
-        from backchain.engines.libvirt import run_collapse
 
         uri, domain, plans, token = self.uri, self.domain, list(self.plans), self.token
         self.running = True
@@ -230,7 +229,6 @@ class CollapseDialog(QDialog):
             row.finished(*payload)
 
     def _on_done(self, results: Any) -> None:
-        from backchain.engines.libvirt import summary
 
         self.running = False
         if isinstance(results, BaseException):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 
+import shiboken6
+
 from PySide6.QtCore import QSettings, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QResizeEvent
+from PySide6.QtGui import QAction, QCloseEvent, QResizeEvent
 from PySide6.QtWidgets import (
     QDockWidget,
-    QFileDialog,
     QLabel,
-    QMainWindow,
     QMessageBox,
     QVBoxLayout,
     QWidget,
@@ -21,9 +21,7 @@ from backchain.core.graph import ImageGraph
 from backchain.core.model import CommitPlan
 from backchain.core.plan import plan as make_plan
 from backchain.engines import ledger
-from backchain.engines.demo import make_demo
 from backchain.engines.journal import JobRecord
-from backchain.ui.background import run_in_background
 from backchain.ui.banners import MessageBanner, Tone
 from backchain.ui.chain_view import ChainView
 from backchain.ui.confirm import confirm_commit
@@ -40,6 +38,7 @@ from backchain.ui.qmp_connect import OnlineSession
 from backchain.ui.settings import open_settings
 from backchain.ui.sources import Source, SourceEvents
 from backchain.ui.sources.files import FileSource
+from backchain.ui.window_open import OpeningMixin
 from backchain.ui.window_parts import (
     DemoFolders,
     Recent,
@@ -48,12 +47,12 @@ from backchain.ui.window_parts import (
     clamp_to_screen,
     restore_geometry,
 )
-from backchain.ui.wording import where_the_data_is
+from backchain.ui.wording import humane_error, where_the_data_is
 
 MiB = 1 << 20
 
 
-class MainWindow(QMainWindow):
+class MainWindow(OpeningMixin):
     """One source's image graph, its commit preview, and at most one running job."""
 
     graph_shown = Signal(str)
@@ -77,6 +76,13 @@ class MainWindow(QMainWindow):
         self.scan_memory = ScanMemory(self.settings)
         self.demo_folders = DemoFolders()
 
+        self._build_parts()
+        self._build_menus()
+        self._update_title()
+        restore_geometry(self, self.settings, self.splitter)
+
+    def _build_parts(self) -> None:
+        """The graph column, the commit panel and preview, and the job dock."""
         self.view = ChainView()
         self.view.top_chosen.connect(self._on_view_top_chosen)
         self.view.base_chosen.connect(self._on_view_base_chosen)
@@ -112,6 +118,8 @@ class MainWindow(QMainWindow):
         )
         self.loader = ChainLoader(self)
 
+    def _build_menus(self) -> None:
+        """Menus and toolbar, and the Connect panels that add to them."""
         self.setAcceptDrops(True)
         self.statusBar().addPermanentWidget(self.status_label)
         handlers = MenuHandlers(
@@ -135,8 +143,6 @@ class MainWindow(QMainWindow):
         )
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.libvirt_panel.dock)
         self.libvirt_panel.dock.hide()
-        self._update_title()
-        restore_geometry(self, self.settings, self.splitter)
 
     # -- parts the tests and panels read --------------------------------------------------------
 
@@ -173,74 +179,6 @@ class MainWindow(QMainWindow):
         """For the online and libvirt panels: put an entry in the Connect menu."""
         add_connect_action(self.connect_menu, action)
 
-    # -- opening ---------------------------------------------------------------------------------
-
-    def open_image(self, path: str, scan_dirs: list[str] | None = None) -> None:
-        """Read ``path``'s graph in the background, with siblings also looked for in
-        ``scan_dirs`` (None: the folders remembered for this chain)."""
-        if self.jobs.running:
-            return
-        path = os.path.abspath(path)
-        if scan_dirs is not None:
-            self.scan_memory.remember(path, scan_dirs)
-        dirs = self.scan_memory.folders(path) if scan_dirs is None else scan_dirs
-        self.recent.add(path)
-        self.rebuild_recent_menu()
-        self.open_source(FileSource(path, self.events, self.loader, dirs))
-
-    def open_source(self, source: Source) -> None:
-        """Make ``source`` the window's one source and read it."""
-        if self.jobs.running:
-            return
-        self.source = source
-        if not isinstance(source, FileSource):
-            self.loader.cancel()
-        self.plan_panel.engine = source.engine
-        self.plan_panel.set_adjust(source.adjust)
-        self.libvirt_panel.disk_session.hide_controls()
-        self.menus.scan_action.setEnabled(isinstance(source, FileSource))
-        self.banner.hide()
-        self.outcome.hide()
-        source.reload()
-
-    def open_demo(self) -> None:
-        """Build the demo tree with qemu-img (off the GUI thread), then open it."""
-        self._set_status("Building the demo images with qemu-img…")
-
-        def opened(active: str) -> None:
-            self.demo_folders.add(os.path.dirname(active))
-            self.open_image(active)
-
-        run_in_background(
-            lambda _report: make_demo(),
-            on_result=opened,
-            on_error=lambda error: self.show_load_error("demo", f"cannot build the demo: {error}"),
-        )
-
-    def open_dialog(self) -> None:
-        """File → Open."""
-        start = os.path.dirname(self.image) if self.image else os.path.expanduser("~")
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Open image", start, "Disk images (*.qcow2 *.img *.qcow);;All files (*)"
-        )
-        if path:
-            self.open_image(path)
-
-    def scan_folders(self) -> None:
-        """File → Scan folders…: add a folder to look for this chain's siblings in."""
-        source = self.source
-        if not isinstance(source, FileSource):
-            return
-        start = source.scan_dirs[-1] if source.scan_dirs else os.path.dirname(source.path)
-        folder = QFileDialog.getExistingDirectory(self, "Scan a folder for siblings", start)
-        if folder:
-            self.open_image(source.path, [*source.scan_dirs, folder])
-
-    def reload(self) -> None:
-        """Read the graph again (after a job, or on F5)."""
-        if self.source is not None and not self.jobs.running:
-            self.open_source(self.source)
-
     def show_graph(self, graph: ImageGraph, focus: str, stage: str = "extents") -> None:
         """Put a graph on screen, with the ledger's marks of what earlier commits did."""
         self.graph, self.image, self.stage = graph, focus, stage
@@ -270,8 +208,8 @@ class MainWindow(QMainWindow):
         self._set_status(summary)
 
     def _on_source_shown(self, source: Source, graph: ImageGraph, focus: str, stage: str) -> None:
-        if source is not self.source or self.jobs.running:
-            return  # an older source's late result, or a stage that arrives mid-job
+        if not shiboken6.isValid(self) or source is not self.source or self.jobs.running:
+            return  # a closed window, an older source's late result, or a stage mid-job
         self.plan_panel.engine = source.engine
         self.show_graph(graph, focus, stage)
         self.qmp_session.on_shown(source)
@@ -285,12 +223,13 @@ class MainWindow(QMainWindow):
             )  # fmt: skip
 
     def _on_source_failed(self, source: Source, summary: str, details: str) -> None:
-        if source is not self.source:
+        if not shiboken6.isValid(self) or source is not self.source:
             return
         if isinstance(source, FileSource):
             self.recent.remove(source.path)  # a file that fails to open leaves Open recent
             self.rebuild_recent_menu()
-        self.show_load_error(source.where, summary, details)
+        words, original = humane_error(summary)
+        self.show_load_error(source.where, words, "\n".join(t for t in (original, details) if t))
 
     def _set_status(self, text: str) -> None:
         self.status_label.setText(text)
@@ -395,19 +334,6 @@ class MainWindow(QMainWindow):
 
     # -- recent files, title, closing, drag and drop --------------------------------------------
 
-    def recent_files(self) -> list[str]:
-        """Most recent first."""
-        return self.recent.paths()
-
-    def rebuild_recent_menu(self) -> None:
-        """Refill File → Recent."""
-        menu = self.recent_menu
-        menu.clear()
-        for path in self.recent.paths():
-            action = menu.addAction(path)
-            action.triggered.connect(lambda _checked=False, p=path: self.open_image(p))
-        menu.setEnabled(bool(self.recent.paths()) and not self.jobs.running)
-
     def _update_title(self) -> None:
         if self.graph is not None and self.source is not None:
             self.setWindowTitle(f"{self.source.title} — Backchain")
@@ -434,16 +360,3 @@ class MainWindow(QMainWindow):
         """Never larger than the screen's available area, whatever a long text asked for."""
         super().resizeEvent(event)
         clamp_to_screen(self)
-
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        """Accept dropped local files."""
-        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
-            event.acceptProposedAction()
-
-    def dropEvent(self, event: QDropEvent) -> None:
-        """Open the first dropped file."""
-        for url in event.mimeData().urls():
-            if url.isLocalFile():
-                self.open_image(url.toLocalFile())
-                event.acceptProposedAction()
-                return
