@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import shiboken6
-
 from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QResizeEvent
 from PySide6.QtWidgets import (
