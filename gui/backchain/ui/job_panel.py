@@ -42,6 +42,7 @@ class JobPanel(QObject):
         self.last_plan: CommitPlan | None = None
         """The plan of the job that runs, or ran last."""
         self.last_was_resume = False
+        self._cancelled_in = ""
 
     @property
     def running(self) -> bool:
@@ -90,7 +91,7 @@ class JobPanel(QObject):
             state_if_cancelled(plan, self.progress.phase),
             "Cancel the commit",
             "Keep running",
-            self.jobs.cancel,
+            self._cancel,
         )
         self.question.finished.connect(self._on_question_finished)
 
@@ -102,7 +103,7 @@ class JobPanel(QObject):
 
         def cancel_then_quit() -> None:
             self.job_done.connect(lambda *_args: quit_now())
-            self.jobs.cancel()
+            self._cancel()
 
         self.question = ask(
             self._parent,
@@ -115,6 +116,10 @@ class JobPanel(QObject):
             cancel_then_quit,
         )
         self.question.finished.connect(self._on_question_finished)
+
+    def _cancel(self) -> None:
+        self._cancelled_in = self.progress.phase
+        self.jobs.cancel()
 
     def _on_question_finished(self, _result: int) -> None:
         self.question = None
@@ -157,6 +162,9 @@ class JobPanel(QObject):
             self.ready_box.done(0)
         cancelled = not ok and self.jobs.cancelled_by_user
         summary = lock_refusal(summary, os.getpid())
+        if cancelled and self.last_plan is not None:
+            state = state_if_cancelled(self.last_plan, self._cancelled_in)
+            summary = f"Cancelled, as you asked. {state}"
         self.progress.job_finished(ok, summary, cancelled=cancelled)
         if not ok and not cancelled:
             self._show_failure(summary, details)

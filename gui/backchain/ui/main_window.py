@@ -78,7 +78,7 @@ class MainWindow(OpeningMixin):
         self._build_parts()
         self._build_menus()
         self._update_title()
-        restore_geometry(self, self.settings, self.splitter)
+        restore_geometry(self, self.settings, self.column)
 
     def _build_parts(self) -> None:
         """The graph column, the commit panel and preview, and the job dock."""
@@ -106,7 +106,7 @@ class MainWindow(OpeningMixin):
         self.plan_panel.commit_clicked.connect(self.commit)
         self.plan_panel.rate.valueChanged.connect(self._on_rate_changed)
         self.preview = PreviewPanel()
-        self.splitter = build_layout(self, left, self.plan_panel, self.preview)
+        self.column = build_layout(self, left, self.plan_panel, self.preview)
 
         self.job_panel = JobPanel(self)
         self.job_panel.busy_changed.connect(self._on_job_panel_busy_changed)

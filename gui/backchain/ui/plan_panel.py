@@ -59,7 +59,7 @@ class PlanPanel(QGroupBox):
             combo.setMinimumWidth(combo.fontMetrics().averageCharWidth() * 24)
             combo.currentIndexChanged.connect(self._on_combo_changed)
 
-        self.shallow = QCheckBox("SHALLOW: commit only into top's immediate backing file")
+        self.shallow = QCheckBox("SHALLOW: only into top's own backing file")
         self.shallow.setAccessibleName("Shallow")
         self.shallow.setToolTip("libvirt's VIR_DOMAIN_BLOCK_COMMIT_SHALLOW.")
         self.delete = QCheckBox("DELETE the merged layers afterwards")
@@ -242,6 +242,8 @@ class PlanPanel(QGroupBox):
         self.commit_button.setEnabled(
             error is None and not busy and not self._locked and self._graph is not None
         )
+        # The splitter may not squeeze the Top/Base fields to a sliver to fit the message.
+        self.setMinimumHeight(self.sizeHint().height())
 
     def planner_text(self) -> str:
         """The planner's own words for the refusal shown (Details), or the words shown."""

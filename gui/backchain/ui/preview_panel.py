@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import html
 import os.path
 
 from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QColor, QFontDatabase, QGuiApplication, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (
-    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -107,29 +107,25 @@ class _CommandsView(QPlainTextEdit):
         return QSize(120, self.fontMetrics().lineSpacing() * 2 + 24)
 
 
-class Legend(QWidget):
-    """A swatch and a label for every role the preview can show."""
+class Legend(QLabel):
+    """A swatch and a label for every role; the items wrap, so the legend never sets the
+    window's width (a grid of four columns made it wider than a scaled 1280-px screen)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setAccessibleName("Preview legend")
-        grid = QGridLayout(self)
-        grid.setContentsMargins(6, 2, 6, 2)
-        grid.setHorizontalSpacing(14)
-        grid.setVerticalSpacing(2)
-        self.labels: dict[Role, QLabel] = {}
-        for index, role in enumerate(LEGEND_ORDER):
+        self.setWordWrap(True)
+        self.setTextFormat(Qt.TextFormat.RichText)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setContentsMargins(6, 2, 6, 2)
+        items = []
+        for role in LEGEND_ORDER:
             style = STYLES[role]
-            icon = QLabel()
-            icon.setPixmap(swatch(style.colour).pixmap(14, 14))
-            label = QLabel(f"{style.legend} ({style.tag})" if style.tag else style.legend)
-            self.labels[role] = label
-            cell = QHBoxLayout()
-            cell.setSpacing(5)
-            cell.addWidget(icon)
-            cell.addWidget(label)
-            cell.addStretch(1)
-            grid.addLayout(cell, index // 4, index % 4)
+            words = f"{style.legend} ({style.tag})" if style.tag else style.legend
+            words = html.escape(words).replace(" ", "&nbsp;")
+            items.append(f'<span style="color:{style.colour}">&#9632;</span>&nbsp;{words}')
+        self.setText(" &nbsp;&nbsp; ".join(items))
+        self.roles = list(LEGEND_ORDER)
 
 
 class PreviewPanel(QGroupBox):
@@ -238,12 +234,14 @@ class PreviewPanel(QGroupBox):
             rows.append(f"{_name(advice.image)} ({share} allocated): {verdict}")
         return "<b>Pull or commit</b><br>" + "<br>".join(rows) if rows else ""
 
-    def _show_advice(self, html: str, rows: int) -> None:
-        """The advice in a box that scrolls past ADVICE_LINES lines."""
-        self.advice.setText(html)
-        self.advice_box.setVisible(bool(html))
+    def _show_advice(self, text: str, rows: int) -> None:
+        """The advice in a box that scrolls past ADVICE_LINES lines (at least two show)."""
+        self.advice.setText(text)
+        self.advice_box.setVisible(bool(text))
         line = self.advice.fontMetrics().lineSpacing()
-        self.advice_box.setMaximumHeight(line * (min(rows, ADVICE_LINES) + 1) + 8)
+        # Each layer's advice wraps to about two lines in the preview's column.
+        self.advice_box.setMaximumHeight(line * (min(2 * rows, ADVICE_LINES) + 1) + 8)
+        self.advice_box.setMinimumHeight(line * (min(2 * rows, 3) + 1) + 4)
 
     def lines(self) -> list[tuple[str, str]]:
         """(role, text) of every consequence line shown (for tests and screen readers)."""

@@ -7,7 +7,7 @@ import os
 import shutil
 
 from PySide6.QtCore import QByteArray, QSettings, Qt
-from PySide6.QtWidgets import QMainWindow, QSplitter, QWidget
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QSplitter, QWidget
 
 MAX_RECENT = 10
 
@@ -79,8 +79,14 @@ class DemoFolders:
                 shutil.rmtree(self._folders.pop())
 
 
-def build_layout(window: QMainWindow, left: QWidget, panel: QWidget, preview: QWidget) -> QSplitter:
-    """The graph on the left; the commit panel over the preview on the right."""
+def build_layout(
+    window: QMainWindow, left: QWidget, panel: QWidget, preview: QWidget
+) -> QDockWidget:
+    """The graph in the middle; the commit panel over the preview in a full-height column.
+
+    The column is a fixed dock, so that the job dock below spans the graph only: at 768 px
+    the preview keeps its height (a bottom dock across the window squeezed it to two rows).
+    """
     # A splitter, not a scroll area: word-wrapped labels make a scroll area size its widget
     # to the preferred height, which pushed the Commands box below the fold.
     right = QSplitter(Qt.Orientation.Vertical)
@@ -90,17 +96,19 @@ def build_layout(window: QMainWindow, left: QWidget, panel: QWidget, preview: QW
     right.addWidget(preview)
     right.setStretchFactor(0, 0)
     right.setStretchFactor(1, 1)
-    right.setMinimumWidth(380)
-    splitter = QSplitter(Qt.Orientation.Horizontal)
-    splitter.addWidget(left)
-    splitter.addWidget(right)
-    splitter.setStretchFactor(0, 3)
-    splitter.setStretchFactor(1, 2)
-    window.setCentralWidget(splitter)
-    return splitter
+    right.setMinimumWidth(360)
+    dock = QDockWidget("Commit and preview")
+    dock.setObjectName("commitDock")
+    dock.setWidget(right)
+    dock.setTitleBarWidget(QWidget())  # part of the window, not a floating tool
+    dock.setFeatures(QDockWidget.DockWidgetFeature.NoDockWidgetFeatures)
+    window.setCentralWidget(left)
+    window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+    window.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+    return dock
 
 
-def restore_geometry(window: QMainWindow, settings: QSettings, splitter: QSplitter) -> None:
+def restore_geometry(window: QMainWindow, settings: QSettings, column: QDockWidget) -> None:
     """Last session's geometry, or 90% of the screen at most; then clamp to the screen."""
     geometry = settings.value("geometry")
     if isinstance(geometry, QByteArray) and not geometry.isEmpty():
@@ -109,8 +117,8 @@ def restore_geometry(window: QMainWindow, settings: QSettings, splitter: QSplitt
         screen = window.screen().availableGeometry()
         window.resize(min(1360, screen.width() * 9 // 10), min(860, screen.height() * 9 // 10))
     # The preview's sentences wrap less in a wider column; the graph keeps the rest.
-    width = window.width()
-    splitter.setSizes([width * 62 // 100, width * 38 // 100])
+    width = max(440, window.width() * 38 // 100)
+    window.resizeDocks([column], [width], Qt.Orientation.Horizontal)
     state = settings.value("state")
     if isinstance(state, QByteArray):
         window.restoreState(state)
