@@ -10,6 +10,9 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QSizePol
 
 from backchain.ui.roles import is_dark, mix, text_on
 
+PALETTE_EVENTS = (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange)
+"""A light/dark switch: the banners derive their colours again."""
+
 
 class Tone(enum.Enum):
     """What a banner says: an error, a warning (an unfinished job), or news (a job's outcome)."""
@@ -83,6 +86,7 @@ class MessageBanner(QFrame):
         """Show ``text``; ``details`` become the tooltip."""
         self.label.setText(text)
         self.setToolTip(details or text)
+        style_frame(self, self._tone)  # the palette may have changed while it was hidden
         self.show()
 
     def setText(self, text: str) -> None:
@@ -92,7 +96,7 @@ class MessageBanner(QFrame):
     def changeEvent(self, event: QEvent) -> None:
         """A new palette (light/dark switch): derive the colours again."""
         super().changeEvent(event)
-        if event.type() == QEvent.Type.PaletteChange:
+        if event.type() in PALETTE_EVENTS:
             style_frame(self, self._tone)
 
     def _on_close_button_clicked(self) -> None:

@@ -11,7 +11,7 @@ from PySide6.QtCore import QEvent, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QMessageBox, QPushButton, QWidget
 
 from backchain.engines import journal
-from backchain.ui.banners import Tone, style_frame
+from backchain.ui.banners import PALETTE_EVENTS, Tone, style_frame
 from backchain.ui.guards import ask
 
 
@@ -51,12 +51,13 @@ class JournalBanner(QFrame):
     def changeEvent(self, event: QEvent) -> None:
         """A new palette: derive the colours again (dark themes)."""
         super().changeEvent(event)
-        if event.type() == QEvent.Type.PaletteChange:
+        if event.type() in PALETTE_EVENTS:
             style_frame(self, Tone.WARNING)
 
     def refresh(self, paths: Iterable[str]) -> None:
         """Look for unfinished jobs touching ``paths`` (a few small files: cheap enough here)."""
         self._paths = list(paths)
+        style_frame(self, Tone.WARNING)  # the palette may have changed while it was hidden
         if self._rerunning:
             return
         records = journal.unfinished_jobs(self._paths)

@@ -64,6 +64,8 @@ class OpeningMixin(QMainWindow):
         """Make ``source`` the window's one source and read it."""
         if self.job_panel.running:
             return
+        if source is not self.source:
+            self.outcome.hide()  # a job's outcome belongs to the source it ran on
         self.source = source
         if not isinstance(source, FileSource):
             self.loader.cancel()
@@ -72,7 +74,6 @@ class OpeningMixin(QMainWindow):
         self.libvirt_panel.disk_session.hide_controls()
         self.menus.scan_action.setEnabled(isinstance(source, FileSource))
         self.banner.hide()
-        self.outcome.hide()
         source.reload()
 
     def open_demo(self) -> None:
