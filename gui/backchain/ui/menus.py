@@ -6,7 +6,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QApplication, QMainWindow, QMenu, QMessageBox, QToolBar, QWidget
+from PySide6.QtWidgets import (
+    QApplication,
+    QMainWindow,
+    QMenu,
+    QMenuBar,
+    QMessageBox,
+    QToolBar,
+    QWidget,
+)
 
 from backchain import __version__
 
@@ -91,6 +99,23 @@ def build_menus(window: QMainWindow, on: MenuHandlers, job_toggle: QAction) -> M
     placeholder.setObjectName("connectPlaceholder")
     connect_menu.addAction(placeholder)
 
+    return _view_commit_help(window, on, job_toggle, bar, open_action, demo, scan,
+                             reload_action, recent_menu, connect_menu)  # fmt: skip
+
+
+def _view_commit_help(
+    window: QMainWindow,
+    on: MenuHandlers,
+    job_toggle: QAction,
+    bar: QMenuBar,
+    open_action: QAction,
+    demo: QAction,
+    scan: QAction,
+    reload_action: QAction,
+    recent_menu: QMenu,
+    connect_menu: QMenu,
+) -> Menus:
+    key = QKeySequence.StandardKey
     view_menu = bar.addMenu("&View")
     zoom_in = _action(window, "Zoom &in", key.ZoomIn, "Zoom in (Ctrl++)", on.zoom_in)
     zoom_out = _action(window, "Zoom &out", key.ZoomOut, "Zoom out (Ctrl+-)", on.zoom_out)

@@ -145,12 +145,19 @@ class NodeItem(QGraphicsItem):
                 base_font,
             )
 
+        y = self._paint_details(painter, palette, inner, inner.top() + line + 2, base_font)
+        self._paint_badges(painter, palette, inner.left(), y, base_font)
+
+    def _paint_details(
+        self, painter: QPainter, palette: QPalette, inner: QRectF, y: float, base_font: QFont
+    ) -> float:
+        """Format and size, then the allocation bar; returns where the badges go."""
+        text = palette.color(QPalette.ColorRole.Text)
         small = QFont(base_font)
         small.setPointSizeF(max(6.0, base_font.pointSizeF() * 0.9))
         painter.setFont(small)
         painter.setPen(text)
         small_line = QFontMetricsF(small).height()
-        y = inner.top() + line + 2
         size = f"{self.layer.format} · {human_bytes(self.layer.virtual_size)} virtual"
         painter.drawText(QRectF(inner.left(), y, inner.width(), small_line), size)
         y += small_line + 4
@@ -174,9 +181,12 @@ class NodeItem(QGraphicsItem):
             else f"{human_bytes(allocated)} own · {percent(allocated, self.layer.virtual_size)}"
         )
         painter.drawText(QRectF(bar.right() + 8, y, inner.width() - 94, small_line), own)
-        y += small_line + 5
+        return y + small_line + 5
 
-        x = inner.left()
+    def _paint_badges(
+        self, painter: QPainter, palette: QPalette, x: float, y: float, base_font: QFont
+    ) -> None:
+        """top, base, the ledger's mark, active, live node, libvirt index, in use, read-only."""
         badges: list[tuple[str, str]] = []
         chosen = selection_colour(palette).name()
         if self.is_top:

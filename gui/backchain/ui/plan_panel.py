@@ -59,6 +59,11 @@ class PlanPanel(QGroupBox):
             combo.setMinimumWidth(combo.fontMetrics().averageCharWidth() * 24)
             combo.currentIndexChanged.connect(self._on_combo_changed)
 
+        self._make_options()
+        self._make_layout()
+
+    def _make_options(self) -> None:
+        """SHALLOW, DELETE, keep-relative, bandwidth, the planner's message and Commit."""
         self.shallow = QCheckBox("SHALLOW: only into top's own backing file")
         self.shallow.setAccessibleName("Shallow")
         self.shallow.setToolTip("libvirt's VIR_DOMAIN_BLOCK_COMMIT_SHALLOW.")
@@ -97,6 +102,7 @@ class PlanPanel(QGroupBox):
         self.commit_button.setEnabled(False)
         self.commit_button.clicked.connect(self.commit_clicked)
 
+    def _make_layout(self) -> None:
         form = QFormLayout()
         form.addRow("&Top:", self.top_combo)
         form.addRow("&Base:", self.base_combo)
