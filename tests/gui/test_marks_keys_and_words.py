@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QLabel
 from pytestqt.qtbot import QtBot
 
 from backchain import __version__
-from backchain.engines import ledger
+from backchain.engines import base_lock, ledger
 from backchain.ui import progress_panel
 from backchain.ui.main_window import MainWindow
 from backchain.ui.menus import about
@@ -145,3 +145,21 @@ def test_throughput_under_a_rate_limit_is_the_limit_not_the_first_burst(
     panel._on_ticker_timeout()  # the timer's tick, without waiting for it
     assert panel.bar.value() > bar  # the bar moves between reports
     assert panel.bar.value() <= 1000 * 20 / 24 + 1
+
+
+def test_a_lock_this_window_holds_is_never_blamed_on_another_backchain(
+    qtbot: QtBot, window: MainWindow, tree: dict[str, str], open_and_wait: Callable[[str], str]
+) -> None:
+    open_and_wait(tree["active.qcow2"])
+    assert window.plan is not None
+    results: list[tuple[bool, str]] = []
+    window.job_done.connect(lambda ok, summary, _d: results.append((ok, summary)))
+    with base_lock.holding([tree["base.qcow2"]], "a commit this window runs"):
+        window.start_job(window.plan)
+        qtbot.waitUntil(lambda: bool(results), timeout=30_000)
+    ok, summary = results[0]
+    assert not ok and "another Backchain" not in summary
+    assert "this window's own running job" in summary
+    box = window.failure_box
+    assert box is not None and "another Backchain" not in box.text()
+    box.close()
