@@ -26,6 +26,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtGui import QGuiApplication
 from tests.images import ChainBuilder
 
+from backchain.engines import ledger
 from backchain.engines.demo import make_demo
 from backchain.ui.app import make_app
 from backchain.ui.main_window import MainWindow
@@ -34,7 +35,7 @@ from backchain.ui.roles import dark_palette
 OUT = Path(__file__).resolve().parent.parent / "resources" / "screenshots"
 CONFIGS = {
     # name: (screen, extra environment, arguments)
-    "light": ("1400x900", {}, []),
+    "light": ("1400x900", {}, ["--after"]),
     "dark": ("1400x900", {}, ["--dark", "--banner"]),
     "small": ("1366x768", {}, ["--prefix=1366x768-", "--busy", "--tall"]),
     "scaled": ("1920x1080", {"QT_SCALE_FACTOR": "1.5"}, ["--prefix=1920x1080-scale1.5-"]),
@@ -168,6 +169,22 @@ def _busy_step(window: MainWindow, default: Callable[[], None]) -> Step:
     return ("07-job-running-controls-locked", apply)
 
 
+def _after_commit_step(window: MainWindow, default: Callable[[], None]) -> Step:
+    """Run the default commit for real; the ledger then marks what it left behind."""
+
+    def apply() -> None:
+        default()
+        window.plan_panel.rate.setValue(0)
+        plan = window.plan
+        if plan is None:
+            return
+        # The runner records the ledger once that half is merged; here the script does.
+        window.job_done.connect(lambda ok, *_a: ledger.record(plan) if ok else None)
+        window.start_job(plan)
+
+    return ("09-after-commit-ledger-marks", apply)
+
+
 def _tall_step(window: MainWindow, directory: str) -> Step:
     def apply() -> None:
         image = _tall_chain(os.path.join(directory, "tall"))
@@ -199,6 +216,9 @@ def _one(out: Path) -> int:
     shooter.steps = _states(window, names)
     if "--busy" in sys.argv:
         shooter.steps.append(_busy_step(window, shooter.steps[0][1]))
+    if "--after" in sys.argv:
+        shooter.steps.append(_after_commit_step(window, shooter.steps[0][1]))
+        shooter.reads.add(shooter.steps[-1][0])
     if "--tall" in sys.argv:
         shooter.steps.append(_tall_step(window, scratch))
         shooter.reads.add(shooter.steps[-1][0])

@@ -55,6 +55,13 @@ def test_after_a_real_commit_the_window_says_where_the_data_is_and_marks_the_lay
     assert nodes[tree["other.qcow2"]].mark.startswith("at risk since commit into base.qcow2")
     assert nodes[tree["base.qcow2"]].mark == ""
     assert "invalid since commit into base.qcow2" in nodes[tree["snap1.qcow2"]].toolTip()
+    # The same default commit is offered again; the preview says it already ran.
+    assert window.preview.note.isVisible()
+    assert "This commit already ran on " in window.preview.note.text()
+    window.plan_panel.choose_top(tree["snap2.qcow2"])  # its data is in base already, too
+    assert window.preview.note.isVisible()
+    window.plan_panel.choose_base(tree["snap1.qcow2"])  # another commit: no such note
+    assert window.plan is not None and not window.preview.note.isVisible()
 
 
 def test_arrow_keys_move_between_nodes_and_enter_picks_top_and_base(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import traceback
 
@@ -84,7 +85,10 @@ class JobWorker(QObject):
             details = "".join(traceback.format_exception(error))
             self.job_finished.emit(False, f"Unexpected error: {error}", details)
         else:
-            self.job_finished.emit(True, f"Committed {self.plan.top} into {self.plan.base}.", "")
+            name = os.path.basename
+            self.job_finished.emit(
+                True, f"Committed {name(self.plan.top)} into {name(self.plan.base)}.", ""
+            )
 
     def cancel(self) -> None:
         """Ask the job to stop (called from the GUI thread; the token is thread-safe)."""

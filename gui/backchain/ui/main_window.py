@@ -46,7 +46,7 @@ from backchain.ui.window_parts import (
     clamp_to_screen,
     restore_geometry,
 )
-from backchain.ui.wording import humane_error, where_the_data_is
+from backchain.ui.wording import already_done, humane_error, where_the_data_is
 
 MiB = 1 << 20
 
@@ -68,6 +68,8 @@ class MainWindow(OpeningMixin):
         self.plan_error: str | None = None
         self.stage = ""
         self.source: Source | None = None
+        self.marks: dict[str, ledger.Mark] = {}
+        """The ledger's marks on the graph shown (what earlier commits left behind)."""
         self.events = SourceEvents(
             self._on_source_shown, self._on_source_failed, self._set_status, self._log
         )
@@ -182,8 +184,8 @@ class MainWindow(OpeningMixin):
         """Put a graph on screen, with the ledger's marks of what earlier commits did."""
         self.graph, self.image, self.stage = graph, focus, stage
         self.banner.hide()
-        marks = {path: mark.text for path, mark in ledger.marks(graph.paths).items()}
-        self.view.set_graph(graph, focus, marks)
+        self.marks = ledger.marks(graph.paths)
+        self.view.set_graph(graph, focus, {path: mark.text for path, mark in self.marks.items()})
         self.journal_banner.refresh(graph.paths)
         self.plan_panel.set_graph(graph, focus)  # emits changed -> replan
         self._update_title()
@@ -262,6 +264,7 @@ class MainWindow(OpeningMixin):
             top = self.plan_panel.top() or self.image
             self.view.set_preview({}, top, self.plan_panel.base())
         self.preview.show_plan(self.plan, self.plan_error)
+        self.preview.set_note(already_done(self.plan, self.marks) if self.plan else "")
         self.plan_panel.show_verdict(self.plan_error)
         self.commit_action.setEnabled(self.plan is not None)
 

@@ -137,6 +137,11 @@ class PreviewPanel(QGroupBox):
         self.summary = QLabel("Open an image to see what a commit would do.")
         self.summary.setWordWrap(True)
         self.summary.setAccessibleName("Commit summary")
+        self.note = QLabel()
+        self.note.setObjectName("previewNote")
+        self.note.setWordWrap(True)
+        self.note.setAccessibleName("Already done")
+        self.note.hide()
         self.list = QListWidget()
         self.list.setAccessibleName("Consequences")
         self.list.setToolTip("What the commit does to each image, with the bytes affected.")
@@ -176,6 +181,7 @@ class PreviewPanel(QGroupBox):
         # a typical plan's commands show without a vertical scroll bar.
         layout = QVBoxLayout(self)
         layout.addWidget(self.summary)
+        layout.addWidget(self.note)
         layout.addWidget(self.list, 1)
         layout.addWidget(self.advice_box)
         layout.addWidget(QLabel("<b>Commands</b>"))
@@ -233,6 +239,11 @@ class PreviewPanel(QGroupBox):
             )
             rows.append(f"{_name(advice.image)} ({share} allocated): {verdict}")
         return "<b>Pull or commit</b><br>" + "<br>".join(rows) if rows else ""
+
+    def set_note(self, text: str) -> None:
+        """A word above the consequences (this very commit already ran), or none."""
+        self.note.setText(f"<b>{html.escape(text)}</b>" if text else "")
+        self.note.setVisible(bool(text))
 
     def _show_advice(self, text: str, rows: int) -> None:
         """The advice in a box that scrolls past ADVICE_LINES lines (at least two show)."""

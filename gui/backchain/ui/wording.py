@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+import time
+from collections.abc import Mapping
 
 from backchain.core.model import CommitPlan, StepKind
+from backchain.engines.ledger import Mark
 
 MAX_QCOW2_VERSION = 3
 """qcow2 header versions 2 and 3 exist; a larger number means the header is not qcow2 at all."""
@@ -104,3 +107,17 @@ def where_the_data_is(plan: CommitPlan) -> str:
     if left:
         text += f" No longer valid on their own: {', '.join(left)}."
     return text
+
+
+def already_done(plan: CommitPlan, marks: Mapping[str, Mark]) -> str:
+    """When the ledger says this very commit already ran: a note saying so, else ""."""
+    found = [marks.get(path) for path in plan.merged]
+    if not found or any(m is None or m.base != plan.base for m in found):
+        return ""
+    latest = max(m.when for m in found if m is not None)
+    date = time.strftime("%Y-%m-%d %H:%M", time.localtime(latest))
+    base = os.path.basename(plan.base)
+    return (
+        f"This commit already ran on {date}: {base} holds this data. Running it again copies "
+        "the same data once more."
+    )
