@@ -20,7 +20,7 @@ from backchain.ui import progress_panel
 from backchain.ui.main_window import MainWindow
 from backchain.ui.menus import about
 from backchain.ui.qmp_connect import QmpConnectDialog
-from tests.images import ChainBuilder, MiB
+from tests.images import ChainBuilder, MiB, reads
 
 
 def test_after_a_real_commit_the_window_says_where_the_data_is_and_marks_the_layers(
@@ -170,3 +170,38 @@ def test_a_lock_this_window_holds_is_never_blamed_on_another_backchain(
     box = window.failure_box
     assert box is not None and "another Backchain" not in box.text()
     box.close()
+
+
+def test_leftovers_that_nothing_depends_on_are_offered_for_deletion_through_the_plan(
+    qtbot: QtBot, window: MainWindow, tree: dict[str, str], open_and_wait: Callable[[str], str]
+) -> None:
+    open_and_wait(tree["active.qcow2"])
+    window.plan_panel.choose_top(tree["snap2.qcow2"])
+    window.plan_panel.choose_base(tree["base.qcow2"])
+    plan = window.plan
+    assert plan is not None and [r.image for r in plan.rebased] == [tree["active.qcow2"]]
+
+    def run(shown: object) -> None:
+        stages: list[str] = []
+        window.job_done.connect(lambda *_a: window.graph_shown.connect(stages.append))
+        window.start_job(shown)  # type: ignore[arg-type]
+        qtbot.waitUntil(lambda: "extents" in stages, timeout=60_000)
+
+    run(plan)
+    ledger.record(plan)  # where the runner will record it
+    window.reload()
+    qtbot.waitUntil(lambda: bool(window.marks), timeout=30_000)
+    # snap2 (stale, nothing above it now) and snap1 (invalid, only snap2 above): leftovers.
+    window.plan_panel.choose_top(tree["snap2.qcow2"])
+    window.plan_panel.choose_base(tree["base.qcow2"])
+    assert window.preview.note.isVisible() and window.preview.leftovers_button.isVisible()
+    window.preview.leftovers_button.click()
+    again = window.plan
+    assert window.plan_panel.delete.isChecked() and again is not None
+    assert set(again.deleted) == {tree["snap2.qcow2"], tree["snap1.qcow2"]}
+    assert again.steps[-1].kind == "delete" and any(s.kind == "verify" for s in again.steps)
+    run(again)
+    assert not os.path.exists(tree["snap2.qcow2"]) and not os.path.exists(tree["snap1.qcow2"])
+    active = Path(tree["active.qcow2"])
+    for index in range(4):
+        assert reads(active, ChainBuilder.pattern(index), index * MiB, MiB)

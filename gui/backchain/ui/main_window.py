@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import shiboken6
 from PySide6.QtCore import QSettings, Qt, Signal
@@ -17,7 +18,7 @@ from PySide6.QtWidgets import (
 
 from backchain.core.errors import PlanError
 from backchain.core.graph import ImageGraph
-from backchain.core.model import CommitPlan
+from backchain.core.model import CommitPlan, CommitRequest
 from backchain.core.plan import plan as make_plan
 from backchain.engines import ledger
 from backchain.engines.journal import JobRecord
@@ -108,6 +109,7 @@ class MainWindow(OpeningMixin):
         self.plan_panel.commit_clicked.connect(self.commit)
         self.plan_panel.rate.valueChanged.connect(self._on_rate_changed)
         self.preview = PreviewPanel()
+        self.preview.delete_leftovers_clicked.connect(self._on_preview_delete_leftovers_clicked)
         self.column = build_layout(self, left, self.plan_panel, self.preview)
 
         self.job_panel = JobPanel(self)
@@ -264,9 +266,26 @@ class MainWindow(OpeningMixin):
             top = self.plan_panel.top() or self.image
             self.view.set_preview({}, top, self.plan_panel.base())
         self.preview.show_plan(self.plan, self.plan_error)
-        self.preview.set_note(already_done(self.plan, self.marks) if self.plan else "")
+        note = already_done(self.plan, self.marks) if self.plan else ""
+        self.preview.set_note(note, self._leftovers(request) if note else [])
         self.plan_panel.show_verdict(self.plan_error)
         self.commit_action.setEnabled(self.plan is not None)
+
+    def _leftovers(self, request: CommitRequest | None) -> list[str]:
+        """The layers that the same commit with DELETE would remove, when the planner allows it.
+
+        Nothing depends on them then (the planner refuses DELETE otherwise), and the plan's
+        verify step compares top with base before anything is removed.
+        """
+        if request is None or request.delete or self.graph is None or self.source is None:
+            return []
+        try:
+            return list(self.source.prepare(self.graph, replace(request, delete=True)).deleted)
+        except PlanError:
+            return []
+
+    def _on_preview_delete_leftovers_clicked(self) -> None:
+        self.plan_panel.delete.setChecked(True)  # the normal plan, previewed and confirmed
 
     def _on_rate_changed(self, value: int) -> None:
         """Mid-job, a live source changes the running job's bandwidth."""

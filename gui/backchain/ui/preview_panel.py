@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import os.path
 
-from PySide6.QtCore import QSize, Qt, QTimer
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFontDatabase, QGuiApplication, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QGroupBox,
@@ -131,6 +131,9 @@ class Legend(QLabel):
 class PreviewPanel(QGroupBox):
     """Renders one CommitPlan (the very object that will run) or says why there is none."""
 
+    delete_leftovers_clicked = Signal()
+    """The user wants the same commit previewed with DELETE (the leftovers removed)."""
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Preview", parent)
         self.plan: CommitPlan | None = None
@@ -142,6 +145,10 @@ class PreviewPanel(QGroupBox):
         self.note.setWordWrap(True)
         self.note.setAccessibleName("Already done")
         self.note.hide()
+        self.leftovers_button = QPushButton("Delete the leftovers…")
+        self.leftovers_button.setAccessibleName("Delete the leftovers")
+        self.leftovers_button.clicked.connect(self.delete_leftovers_clicked)
+        self.leftovers_button.hide()
         self.list = QListWidget()
         self.list.setAccessibleName("Consequences")
         self.list.setToolTip("What the commit does to each image, with the bytes affected.")
@@ -181,7 +188,10 @@ class PreviewPanel(QGroupBox):
         # a typical plan's commands show without a vertical scroll bar.
         layout = QVBoxLayout(self)
         layout.addWidget(self.summary)
-        layout.addWidget(self.note)
+        note_row = QHBoxLayout()
+        note_row.addWidget(self.note, 1)
+        note_row.addWidget(self.leftovers_button, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addLayout(note_row)
         layout.addWidget(self.list, 1)
         layout.addWidget(self.advice_box)
         layout.addWidget(QLabel("<b>Commands</b>"))
@@ -240,10 +250,18 @@ class PreviewPanel(QGroupBox):
             rows.append(f"{_name(advice.image)} ({share} allocated): {verdict}")
         return "<b>Pull or commit</b><br>" + "<br>".join(rows) if rows else ""
 
-    def set_note(self, text: str) -> None:
-        """A word above the consequences (this very commit already ran), or none."""
+    def set_note(self, text: str, leftovers: list[str] | None = None) -> None:
+        """A word above the consequences (this very commit already ran), or none; with
+        ``leftovers``, an offer to delete them through the normal plan (DELETE)."""
         self.note.setText(f"<b>{html.escape(text)}</b>" if text else "")
         self.note.setVisible(bool(text))
+        self.leftovers_button.setVisible(bool(leftovers))
+        if leftovers:
+            names = ", ".join(os.path.basename(p) for p in leftovers)
+            self.leftovers_button.setToolTip(
+                f"Preview the same commit with DELETE: {names} are removed once top's view "
+                "is verified against base. Nothing else depends on them."
+            )
 
     def _show_advice(self, text: str, rows: int) -> None:
         """The advice in a box that scrolls past ADVICE_LINES lines (at least two show)."""
