@@ -50,6 +50,24 @@ def binding_problem() -> str | None:
     return None
 
 
+LIST_ATTEMPTS = 3
+
+
+def _list_settled(uri: str) -> Any:  # runs in a pool thread
+    """list_domains, tried again when a domain vanished between listing and reading it.
+
+    On a busy host (transient domains come and go) libvirt lists a domain and then cannot
+    find it: that says nothing about the host, so the listing is simply taken again.
+    """
+    for attempt in range(LIST_ATTEMPTS):
+        try:
+            return list_domains(uri)
+        except BackchainError as err:
+            if "Domain not found" not in str(err) or attempt == LIST_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 class LibvirtConnectDialog(QDialog):
     """Asks for a libvirt URI, qemu:///system by default."""
 
@@ -141,7 +159,7 @@ class LibvirtPanel(QObject):
         self.last_uri = uri
         self._host.events.status(f"Connecting to {uri}…")
         run_in_background(
-            lambda _report: list_domains(uri),  # runs in a pool thread
+            lambda _report: _list_settled(uri),  # runs in a pool thread
             on_result=lambda domains: self._on_listed(uri, domains),
             on_error=lambda error: self._on_failed(uri, error),
         )
@@ -206,7 +224,7 @@ class LibvirtPanel(QObject):
     def refresh(self, uri: str) -> None:
         """List ``uri``'s domains again (after a commit, a re-point or a collapse)."""
         run_in_background(
-            lambda _report: list_domains(uri),  # runs in a pool thread
+            lambda _report: _list_settled(uri),  # runs in a pool thread
             on_result=lambda domains: self._on_listed(uri, domains, quiet=True),
             on_error=lambda error: self._host.events.status(str(error)),
         )

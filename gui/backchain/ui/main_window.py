@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QDockWidget,
     QLabel,
     QMessageBox,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -95,6 +96,8 @@ class MainWindow(OpeningMixin):
         self.journal_banner = JournalBanner()
         self.journal_banner.rerun_requested.connect(self._on_journal_banner_rerun_requested)
         self.status_label = QLabel()
+        # Long folder lists must not widen the window: the label takes what is left.
+        self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.legend = Legend()
         left = QWidget()
         left_layout = QVBoxLayout(left)
@@ -124,7 +127,7 @@ class MainWindow(OpeningMixin):
     def _build_menus(self) -> None:
         """Menus and toolbar, and the Connect panels that add to them."""
         self.setAcceptDrops(True)
-        self.statusBar().addPermanentWidget(self.status_label)
+        self.statusBar().addPermanentWidget(self.status_label, 1)
         handlers = MenuHandlers(
             self.open_dialog, self.open_demo, self.scan_folders, self.reload, self._quit,
             self.view.zoom_in, self.view.zoom_out, self.view.fit, self.commit, self.cancel_job,
@@ -236,6 +239,7 @@ class MainWindow(OpeningMixin):
 
     def _set_status(self, text: str) -> None:
         self.status_label.setText(text)
+        self.status_label.setToolTip(text)
 
     def _log(self, text: str) -> None:
         self.progress.append_log(text)

@@ -70,6 +70,16 @@ def _line_images(plan: CommitPlan) -> list[str]:
     ]
 
 
+def _short_base_line(plan: CommitPlan) -> str:
+    """What base receives; a long chain's merged layers are counted, not all named."""
+    if len(plan.merged) <= 3:
+        return effects(plan)[0][1]
+    return (
+        f"{_name(plan.base)}: receives {human_bytes(plan.bytes_to_copy)} from "
+        f"{_name(plan.top)} and the {len(plan.merged) - 1} layers below it"
+    )
+
+
 def consequences(plan: CommitPlan) -> list[tuple[Role, str]]:
     """One sentence per image (the CLI's words), with the one role the graph shows it in.
 
@@ -82,7 +92,7 @@ def consequences(plan: CommitPlan) -> list[tuple[Role, str]]:
     if len(images) != len(lines):  # wording changed shape: show it all rather than guess
         return lines
     kept = [
-        (role, text)
+        (role, _short_base_line(plan) if role is Role.BASE else text)
         for (role, text), image in zip(lines, images, strict=True)
         if role is Role.BASE or roles.get(image) is role
     ]
