@@ -12,6 +12,7 @@ from pytestqt.qtbot import QtBot
 
 from backchain.core.model import Role
 from backchain.ui.banners import Tone, banner_colours
+from backchain.ui.elide import distinct_names
 from backchain.ui.main_window import MainWindow
 from backchain.ui.roles import border_colour, contrast, dark_palette, selection_colour
 from tests.images import ChainBuilder, MiB, write
@@ -99,3 +100,13 @@ def test_banners_outline_and_refusal_colours_come_from_a_dark_palette(
         assert QColor(refusal.name()).lightness() > QColor("#C0182A").lightness()
     finally:
         app.setPalette(light)
+
+
+def test_eliding_keeps_what_differs_and_cuts_no_word_in_half() -> None:
+    names = [f"prod-webserver-2024-{m}-pre-update.qcow2" for m in ("01-15", "02-03")]
+    assert distinct_names([*names, "base.qcow2"]) == [
+        "prod…01-15…-update.qcow2",
+        "prod…02-03…-update.qcow2",
+        "base.qcow2",
+    ]
+    assert distinct_names(["short.qcow2", "other.qcow2"]) == ["short.qcow2", "other.qcow2"]

@@ -48,7 +48,11 @@ def _shorten(prefix: str, core: str, suffix: str, limit: int) -> str:
         prefix = prefix[:4] + "…"
     if len(prefix) + len(core) + len(suffix) > limit and len(suffix) > len(ext) + 1:
         keep = max(len(ext) + 1, room - len(prefix))
-        suffix = "…" + suffix[len(suffix) - keep + 1 :] if keep < len(suffix) else suffix
+        if keep < len(suffix):
+            tail = suffix[len(suffix) - keep + 1 :]
+            # Start the kept tail at a separator, so no word is cut in half.
+            cut = min((i for i, c in enumerate(tail) if c in _SEPARATORS), default=0)
+            suffix = "…" + tail[cut:]
     text = prefix + core + suffix
     if len(text) > limit:
         text = prefix + elide_middle(core, max(6, limit - len(prefix) - len(suffix))) + suffix

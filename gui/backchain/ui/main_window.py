@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import shiboken6
 from PySide6.QtCore import QSettings, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QResizeEvent
+from PySide6.QtGui import QAction, QCloseEvent, QResizeEvent, QShowEvent
 from PySide6.QtWidgets import (
     QDockWidget,
     QLabel,
@@ -70,6 +70,7 @@ class MainWindow(OpeningMixin):
         self.plan_error: str | None = None
         self.stage = ""
         self.source: Source | None = None
+        self._watching_screen = False
         self.marks: dict[str, ledger.Mark] = {}
         """The ledger's marks on the graph shown (what earlier commits left behind)."""
         self.events = SourceEvents(
@@ -380,6 +381,15 @@ class MainWindow(OpeningMixin):
 
     def _quit(self) -> None:
         self.close()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        """Clamp again whenever the window moves to another screen."""
+        super().showEvent(event)
+        handle = self.windowHandle()
+        if handle is not None and not self._watching_screen:
+            self._watching_screen = True
+            handle.screenChanged.connect(lambda _screen: clamp_to_screen(self))
+        clamp_to_screen(self)
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         """Never larger than the screen's available area, whatever a long text asked for."""
