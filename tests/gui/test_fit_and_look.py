@@ -14,7 +14,7 @@ from backchain.core.model import Role
 from backchain.ui.banners import Tone, banner_colours
 from backchain.ui.elide import distinct_names
 from backchain.ui.main_window import MainWindow
-from backchain.ui.roles import border_colour, contrast, dark_palette, selection_colour
+from backchain.ui.roles import STYLES, contrast, dark_palette, readable, selection_colour
 from tests.images import ChainBuilder, MiB, write
 
 
@@ -91,9 +91,9 @@ def test_banners_outline_and_refusal_colours_come_from_a_dark_palette(
         # The top/base outline is the palette's text colour: strong on dark cards.
         assert selection_colour(dark) == text
         assert contrast(selection_colour(dark), dark.color(QPalette.ColorRole.Base)) >= 7.0
-        # The planner's refusal is readable on the dark window.
-        refusal = border_colour(Role.DELETED, dark)
-        assert contrast(refusal, dark.color(QPalette.ColorRole.Base)) >= 3.0
+        # The planner's refusal is readable text on the dark window (WCAG 4.5:1).
+        refusal = readable(QColor(STYLES[Role.DELETED].colour), dark)
+        assert contrast(refusal, dark.color(QPalette.ColorRole.Window)) >= 4.5
         window.plan_panel.choose_top(tree["snap1.qcow2"])
         window.plan_panel.choose_base(tree["snap2.qcow2"])
         assert refusal.name() in window.plan_panel.message.styleSheet()

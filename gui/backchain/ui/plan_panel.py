@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QColor, QGuiApplication
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 from backchain.core.graph import ImageGraph, Layer
 from backchain.core.model import CommitRequest, EngineKind, Role
 from backchain.ui.elide import distinct_names
-from backchain.ui.roles import border_colour
+from backchain.ui.roles import STYLES, readable
 from backchain.ui.wording import humane_plan_error
 
 MiB = 1 << 20
@@ -240,7 +240,8 @@ class PlanPanel(QGroupBox):
         """The planner's refusal in words (its own text in the tooltip); Commit follows it."""
         words, details = humane_plan_error(error) if error else ("", "")
         # Red as strong as the palette's background needs, so it reads on dark themes too.
-        colour = border_colour(Role.DELETED, QGuiApplication.palette()).name()
+        palette = QGuiApplication.palette()
+        colour = readable(QColor(STYLES[Role.DELETED].colour), palette).name()
         self.message.setStyleSheet(f"QLabel#planMessage {{ color: {colour}; font-weight: bold; }}")
         self.message.setText(words)
         self.message.setToolTip(f"Details: {details}" if details else "")

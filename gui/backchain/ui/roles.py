@@ -84,6 +84,16 @@ def border_colour(role: Role, palette: QPalette) -> QColor:
     return colour
 
 
+def readable(colour: QColor, palette: QPalette, ratio: float = 4.5) -> QColor:
+    """``colour`` lightened (dark palettes) or darkened until text in it reads on the window."""
+    window = palette.color(QPalette.ColorRole.Window)
+    for _ in range(16):
+        if contrast(colour, window) >= ratio:
+            break
+        colour = colour.lighter(112) if is_dark(palette) else colour.darker(112)
+    return colour
+
+
 def fill_colour(role: Role, palette: QPalette) -> QColor:
     """A tint of the role colour over the palette's base, so text stays readable."""
     base = palette.color(QPalette.ColorRole.Base)
