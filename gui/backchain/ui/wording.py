@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from backchain.core.model import CommitPlan, StepKind
 from backchain.engines.ledger import Mark
 
-MAX_QCOW2_VERSION = 3
-"""qcow2 header versions 2 and 3 exist; a larger number means the header is not qcow2 at all."""
+PLAUSIBLE_VERSION = 16
+"""qcow2 header versions 2 and 3 exist; a small larger one may be a newer QEMU's, but a number
+beyond this means the header is not qcow2 at all."""
 
 _RULES: list[tuple[re.Pattern[str], str]] = [
     (
@@ -59,7 +60,7 @@ def humane_plan_error(text: str) -> tuple[str, str]:
 def humane_error(summary: str) -> tuple[str, str]:
     """A failure to open an image or reach QEMU as (words, the original for Details)."""
     found = _VERSION.match(summary)
-    if found is not None and int(found["version"]) > MAX_QCOW2_VERSION:
+    if found is not None and int(found["version"]) > PLAUSIBLE_VERSION:
         words = f"{found['path']}: not a valid qcow2 image (header version {found['version']})"
         return words, summary
     found = _NO_SOCKET.search(summary)
@@ -77,7 +78,7 @@ def lock_refusal(summary: str, own_pid: int) -> str:
     """A lock held by this very process is this window's own job, not "another Backchain"."""
     if f"Backchain process {own_pid} (" not in summary:
         return summary
-    own = re.compile(rf"(another )?Backchain process {own_pid} \(.*?\)( since [0-9:]+)?")
+    own = re.compile(rf"(another )?Backchain process {own_pid} \(.*?\)( since \d\d:\d\d:\d\d)?")
     return own.sub("this window's own running job", summary, count=1)
 
 
