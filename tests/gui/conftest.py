@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication, QMessageBox
 from pytestqt.qtbot import QtBot
 
 from backchain.ui.main_window import MainWindow
@@ -55,3 +56,21 @@ def open_and_wait(qtbot: QtBot, window: MainWindow) -> Callable[[str], str]:
         return "error" if "error" in stages else "extents"
 
     return run
+
+
+def answer(qtbot: QtBot, title: str, button_text: str) -> QMessageBox:
+    """Wait for the visible message box titled ``title``, click ``button_text``, return the box."""
+    found: list[QMessageBox] = []
+
+    def box_is_open() -> bool:
+        for widget in QApplication.topLevelWidgets():
+            if isinstance(widget, QMessageBox) and widget.isVisible():
+                if widget.windowTitle() == title:
+                    found.append(widget)
+                    return True
+        return False
+
+    qtbot.waitUntil(box_is_open, timeout=30_000)
+    box = found[0]
+    next(b for b in box.buttons() if b.text() == button_text).click()
+    return box

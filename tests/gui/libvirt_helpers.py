@@ -16,8 +16,7 @@ URI = "qemu:///system"
 
 def panel_of(window: MainWindow) -> LibvirtPanel:
     """The panel the window installed."""
-    panel: LibvirtPanel = window.libvirt_panel  # type: ignore[attr-defined]
-    return panel
+    return window.libvirt_panel
 
 
 def domain_item(panel: LibvirtPanel, name: str, uri: str = URI) -> QTreeWidgetItem | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from pytestqt.qtbot import QtBot
 
 from backchain.ui.main_window import MainWindow
+from tests.gui.conftest import answer
 from tests.images import ChainBuilder, MiB, reads, write
 
 
@@ -68,17 +69,22 @@ def test_cancel_stops_a_slow_commit_and_leaves_the_chain_readable(
     assert window.plan is not None and "-r" in window.plan.steps[0].argv
     results: list[tuple[bool, str]] = []
     window.job_done.connect(lambda ok, summary, _d: results.append((ok, summary)))
-    window.start_job(window.plan)
+    worker = window.start_job(window.plan)
     assert window.progress.cancel_button.isEnabled()
-    qtbot.waitUntil(
-        lambda: any(done > 0 for done, _t, _p in window.progress.events), timeout=30_000
-    )
+    # Cancel on the first progress event: deterministic, no sleeping.
+    first: list[int] = []
+    worker.progressed.connect(lambda done, _t, _p: first.append(done))
+    qtbot.waitUntil(lambda: bool(first), timeout=30_000)
     window.progress.cancel_button.click()
+    box = answer(qtbot, "Cancel the commit?", "Cancel the commit")
+    assert "base.qcow2 is left partly written" in box.informativeText()
     qtbot.waitUntil(lambda: bool(results), timeout=30_000)
     ok, summary = results[0]
     assert not ok and summary.startswith("Cancelled")
     assert not window.jobs.running
-    assert window.failure_box is not None and "Cancelled" in window.failure_box.text()
+    # The user's own Cancel is not a red "Commit failed" dialog.
+    assert window.failure_box is None
+    assert window.progress.bar.format() == "cancelled"
     # Top and its overlay still read correctly after a cancelled commit.
     assert reads(Path(active), 0x22, 0, 24 * MiB)
     assert reads(Path(active), 0x33, 30 * MiB, MiB)

@@ -47,7 +47,7 @@ def test_collapse_from_the_domains_context_menu_commits_both_disks(
     settle(qtbot)
     assert "ok  vda" in summary and "ok  vdb" in summary
     assert summary.splitlines()[-1] == f"{name}: 2 of 2 disks collapsed"
-    assert dialog.result.toPlainText() == summary
+    assert dialog.summary_box.toPlainText() == summary
     for disk, row in dialog.rows.items():
         assert row.plan is shown[disk]  # the plans shown are the plans that ran
         assert row.events, disk  # each disk had its own progress

@@ -19,7 +19,7 @@ NAMES = ["base.qcow2", "snap1.qcow2", "active.qcow2"]
 
 
 
-@pytest.mark.parametrize("answer", ["Pivot", "Keep overlay"])
+@pytest.mark.parametrize("answer", ["Pivot to base", "Keep overlay"])
 def test_active_commit_from_the_side_tree_shows_progress_and_asks_pivot_or_keep(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, domains: Domains, answer: str,  # noqa: F811
 ) -> None:  # fmt: skip
@@ -45,9 +45,9 @@ def test_active_commit_from_the_side_tree_shows_progress_and_asks_pivot_or_keep(
     # libvirt holds cur at end-1 until ready: never a commit bar at 99%.
     assert all(phase != "commit" for d, t, phase in events if t > 0 and d == t - 1)
     log = window.progress.log.toPlainText()
-    flag = "VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT" if answer == "Pivot" else "flags=0"
+    flag = "VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT" if answer == "Pivot to base" else "flags=0"
     assert "virDomainBlockJobAbort('vda', " in log and flag in log
-    if answer == "Pivot":
+    if answer == "Pivot to base":
         assert source_of(name) == str(paths[0])
     else:
         assert source_of(name) == str(paths[-1])

@@ -33,7 +33,7 @@ def test_connect_lists_domains_and_opening_a_disk_plans_a_libvirt_commit(
 ) -> None:  # fmt: skip
     paths = ChainBuilder(tmp_path / "vm").chain(["base.qcow2", "snap1.qcow2", "active.qcow2"])
     name = domains.start({"vda": str(paths[-1])})
-    panel = libvirt_panel.install(window)
+    panel = window.libvirt_panel
     assert panel.action.text() == "Connect to &libvirt…"
     panel.add_connection(URI)
     qtbot.waitUntil(lambda: _find(panel, "domain", name) is not None or bool(window.banner.text()),

@@ -39,8 +39,13 @@ def test_file_open_asks_for_a_file_and_opens_it(
     stages = _wait_shown(qtbot, window, window.open_action.trigger)
     assert "extents" in stages and asked
     assert window.image == tree["snap2.qcow2"]
-    assert window.windowTitle() == "snap2.qcow2 — Backchain"
+    assert window.windowTitle() == title_of(tree["snap2.qcow2"])
     assert window.graph is not None and tree["base.qcow2"] in window.graph.paths
+
+
+def title_of(path: str) -> str:
+    """The window title for an image: its name and its folder, so two active.qcow2 differ."""
+    return f"{os.path.basename(path)} ({os.path.dirname(path)}) — Backchain"
 
 
 def test_file_open_cancelled_changes_nothing(
@@ -75,7 +80,7 @@ def test_recent_menu_lists_the_image_survives_a_new_window_and_reopens_it(
     stages = _wait_shown(qtbot, second, entries[1].trigger)  # snap1.qcow2, as a user clicks it
     assert "extents" in stages
     assert second.image == tree["snap1.qcow2"]
-    assert second.windowTitle() == "snap1.qcow2 — Backchain"
+    assert second.windowTitle() == title_of(tree["snap1.qcow2"])
     # Reopening moves it to the top of the list.
     assert second.recent_files()[0] == tree["snap1.qcow2"]
 
@@ -86,8 +91,8 @@ def test_backchain_image_opens_the_window_on_that_image(
     result = backchain(tree["active.qcow2"], "--quit-after", "0.2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (
-        f"quit-after: showing {tree['active.qcow2']} as 'active.qcow2 — Backchain' (extents)"
-        in result.stdout
+        f"quit-after: showing {tree['active.qcow2']} as '{title_of(tree['active.qcow2'])}' "
+        "(extents)" in result.stdout
     )
     assert "Traceback" not in result.stderr
 
@@ -97,7 +102,8 @@ def test_backchain_self_test_on_an_image_prints_what_it_opened(
 ) -> None:
     result = backchain("--self-test", tree["snap2.qcow2"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert f"self-test: opened {tree['snap2.qcow2']} as 'snap2.qcow2 — Backchain'" in result.stdout
+    opened = f"self-test: opened {tree['snap2.qcow2']} as '{title_of(tree['snap2.qcow2'])}'"
+    assert opened in result.stdout
     assert "self-test: ok: 5 images, plan commits snap2.qcow2 into base.qcow2" in result.stdout
 
 
@@ -108,9 +114,12 @@ def test_backchain_demo_builds_and_opens_the_demo(
     result = backchain("--demo", "--quit-after", "0.2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     line = next(x for x in result.stdout.splitlines() if x.startswith("quit-after:"))
-    assert line.endswith("as 'active.qcow2 — Backchain' (extents)"), line
+    assert line.startswith("quit-after: showing ") and line.endswith(" (extents)"), line
+    assert "as 'active.qcow2 (" in line, line
     opened = line.split()[2]
-    assert opened.startswith(str(tmp_path)) and os.path.isfile(opened)
+    assert opened.startswith(str(tmp_path))
+    # --demo removes its temporary folder when the window closes.
+    assert not os.path.exists(os.path.dirname(opened))
 
 
 def test_a_missing_image_on_the_command_line_says_so_and_exits_cleanly(tmp_path: Path) -> None:

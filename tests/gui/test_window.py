@@ -79,7 +79,11 @@ def test_an_invalid_pair_shows_the_planners_message_and_disables_commit(
     click(qtbot, window, tree["snap2.qcow2"], shift=True)
     message = window.plan_panel.message
     assert message.isVisible()
+    # Human words first, with the fix; the planner's own text is in Details (the tooltip).
     assert message.text() == (
+        "base must be below top: pick a lower layer as base, or a higher one as top"
+    )
+    assert window.plan_panel.planner_text() == (
         f"could not find image '{tree['snap2.qcow2']}' beneath '{tree['snap1.qcow2']}' "
         f"in chain for '{tree['active.qcow2']}'"
     )
@@ -122,7 +126,7 @@ def test_title_and_recent_files_follow_the_opened_image(
     window: MainWindow, tree: dict[str, str], open_and_wait: Callable[[str], str]
 ) -> None:
     open_and_wait(tree["active.qcow2"])
-    assert window.windowTitle().startswith("active.qcow2")
+    assert window.windowTitle().startswith("active.qcow2 (")
     assert window.recent_files()[0] == tree["active.qcow2"]
     assert window.recent_menu.actions()[0].text() == tree["active.qcow2"]
     assert os.path.basename(window.image or "") == "active.qcow2"

@@ -10,8 +10,10 @@ from PySide6.QtCore import QCoreApplication, Qt, QTimer
 from PySide6.QtGui import QGuiApplication, QIcon
 from PySide6.QtWidgets import QApplication, QStyleFactory
 
+from backchain.engines import host_tools
 from backchain.ui import crash
 from backchain.ui.main_window import MainWindow
+from backchain.ui.tools_dialog import show_missing_tools_dialog
 
 SELF_TEST_TIMEOUT_MS = 120_000
 
@@ -53,13 +55,6 @@ def app_icon() -> QIcon | None:
 
 def _warn_missing_tools(window: MainWindow) -> None:
     """Show the packaging engineer's dialog when qemu-img or friends are missing."""
-    try:
-        from backchain.engines import host_tools  # type: ignore[attr-defined,unused-ignore]
-        from backchain.ui.tools_dialog import (  # type: ignore[import-not-found,unused-ignore]
-            show_missing_tools_dialog,
-        )
-    except ImportError:
-        return
     missing = host_tools.missing_tools()
     if missing:
         show_missing_tools_dialog(window, missing)

@@ -7,6 +7,7 @@ from PySide6.QtGui import (
     QAction,
     QBrush,
     QContextMenuEvent,
+    QFocusEvent,
     QGuiApplication,
     QKeyEvent,
     QMouseEvent,
@@ -28,12 +29,21 @@ from PySide6.QtWidgets import (
 
 from backchain.core.graph import ImageGraph
 from backchain.core.model import Role
+from backchain.ui.elide import distinct_names
 from backchain.ui.graph_layout import layout
 from backchain.ui.node_item import NODE_HEIGHT, NODE_WIDTH, NodeItem
+
+PLACEHOLDER = "Open an image (Ctrl+O), drop one here, or try the demo (File → Open demo)."
 
 COLUMN_STEP = NODE_WIDTH + 56
 ROW_STEP = NODE_HEIGHT + 44
 MIN_SCALE, MAX_SCALE = 0.05, 4.0
+_ARROWS: dict[int, tuple[int, int]] = {
+    int(Qt.Key.Key_Up): (0, -1),
+    int(Qt.Key.Key_Down): (0, 1),
+    int(Qt.Key.Key_Left): (-1, 0),
+    int(Qt.Key.Key_Right): (1, 0),
+}
 
 
 class EdgeItem(QGraphicsItem):
@@ -85,8 +95,14 @@ class ChainView(QGraphicsView):
         self.setAccessibleName("Backing chain graph")
         self.setToolTip(
             "Click a layer to make it top; Shift+click or right-click to commit into it. "
+            "Arrow keys move between layers, Enter makes one top, Shift+Enter base. "
             "Ctrl+wheel zooms, drag pans."
         )
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.locked = False
+        """While a job runs the selection is fixed: clicks and keys pick nothing."""
+        self.current: str | None = None
+        """The node the keyboard is on."""
         self.setScene(QGraphicsScene(self))
         self.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.TextAntialiasing)
         self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
@@ -99,32 +115,50 @@ class ChainView(QGraphicsView):
 
     # -- content -------------------------------------------------------------------------------
 
-    def _placeholder(self) -> None:
-        text = QGraphicsTextItem(
-            "Open an image (Ctrl+O), drop one here, or try the demo (File → Open demo)."
-        )
+    def _placeholder(self, message: str = PLACEHOLDER) -> None:
+        text = QGraphicsTextItem(message)
+        text.setTextWidth(max(240.0, self.viewport().width() - 40.0))
         text.setDefaultTextColor(self.palette().color(QPalette.ColorRole.PlaceholderText))
         self.scene().addItem(text)
+        self.scene().setSceneRect(text.boundingRect())
+        self.resetTransform()
 
-    def set_graph(self, graph: ImageGraph | None, focus: str | None = None) -> None:
+    def show_message(self, message: str) -> None:
+        """An empty graph with ``message`` in its place (a failed open)."""
+        self.set_graph(None)
+        self.scene().clear()
+        self._placeholder(message)
+
+    def set_graph(
+        self,
+        graph: ImageGraph | None,
+        focus: str | None = None,
+        marks: dict[str, str] | None = None,
+    ) -> None:
         """Show ``graph``; when only the layers' data changed, keep the positions and the zoom."""
         old = self._graph
         self._graph = graph
+        marks = marks or {}
         if graph is not None and old is not None and set(graph.paths) == set(self.nodes):
             same_edges = all(graph.backing_of(p) == old.backing_of(p) for p in graph.paths)
             if same_edges:
                 for path, item in self.nodes.items():
-                    item.set_layer(graph.layer(path), active=graph.is_active(path))
+                    active = graph.is_active(path)
+                    item.set_layer(graph.layer(path), active, marks.get(path, ""))
                 return
         scene = self.scene()
         scene.clear()
         self.nodes = {}
+        self.current = None
         if graph is None:
             self._placeholder()
             return
         slots = layout(graph, focus)
+        names = dict(zip(slots, distinct_names([graph.layer(p).name for p in slots]), strict=True))
         for path, slot in slots.items():
             item = NodeItem(graph.layer(path), active=graph.is_active(path))
+            item.display_name = names[path]
+            item.set_layer(item.layer, item.active, marks.get(path, ""))
             item.setPos(slot.column * COLUMN_STEP, -slot.row * ROW_STEP)
             scene.addItem(item)
             self.nodes[path] = item
@@ -132,6 +166,16 @@ class ChainView(QGraphicsView):
             scene.addItem(EdgeItem(self.nodes[overlay], self.nodes[backing]))
         scene.setSceneRect(scene.itemsBoundingRect().adjusted(-40, -40, 40, 40))
         self.fit()
+        self.set_current(focus if focus in self.nodes else None)
+
+    def set_current(self, path: str | None) -> None:
+        """Put the keyboard's focus ring on ``path``."""
+        if self.current in self.nodes:
+            self.nodes[self.current].set_focused(False)
+        self.current = path
+        if path is not None and path in self.nodes:
+            self.nodes[path].set_focused(self.hasFocus())
+            self.ensureVisible(self.nodes[path], 20, 20)
 
     def set_preview(self, roles: dict[str, Role], top: str | None, base: str | None) -> None:
         """Colour every node by its role and mark the chosen top and base."""
@@ -201,13 +245,52 @@ class ChainView(QGraphicsView):
             super().wheelEvent(event)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
-        """+ and - zoom even without the menu shortcuts' modifiers."""
-        if event.key() in (Qt.Key.Key_Plus, Qt.Key.Key_Equal):
+        """+/- zoom; arrows move between nodes; Enter picks top, Shift+Enter base."""
+        key = int(event.key())
+        if key in (int(Qt.Key.Key_Plus), int(Qt.Key.Key_Equal)):
             self.zoom_in()
-        elif event.key() == Qt.Key.Key_Minus:
+        elif key == int(Qt.Key.Key_Minus):
             self.zoom_out()
+        elif key in _ARROWS and self.nodes:
+            self.set_current(self._neighbour(_ARROWS[key]))
+        elif key in (int(Qt.Key.Key_Return), int(Qt.Key.Key_Enter)) and self.current is not None:
+            if not self.locked:
+                shift = event.modifiers() & Qt.KeyboardModifier.ShiftModifier
+                (self.base_chosen if shift else self.top_chosen).emit(self.current)
         else:
             super().keyPressEvent(event)
+            return
+        event.accept()
+
+    def _neighbour(self, direction: tuple[int, int]) -> str:
+        """The nearest node in ``direction`` (dx, dy) from the current one, or the first node."""
+        if self.current not in self.nodes:
+            return next(iter(self.nodes))
+        here = self.nodes[self.current].pos()
+        best: tuple[float, str] | None = None
+        for path, item in self.nodes.items():
+            delta = item.pos() - here
+            along = delta.x() * direction[0] + delta.y() * direction[1]
+            if path == self.current or along <= 0:
+                continue
+            across = abs(delta.x() * direction[1]) + abs(delta.y() * direction[0])
+            score = along + 3 * across
+            if best is None or score < best[0]:
+                best = (score, path)
+        return best[1] if best is not None else self.current
+
+    def focusInEvent(self, event: QFocusEvent) -> None:
+        """Show the focus ring on the current node."""
+        super().focusInEvent(event)
+        if self.current is None and self.nodes:
+            self.current = next(iter(self.nodes))
+        self.set_current(self.current)
+
+    def focusOutEvent(self, event: QFocusEvent) -> None:
+        """Hide the focus ring."""
+        super().focusOutEvent(event)
+        if self.current in self.nodes:
+            self.nodes[self.current].set_focused(False)
 
     # -- picking ---------------------------------------------------------------------------------
 
@@ -221,6 +304,11 @@ class ChainView(QGraphicsView):
         """A left click on a node picks it; anywhere else starts a pan."""
         node = self._node_at(event.position().toPoint())
         if node is not None and event.button() == Qt.MouseButton.LeftButton:
+            self.setFocus(Qt.FocusReason.MouseFocusReason)
+            self.set_current(node.layer.path)
+            if self.locked:
+                event.accept()
+                return
             if event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
                 self.base_chosen.emit(node.layer.path)
             else:
@@ -232,7 +320,7 @@ class ChainView(QGraphicsView):
     def contextMenuEvent(self, event: QContextMenuEvent) -> None:
         """Make top / Commit into this layer / Copy path."""
         node = self._node_at(event.pos())
-        if node is None:
+        if node is None or self.locked:
             return
         path = node.layer.path
         menu = QMenu(self)

@@ -34,10 +34,13 @@ def effects_html(plan: CommitPlan) -> str:
         items.append(f"<b>Base grows</b> to {human_bytes(plan.base_grows_to)}.")
     if plan.deleted:
         items.append(f"<b>Deleted:</b> {_names(list(plan.deleted))}.")
-    if plan.invalid:
-        items.append(f"<b>Invalid at once:</b> {_names([a.image for a in plan.invalid])}.")
-    if plan.stale:
-        items.append(f"<b>Stale after the next write to base:</b> {_names(list(plan.stale))}.")
+    # One role per image: a layer that is deleted is not also listed as invalid or stale.
+    invalid = [a.image for a in plan.invalid if a.image not in plan.deleted]
+    stale = [p for p in plan.stale if p not in plan.deleted]
+    if invalid:
+        items.append(f"<b>Invalid at once:</b> {_names(invalid)}.")
+    if stale:
+        items.append(f"<b>Stale after the next write to base:</b> {_names(stale)}.")
     for item in plan.at_risk:
         size = "an unknown amount" if item.bytes is None else amount(item.bytes, item.exact)
         items.append(

@@ -25,7 +25,11 @@ def layout(graph: ImageGraph, focus: str | None = None) -> dict[str, Slot]:
     chain reads as one vertical line; every other child starts a new column to the right.
     """
     overlays: nx.DiGraph = graph.nx.reverse(copy=False)
-    focus_chain = {layer.path for layer in graph.chain(focus)} if focus in graph else set()
+    focus_chain = (
+        {layer.path for layer in graph.chain(focus)}
+        if focus is not None and focus in graph
+        else set()
+    )
     height: dict[str, int] = {}
     for path in reversed(list(nx.topological_sort(overlays))):
         kids = list(overlays.successors(path))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import traceback
 
@@ -10,6 +11,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from backchain.core.errors import BackchainError, CancelledError
 from backchain.core.model import CommitPlan, OnReady, Step
 from backchain.engines import runner
+from backchain.engines.journal import JobRecord
 from backchain.engines.progress import CancelToken
 
 
@@ -55,10 +57,14 @@ class JobWorker(QObject):
     job_finished = Signal(bool, str, str)
     """ok, summary, details (command, exit status and stderr on failure)."""
 
-    def __init__(self, plan: CommitPlan, connection: object | None = None) -> None:
+    def __init__(
+        self, plan: CommitPlan, connection: object | None = None, resume: JobRecord | None = None
+    ) -> None:
         super().__init__()
         self.plan = plan
         self.connection = connection
+        self.resume = resume
+        """An interrupted job whose remaining steps this worker runs (the banner's Re-run)."""
         self.token = CancelToken()
         self._choice = OnReady.ASK
         self._chosen = threading.Event()
@@ -67,7 +73,10 @@ class JobWorker(QObject):
     def run(self) -> None:  # runs in the worker thread
         """Run the plan that the preview showed, unchanged, and report exactly once."""
         try:
-            runner.run_plan(self.plan, SignalSink(self), self.token, self.connection)
+            if self.resume is not None:
+                runner.resume_job(self.resume, SignalSink(self), self.token)
+            else:
+                runner.run_plan(self.plan, SignalSink(self), self.token, self.connection)
         except CancelledError as error:
             self.job_finished.emit(False, "Cancelled: " + error.summary, error.details)
         except BackchainError as error:
@@ -76,7 +85,10 @@ class JobWorker(QObject):
             details = "".join(traceback.format_exception(error))
             self.job_finished.emit(False, f"Unexpected error: {error}", details)
         else:
-            self.job_finished.emit(True, f"Committed {self.plan.top} into {self.plan.base}.", "")
+            name = os.path.basename
+            self.job_finished.emit(
+                True, f"Committed {name(self.plan.top)} into {name(self.plan.base)}.", ""
+            )
 
     def cancel(self) -> None:
         """Ask the job to stop (called from the GUI thread; the token is thread-safe)."""
@@ -108,23 +120,28 @@ class JobController(QObject):
         super().__init__(parent)
         self.worker: JobWorker | None = None
         self._thread: QThread | None = None
+        self.cancelled_by_user = False
+        """The job that ended last was stopped by the user's own Cancel."""
 
     @property
     def running(self) -> bool:
         """Whether a job is in progress."""
         return self._thread is not None
 
-    def start(self, plan: CommitPlan, connection: object | None = None) -> JobWorker:
+    def start(
+        self, plan: CommitPlan, connection: object | None = None, resume: JobRecord | None = None
+    ) -> JobWorker:
         """Start ``plan`` in a new thread; connect to the returned worker's signals for progress."""
         if self.running:
             raise RuntimeError("a job is already running")
         thread = QThread(self)
         thread.setObjectName("backchain-job")
-        worker = JobWorker(plan, connection)
+        worker = JobWorker(plan, connection, resume)
         worker.moveToThread(thread)
         thread.started.connect(worker.run)
         worker.job_finished.connect(self._on_worker_job_finished)
         self.worker, self._thread = worker, thread
+        self.cancelled_by_user = False
         thread.start()
         self.job_started.emit(plan)
         return worker
@@ -132,6 +149,7 @@ class JobController(QObject):
     def cancel(self) -> None:
         """Ask the running job to stop."""
         if self.worker is not None:
+            self.cancelled_by_user = True
             self.worker.cancel()
 
     def _on_worker_job_finished(self, ok: bool, summary: str, details: str) -> None:

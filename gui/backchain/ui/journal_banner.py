@@ -1,27 +1,25 @@
 """A banner that reports an interrupted commit touching the shown images, with Re-run and Dismiss.
 
-Hook for the window: create it once (``self.journal_banner = JournalBanner(self)``, placed above
-the graph), call ``self.journal_banner.refresh(graph.paths)`` in ``show_graph``, and connect
-``journal_banner.resumed`` to a slot that calls ``reload()`` (and shows a failure like a job's).
+Re-run goes through the window's job panel (progress bar, Cancel); Dismiss asks first.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QWidget
+from PySide6.QtCore import QEvent, Signal
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QMessageBox, QPushButton, QWidget
 
-from backchain.core.errors import BackchainError
 from backchain.engines import journal
-from backchain.engines.progress import CancelToken, RecordingSink
-from backchain.ui.background import run_in_background
+from backchain.ui.banners import PALETTE_EVENTS, Tone, style_frame
+from backchain.ui.guards import ask
 
 
 class JournalBanner(QFrame):
     """Shows the first unfinished job that touches the shown images; hidden when there is none."""
 
+    rerun_requested = Signal(object)
+    """The user wants the rest of this JobRecord run (the window starts it in the job panel)."""
     resumed = Signal(bool, str, str)
     """A re-run ended: ok, summary (names the files), details."""
     dismissed = Signal(str)
@@ -30,12 +28,14 @@ class JournalBanner(QFrame):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("journalBanner")
-        self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.setStyleSheet("#journalBanner { background: #fff4ce; }")
+        style_frame(self, Tone.WARNING)
         self.label = QLabel()
         self.label.setWordWrap(True)
+        self.label.setMinimumWidth(160)
         self.rerun_button = QPushButton("Re-run")
-        self.dismiss_button = QPushButton("Dismiss")
+        self.rerun_button.setToolTip("Run the steps that did not complete, in the job panel")
+        self.dismiss_button = QPushButton("Dismiss…")
+        self.dismiss_button.setToolTip("Forget this job; the files stay as they are")
         layout = QHBoxLayout(self)
         layout.addWidget(self.label, 1)
         layout.addWidget(self.rerun_button)
@@ -43,12 +43,23 @@ class JournalBanner(QFrame):
         self.rerun_button.clicked.connect(self._on_rerun_button_clicked)
         self.dismiss_button.clicked.connect(self._on_dismiss_button_clicked)
         self.record: journal.JobRecord | None = None
+        self.question: QMessageBox | None = None
         self._paths: list[str] = []
+        self._rerunning = False
         self.hide()
+
+    def changeEvent(self, event: QEvent) -> None:
+        """A new palette: derive the colours again (dark themes)."""
+        super().changeEvent(event)
+        if event.type() in PALETTE_EVENTS:
+            style_frame(self, Tone.WARNING)
 
     def refresh(self, paths: Iterable[str]) -> None:
         """Look for unfinished jobs touching ``paths`` (a few small files: cheap enough here)."""
         self._paths = list(paths)
+        style_frame(self, Tone.WARNING)  # the palette may have changed while it was hidden
+        if self._rerunning:
+            return
         records = journal.unfinished_jobs(self._paths)
         self.record = records[0] if records else None
         if self.record is None:
@@ -56,44 +67,53 @@ class JournalBanner(QFrame):
             return
         more = f" ({len(records) - 1} more)" if len(records) > 1 else ""
         self.label.setText(journal.describe(self.record) + more)
-        self.rerun_button.setEnabled(True)
-        self.dismiss_button.setEnabled(True)
+        self.set_busy(False)
         self.show()
 
-    def _on_dismiss_button_clicked(self) -> None:
-        if self.record is None:
-            return
-        job_id = self.record.id
-        journal.dismiss(self.record)
+    def clear(self) -> None:
+        """Nothing is shown (a failed open)."""
+        self._paths, self.record = [], None
+        self.hide()
+
+    def set_busy(self, busy: bool) -> None:
+        """While any job runs, neither button may start or forget another one."""
+        self.rerun_button.setEnabled(not busy)
+        self.dismiss_button.setEnabled(not busy)
+
+    def rerun_finished(self, ok: bool, summary: str, details: str) -> None:
+        """The window's job panel ran the re-run; look again and report."""
+        self._rerunning = False
         self.refresh(self._paths)
-        self.dismissed.emit(job_id)
+        self.resumed.emit(ok, summary, details)
+
+    def _on_dismiss_button_clicked(self) -> None:
+        record = self.record
+        if record is None or self.question is not None:
+            return
+        self.question = ask(
+            self,
+            "Forget the unfinished commit?",
+            "Backchain will no longer offer to finish this commit.",
+            journal.describe(record).removesuffix(" Re-run or dismiss.")
+            + " The files stay exactly as they are now.",
+            "Forget it",
+            "Keep it",
+            lambda: self._dismiss(record),
+        )
+        self.question.finished.connect(self._on_question_finished)
+
+    def _on_question_finished(self, _result: int) -> None:
+        self.question = None
+
+    def _dismiss(self, record: journal.JobRecord) -> None:
+        journal.dismiss(record)
+        self.refresh(self._paths)
+        self.dismissed.emit(record.id)
 
     def _on_rerun_button_clicked(self) -> None:
         record = self.record
         if record is None:
             return
-        self.rerun_button.setEnabled(False)
-        self.dismiss_button.setEnabled(False)
-        self.label.setText(
-            f"Running the rest of the commit into {os.path.basename(record.plan.base)}…"
-        )
-
-        def work(_report: object) -> str:  # runs in a pool thread
-            from backchain.engines.runner import resume_job
-
-            sink = RecordingSink()
-            resume_job(record, sink, CancelToken())
-            return sink.outcome[1] if sink.outcome else "done"
-
-        run_in_background(work, on_result=self._on_rerun_succeeded, on_error=self._on_rerun_failed)
-
-    def _on_rerun_succeeded(self, message: object) -> None:
-        self.refresh(self._paths)
-        self.resumed.emit(True, str(message), "")
-
-    def _on_rerun_failed(self, error: BaseException) -> None:
-        self.refresh(self._paths)
-        if isinstance(error, BackchainError):
-            self.resumed.emit(False, error.summary, error.details)
-        else:
-            self.resumed.emit(False, f"the re-run failed: {error}", repr(error))
+        self._rerunning = True
+        self.hide()
+        self.rerun_requested.emit(record)

@@ -22,7 +22,9 @@ from PySide6.QtWidgets import (
 
 from backchain.core.errors import BackchainError
 from backchain.core.model import CommitPlan, OnReady, Step
+from backchain.engines.libvirt.collapse import plan_collapse, run_collapse, summary
 from backchain.engines.progress import CancelToken
+from backchain.engines.runner import run_plan
 from backchain.ui.background import run_in_background
 from backchain.ui.text import human_bytes
 
@@ -139,11 +141,11 @@ class CollapseDialog(QDialog):
         self.intro.setWordWrap(True)
         self.grid = QGridLayout()
         self.grid.setColumnStretch(1, 1)
-        self.result = QPlainTextEdit()
-        self.result.setReadOnly(True)
-        self.result.setAccessibleName("Collapse summary")
-        self.result.setMaximumHeight(90)
-        self.result.hide()
+        self.summary_box = QPlainTextEdit()
+        self.summary_box.setReadOnly(True)
+        self.summary_box.setAccessibleName("Collapse summary")
+        self.summary_box.setMaximumHeight(90)
+        self.summary_box.hide()
         self.buttons = QDialogButtonBox()
         self.start_button = QPushButton("Collapse")
         self.start_button.setEnabled(False)
@@ -157,14 +159,13 @@ class CollapseDialog(QDialog):
         layout.addWidget(self.intro)
         layout.addLayout(form)
         layout.addLayout(self.grid)
-        layout.addWidget(self.result)
+        layout.addWidget(self.summary_box)
         layout.addWidget(self.buttons)
         self.setMinimumWidth(640)
         self.replan()
 
     def replan(self) -> None:
         """Plan every disk off the GUI thread (shut-off disks are re-pointed to base)."""
-        from backchain.engines.libvirt.collapse import plan_collapse
 
         uri, domain = self.uri, self.domain
         on_ready = OnReady(self.choice.currentData())
@@ -179,8 +180,9 @@ class CollapseDialog(QDialog):
     def _on_planned(self, plans: list[tuple[str, CommitPlan | BackchainError]]) -> None:
         while self.grid.count():
             item = self.grid.takeAt(0)
-            if item is not None and item.widget() is not None:
-                item.widget().deleteLater()
+            widget = item.widget() if item is not None else None
+            if widget is not None:
+                widget.deleteLater()
         self.rows = {}
         for line, (disk, plan) in enumerate(plans):
             row = DiskRow(disk, plan)
@@ -193,8 +195,9 @@ class CollapseDialog(QDialog):
         self.plans = plans
         runnable = sum(1 for _disk, plan in plans if isinstance(plan, CommitPlan))
         self.intro.setText(
-            f"Commit every disk of <b>{self.domain}</b> into its bottom image, one after "
-            f"another: {runnable} of {len(plans)} disks can be committed."
+            f"Commit every disk of <b>{self.domain}</b> into its bottom image, all at once "
+            f"(running disks pivot together once all are ready): {runnable} of {len(plans)} "
+            "disks can be committed."
         )
         self.start_button.setEnabled(runnable > 0)
         self.adjustSize()
@@ -202,8 +205,6 @@ class CollapseDialog(QDialog):
 
     def start(self) -> None:
         """Run the plans shown, each disk reporting to its own row."""
-        from backchain.engines.libvirt.collapse import run_collapse
-        from backchain.engines.runner import run_plan
 
         uri, domain, plans, token = self.uri, self.domain, list(self.plans), self.token
         self.running = True
@@ -230,7 +231,6 @@ class CollapseDialog(QDialog):
             row.finished(*payload)
 
     def _on_done(self, results: Any) -> None:
-        from backchain.engines.libvirt.collapse import summary
 
         self.running = False
         if isinstance(results, BaseException):
@@ -241,8 +241,8 @@ class CollapseDialog(QDialog):
                 if row is not None and row.bar.format() not in ("done", "failed"):
                     row.finished(result.ok, result.message)
             self.summary = summary(self.domain, results)
-        self.result.setPlainText(self.summary)
-        self.result.show()
+        self.summary_box.setPlainText(self.summary)
+        self.summary_box.show()
         self.close_button.setText("Close")
         self.adjustSize()
         self.collapsed.emit(self.summary)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import shiboken6
 from PySide6.QtCore import QObject, QPoint, Qt, Signal
@@ -23,13 +23,16 @@ from PySide6.QtWidgets import (
 )
 
 from backchain.core.errors import BackchainError
-from backchain.core.model import CommitRequest
+from backchain.engines.libvirt.engine import LibvirtTarget
+from backchain.engines.libvirt.read import list_domains, require_libvirt
 from backchain.ui.background import run_in_background
+from backchain.ui.job_worker import JobController
 from backchain.ui.libvirt_collapse import CollapseDialog
 from backchain.ui.libvirt_disk import DiskSession
-
-if TYPE_CHECKING:
-    from backchain.ui.main_window import MainWindow
+from backchain.ui.libvirt_snapshot_delete import SnapshotDeleteDialog
+from backchain.ui.plan_panel import PlanPanel
+from backchain.ui.progress_panel import ProgressPanel
+from backchain.ui.sources import ConnectHost
 
 DEFAULT_URI = "qemu:///system"
 _ROLE = Qt.ItemDataRole.UserRole
@@ -41,13 +44,29 @@ def binding_problem() -> str | None:
     Importing, not just finding, the module: the AppImage carries the binding, but it loads the
     host's libvirt.so.0, which may be missing or too old.
     """
-    from backchain.engines.libvirt.read import require_libvirt
-
     try:
         require_libvirt()
     except BackchainError as err:
         return str(err)
     return None
+
+
+LIST_ATTEMPTS = 3
+
+
+def _list_settled(uri: str) -> Any:  # runs in a pool thread
+    """list_domains, tried again when a domain vanished between listing and reading it.
+
+    On a busy host (transient domains come and go) libvirt lists a domain and then cannot
+    find it: that says nothing about the host, so the listing is simply taken again.
+    """
+    for attempt in range(LIST_ATTEMPTS):
+        try:
+            return list_domains(uri)
+        except BackchainError as err:
+            if "Domain not found" not in str(err) or attempt == LIST_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class LibvirtConnectDialog(QDialog):
@@ -87,9 +106,17 @@ class LibvirtPanel(QObject):
     disk_opened = Signal(str, str, str)
     """A disk's chain (uri, domain, disk) is on screen."""
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.window = window
+    def __init__(
+        self,
+        parent: QWidget,
+        host: ConnectHost,
+        plan_panel: PlanPanel,
+        jobs: JobController,
+        progress: ProgressPanel,
+        replan: Callable[[], None],
+    ) -> None:
+        super().__init__(parent)
+        self._parent, self._host = parent, host
         self.last_uri = DEFAULT_URI
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(["libvirt", "state / source"])
@@ -97,23 +124,21 @@ class LibvirtPanel(QObject):
         self.tree.itemActivated.connect(self._on_tree_item_activated)
         self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.tree.customContextMenuRequested.connect(self._on_tree_context_menu_requested)
-        self.disk_session = DiskSession(window)
+        self.disk_session = DiskSession(
+            self, plan_panel, jobs, progress, host.current_source, replan
+        )
         self.collapse_dialog: CollapseDialog | None = None
         self.snapshot_dialog: QDialog | None = None
-        window.job_done.connect(self._on_window_job_done)
-        self.dock = QDockWidget("libvirt", window)
+        jobs.job_finished.connect(self._on_jobs_job_finished)
+        self.dock = QDockWidget("libvirt")
         self.dock.setObjectName("libvirtDock")
         self.dock.setWidget(self.tree)
-        self.tree.setMinimumWidth(300)
-        window.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.dock)
+        self.tree.setMinimumWidth(260)
         self.dock.hide()
-        self.action = QAction("Connect to &libvirt…", window)
+        self.action = QAction("Connect to &libvirt…", self)
         self.action.setToolTip("List the VMs of a libvirt host and show their disks' chains")
         self.action.triggered.connect(self.ask)
-        window.add_connect_action(self.action)
-        panel = window.plan_panel
-        self._previous_filter = getattr(panel, "request_filter", None)
-        panel.request_filter = self._adjust
+        host.add_connect_action(self.action)
 
     def alive(self) -> bool:
         """Whether the window still exists: a listing may come back after it was closed."""
@@ -125,20 +150,18 @@ class LibvirtPanel(QObject):
         """Connect to libvirt…: explain what to install, or ask for the URI and connect."""
         problem = binding_problem()
         if problem is not None:
-            QMessageBox.information(self.window, "libvirt support is not installed", problem)
+            QMessageBox.information(self._parent, "libvirt support is not installed", problem)
             return
-        dialog = LibvirtConnectDialog(self.window, self.last_uri)
+        dialog = LibvirtConnectDialog(self._parent, self.last_uri)
         if dialog.exec() == QDialog.DialogCode.Accepted and dialog.value():
             self.add_connection(dialog.value())
 
     def add_connection(self, uri: str) -> None:
         """List ``uri``'s domains off the GUI thread and show them as one group of the tree."""
-        from backchain.engines.libvirt.read import list_domains
-
         self.last_uri = uri
-        self.window.status_label.setText(f"Connecting to {uri}…")
+        self._host.events.status(f"Connecting to {uri}…")
         run_in_background(
-            lambda _report: list_domains(uri),  # runs in a pool thread
+            lambda _report: _list_settled(uri),  # runs in a pool thread
             on_result=lambda domains: self._on_listed(uri, domains),
             on_error=lambda error: self._on_failed(uri, error),
         )
@@ -170,7 +193,7 @@ class LibvirtPanel(QObject):
         self.tree.resizeColumnToContents(0)
         self.dock.show()
         if not quiet:
-            self.window.status_label.setText(f"{uri}: {len(domains)} domains")
+            self._host.events.status(f"{uri}: {len(domains)} domains")
         self.connected.emit(uri)
 
     def _on_failed(self, where: str, error: BaseException) -> None:
@@ -178,8 +201,7 @@ class LibvirtPanel(QObject):
             return
         summary = error.summary if isinstance(error, BackchainError) else str(error)
         details = error.details if isinstance(error, BackchainError) else ""
-        self.window.show_load_error(where, summary, details)
-        self.window.status_label.setText(summary)
+        self._host.notify_error(summary if where in summary else f"{where}: {summary}", details)
 
     # -- opening a disk -------------------------------------------------------------------------
 
@@ -189,45 +211,24 @@ class LibvirtPanel(QObject):
             self.open_disk(data[1], data[2], data[3])
 
     def open_disk(self, uri: str, domain: str, disk: str) -> None:
-        """Read one disk's chain off the GUI thread and put it in the window."""
-        from backchain.engines.libvirt.read import domain_graph
-
-        self.window.status_label.setText(f"Reading {domain} {disk} from {uri}…")
-        run_in_background(
-            lambda _report: domain_graph(uri, domain, disk),  # runs in a pool thread
-            on_result=lambda result: self._on_disk_read(uri, domain, disk, result),
-            on_error=lambda error: self._on_failed(f"{domain} {disk}", error),
-        )
-
-    def _on_disk_read(self, uri: str, domain: str, disk: str, result: Any) -> None:
-        if not self.alive():
-            return
-        from backchain.engines.libvirt.engine import LibvirtTarget
-        from backchain.engines.libvirt.read import is_local
-
-        graph, info, running = result
-        window = self.window
-        self.disk_session.show(LibvirtTarget(uri, domain, disk), graph, info, running)
-        window.reloader = lambda: self.open_disk(uri, domain, disk)
-        where = "this machine" if is_local(uri) else f"{uri} (chain from the domain XML only)"
-        state = "running" if running else "shut off"
-        window.status_label.setText(f"{domain} {info.target} ({state}) on {where}")
-        window.setWindowTitle(f"{domain} {info.target} — Backchain")
+        """Make this disk the window's source; its chain is read off the GUI thread."""
+        target = LibvirtTarget(uri, domain, disk)
+        source = self.disk_session.make_source(target, self._host.events)
+        self._host.open_source(source)
         self.disk_opened.emit(uri, domain, disk)
 
-    def _on_window_job_done(self, _ok: bool, _summary: str, _details: str) -> None:
+    def _on_jobs_job_finished(self, _ok: bool, _summary: str, _details: str) -> None:
         """A disk's job ended: list the host again so the tree shows the disks' new sources."""
-        if self.disk_session.active and self.disk_session.target is not None:
-            self.refresh(self.disk_session.target.uri)
+        target = self.disk_session.target
+        if target is not None:
+            self.refresh(target.uri)
 
     def refresh(self, uri: str) -> None:
         """List ``uri``'s domains again (after a commit, a re-point or a collapse)."""
-        from backchain.engines.libvirt.read import list_domains
-
         run_in_background(
-            lambda _report: list_domains(uri),  # runs in a pool thread
+            lambda _report: _list_settled(uri),  # runs in a pool thread
             on_result=lambda domains: self._on_listed(uri, domains, quiet=True),
-            on_error=lambda error: self.window.status_label.setText(str(error)),
+            on_error=lambda error: self._host.events.status(str(error)),
         )
 
     # -- collapse this VM's chains --------------------------------------------------------------
@@ -242,7 +243,7 @@ class LibvirtPanel(QObject):
             collapse = menu.addAction("Collapse this VM's chains…")
             collapse.setToolTip("Commit every disk of this domain into its bottom image")
             collapse.triggered.connect(lambda _c=False, u=data[1], d=data[2]: self.collapse(u, d))
-            snapshot = menu.addAction("Delete snapshot…")  # issue 14
+            snapshot = menu.addAction("Delete snapshot…")
             snapshot.setToolTip("Delete one of this domain's libvirt snapshots, as libvirt does")
             snapshot.triggered.connect(
                 lambda _c=False, u=data[1], d=data[2]: self.delete_snapshot(u, d)
@@ -262,7 +263,7 @@ class LibvirtPanel(QObject):
 
     def collapse(self, uri: str, domain: str) -> CollapseDialog:
         """Open "Collapse this VM's chains" for ``domain``: its plans first, then its progress."""
-        dialog = CollapseDialog(uri, domain, self.window)
+        dialog = CollapseDialog(uri, domain, self._parent)
         dialog.collapsed.connect(lambda _summary: self._on_collapsed(uri, domain, _summary))
         self.collapse_dialog = dialog
         dialog.show()
@@ -270,33 +271,15 @@ class LibvirtPanel(QObject):
 
     def delete_snapshot(self, uri: str, domain: str) -> QDialog:
         """Open "Delete snapshot…" for ``domain``; when it ends, the host and disk are re-read."""
-        from backchain.ui.libvirt_snapshot_delete import SnapshotDeleteDialog
-
-        dialog = SnapshotDeleteDialog(uri, domain, self.window)
+        dialog = SnapshotDeleteDialog(uri, domain, self._parent)
         dialog.deleted.connect(lambda text: self._on_collapsed(uri, domain, text))
         self.snapshot_dialog = dialog
         dialog.show()
         return dialog
 
     def _on_collapsed(self, uri: str, domain: str, text: str) -> None:
-        self.window.status_label.setText(text.splitlines()[-1] if text else "")
+        self._host.events.status(text.splitlines()[-1] if text else "")
         self.refresh(uri)
         target = self.disk_session.target
-        if self.disk_session.active and target is not None and target.domain == domain:
-            self.window.reload()
-
-    def _adjust(self, request: CommitRequest) -> CommitRequest:
-        """On a running domain, choosing its active layer as top turns ACTIVE on."""
-        if self._previous_filter is not None:
-            request = self._previous_filter(request)
-        if self.window.plan_panel.engine != "libvirt":
-            return request
-        top = request.top or request.image
-        return replace(request, engine="libvirt", active=top == request.image)
-
-
-def install(window: MainWindow) -> LibvirtPanel:
-    """Add Connect → Connect to libvirt… and the side tree to the window."""
-    panel = LibvirtPanel(window)
-    window.libvirt_panel = panel  # type: ignore[attr-defined]
-    return panel
+        if target is not None and target.domain == domain:
+            self._host.reload()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject
 
 from backchain.core.errors import BackchainError
 from backchain.core.graph import ImageGraph
@@ -17,31 +17,47 @@ STAGES = ("headers", "scanned", "extents")
 
 
 def load_in_stages(
-    image: str, report: Callable[[Any], None]
+    image: str, report: Callable[[Any], None], extra_dirs: Sequence[str] = ()
 ) -> ImageGraph:  # runs in a pool thread
     """read_chain, then scan_directories + probe_facts, then load_extents, reporting each."""
     graph = scan.read_chain(image)
     report(("headers", graph))
-    graph = scan.probe_facts(scan.scan_directories(graph, scan.default_scan_dirs(graph)))
+    directories = list(dict.fromkeys([*scan.default_scan_dirs(graph), *extra_dirs]))
+    graph = scan.probe_facts(scan.scan_directories(graph, directories))
     report(("scanned", graph))
     return scan.load_extents(graph)
 
 
+def describe_error(image: str, error: BaseException) -> tuple[str, str]:
+    """The summary (naming the file and the cause) and the details of a failed read."""
+    if isinstance(error, BackchainError):
+        return error.summary, error.details
+    if isinstance(error, OSError):
+        return f"{image}: {error.strerror or error}", ""
+    return f"{image}: cannot be read ({error})", "".join(traceback.format_exception(error))
+
+
 class ChainLoader(QObject):
     """Loads one image at a time; results of an older request are dropped when a newer one runs."""
-
-    stage_loaded = Signal(object, str, str)
-    """graph, image path, stage name (``headers``, ``scanned``, ``extents``)."""
-    failed = Signal(str, str, str)
-    """image path, summary naming the file and cause, details."""
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._generation = 0
         self.busy = False
 
-    def load(self, image: str) -> None:
-        """Start reading ``image``; signals follow on the GUI thread."""
+    def cancel(self) -> None:
+        """Drop whatever the running read still reports (another source took its place)."""
+        self._generation += 1
+        self.busy = False
+
+    def load(
+        self,
+        image: str,
+        extra_dirs: Sequence[str],
+        on_stage: Callable[[ImageGraph, str], None],
+        on_failed: Callable[[str, str], None],
+    ) -> None:
+        """Start reading ``image``; ``on_stage(graph, stage)`` or ``on_failed`` follow later."""
         self._generation += 1
         generation = self._generation
         self.busy = True
@@ -49,28 +65,19 @@ class ChainLoader(QObject):
         def current() -> bool:
             return generation == self._generation
 
-        def on_stage(item: object) -> None:
+        def staged(item: tuple[str, ImageGraph]) -> None:
             if current():
-                stage, graph = item  # type: ignore[misc]
-                self.stage_loaded.emit(graph, image, stage)
+                on_stage(item[1], item[0])
 
-        def on_result(graph: object) -> None:
+        def done(graph: ImageGraph) -> None:
             if current():
                 self.busy = False
-                self.stage_loaded.emit(graph, image, "extents")
+                on_stage(graph, "extents")
 
-        def on_error(error: BaseException) -> None:
-            if not current():
-                return
-            self.busy = False
-            if isinstance(error, BackchainError):
-                self.failed.emit(image, error.summary, error.details)
-            elif isinstance(error, OSError):
-                self.failed.emit(image, f"{image}: {error.strerror or error}", "")
-            else:
-                details = "".join(traceback.format_exception(error))
-                self.failed.emit(image, f"{image}: cannot be read ({error})", details)
+        def failed(error: BaseException) -> None:
+            if current():
+                self.busy = False
+                on_failed(*describe_error(image, error))
 
-        run_in_background(
-            lambda report: load_in_stages(image, report), on_stage, on_result, on_error
-        )
+        dirs = tuple(extra_dirs)
+        run_in_background(lambda report: load_in_stages(image, report, dirs), staged, done, failed)

@@ -1,44 +1,60 @@
-"""The main window: composes the graph, the commit panel, the preview and the job panel."""
+"""The main window: one Source, its graph, the commit panel, the preview and the job panel."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from dataclasses import replace
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent
+import shiboken6
+from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QResizeEvent, QShowEvent
 from PySide6.QtWidgets import (
     QDockWidget,
-    QFileDialog,
     QLabel,
-    QMainWindow,
-    QMenu,
     QMessageBox,
-    QSplitter,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
 
 from backchain.core.errors import PlanError
 from backchain.core.graph import ImageGraph
-from backchain.core.model import CommitPlan, CommitRequest, OnReady
+from backchain.core.model import CommitPlan, CommitRequest
+from backchain.engines import ledger
+from backchain.engines.journal import JobRecord
 from backchain.engines.registry import make_plan
-from backchain.ui.background import run_in_background
+from backchain.ui.banners import MessageBanner, Tone
 from backchain.ui.chain_view import ChainView
 from backchain.ui.confirm import confirm_commit
+from backchain.ui.job_panel import JobPanel
 from backchain.ui.job_worker import JobController, JobWorker
 from backchain.ui.journal_banner import JournalBanner
+from backchain.ui.libvirt_panel import LibvirtPanel
 from backchain.ui.loader import ChainLoader
+from backchain.ui.menus import MenuHandlers, add_connect_action, build_menus
 from backchain.ui.plan_panel import PlanPanel
 from backchain.ui.preview_panel import Legend, PreviewPanel
 from backchain.ui.progress_panel import ProgressPanel
+from backchain.ui.qmp_connect import OnlineSession
 from backchain.ui.settings import open_settings
+from backchain.ui.sources import Source, SourceEvents
+from backchain.ui.sources.files import FileSource
+from backchain.ui.window_open import OpeningMixin
+from backchain.ui.window_parts import (
+    DemoFolders,
+    Recent,
+    ScanMemory,
+    build_layout,
+    clamp_to_screen,
+    restore_geometry,
+)
+from backchain.ui.wording import already_done, humane_error, where_the_data_is
 
-MAX_RECENT = 10
+MiB = 1 << 20
 
 
-class MainWindow(QMainWindow):
-    """One open image graph, its commit preview, and at most one running job."""
+class MainWindow(OpeningMixin):
+    """One source's image graph, its commit preview, and at most one running job."""
 
     graph_shown = Signal(str)
     """A stage of the graph is on screen (``headers``, ``scanned``, ``extents``, ``error``)."""
@@ -53,159 +69,181 @@ class MainWindow(QMainWindow):
         self.plan: CommitPlan | None = None
         self.plan_error: str | None = None
         self.stage = ""
-        # Hooks for the online (QMP) and libvirt panels: they set the connection the runner
-        # gets, and a reloader that re-reads their graph after a job instead of the disk.
-        self.connection: object | None = None
-        self.reloader: Callable[[], None] | None = None
-        # The libvirt panel plans through the engine's rules (shut-off wrapping, remote notes);
-        # whatever it returns is the plan that is previewed and then run.
-        self.planner: Callable[[ImageGraph, CommitRequest], CommitPlan] | None = None
-        self.failure_box: QMessageBox | None = None
+        self.source: Source | None = None
+        self._watching_screen = False
+        self.marks: dict[str, ledger.Mark] = {}
+        """The ledger's marks on the graph shown (what earlier commits left behind)."""
+        self.events = SourceEvents(
+            self._on_source_shown, self._on_source_failed, self._set_status, self._log
+        )
+        self.recent = Recent(self.settings)
+        self.scan_memory = ScanMemory(self.settings)
+        self.demo_folders = DemoFolders()
 
+        self._build_parts()
+        self._build_menus()
+        self._update_title()
+        restore_geometry(self, self.settings, self.column)
+
+    def _build_parts(self) -> None:
+        """The graph column, the commit panel and preview, and the job dock."""
         self.view = ChainView()
         self.view.top_chosen.connect(self._on_view_top_chosen)
         self.view.base_chosen.connect(self._on_view_base_chosen)
-        self.banner = QLabel()
-        self.banner.setObjectName("errorBanner")
-        self.banner.setWordWrap(True)
+        self.banner = MessageBanner("errorBanner", Tone.ERROR)
         self.banner.setAccessibleName("Error message")
-        self.banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.banner.setStyleSheet(
-            "QLabel#errorBanner { background: #D55E00; color: white; padding: 8px;"
-            " border-radius: 4px; font-weight: bold; }"
-        )
-        self.banner.hide()
+        self.outcome = MessageBanner("outcomeBanner", Tone.NEWS)
+        self.outcome.setAccessibleName("Where the data is now")
+        self.journal_banner = JournalBanner()
+        self.journal_banner.rerun_requested.connect(self._on_journal_banner_rerun_requested)
         self.status_label = QLabel()
+        # Long folder lists must not widen the window: the label takes what is left.
+        self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.legend = Legend()
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(4, 4, 4, 4)
-        left_layout.addWidget(self.banner)
-        self.journal_banner = JournalBanner()
-        self.journal_banner.resumed.connect(self._on_journal_banner_resumed)
-        left_layout.addWidget(self.journal_banner)
+        for widget in (self.banner, self.outcome, self.journal_banner):
+            left_layout.addWidget(widget)
         left_layout.addWidget(self.view, 1)
         left_layout.addWidget(self.legend)
 
         self.plan_panel = PlanPanel()
         self.plan_panel.changed.connect(self.replan)
         self.plan_panel.commit_clicked.connect(self.commit)
+        self.plan_panel.rate.valueChanged.connect(self._on_rate_changed)
         self.preview = PreviewPanel()
-        # A splitter, not a scroll area: word-wrapped labels make a scroll area size its widget
-        # to the preferred height, which pushed the Commands box below the fold.
-        right = QSplitter(Qt.Orientation.Vertical)
-        right.setObjectName("rightSplitter")
-        right.setChildrenCollapsible(False)
-        right.addWidget(self.plan_panel)
-        right.addWidget(self.preview)
-        right.setStretchFactor(0, 0)
-        right.setStretchFactor(1, 1)
-        right.setMinimumWidth(420)
-        self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.splitter.addWidget(left)
-        self.splitter.addWidget(right)
-        self.splitter.setStretchFactor(0, 3)
-        self.splitter.setStretchFactor(1, 2)
-        self.setCentralWidget(self.splitter)
+        self.preview.delete_leftovers_clicked.connect(self._on_preview_delete_leftovers_clicked)
+        self.column = build_layout(self, left, self.plan_panel, self.preview)
 
-        self.progress = ProgressPanel()
-        self.progress.cancel_clicked.connect(self.cancel_job)
-        self.job_dock = QDockWidget("Job", self)
-        self.job_dock.setObjectName("jobDock")
-        self.job_dock.setWidget(self.progress)
-        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.job_dock)
-        # Only as tall as the bar, the status and a few log lines: the preview needs the height.
+        self.job_panel = JobPanel(self)
+        self.job_panel.busy_changed.connect(self._on_job_panel_busy_changed)
+        self.job_panel.job_done.connect(self._on_job_panel_job_done)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.job_panel.dock)
         self.resizeDocks(
             [self.job_dock], [self.progress.sizeHint().height()], Qt.Orientation.Vertical
         )
-
         self.loader = ChainLoader(self)
-        self.loader.stage_loaded.connect(self._on_loader_stage_loaded)
-        self.loader.failed.connect(self._on_loader_failed)
-        self.jobs = JobController(self)
-        self.jobs.job_finished.connect(self._on_jobs_job_finished)
 
+    def _build_menus(self) -> None:
+        """Menus and toolbar, and the Connect panels that add to them."""
         self.setAcceptDrops(True)
-        self.statusBar().addPermanentWidget(self.status_label)
-        from backchain.ui.menus import build_menus
-
-        build_menus(self)
-        from backchain.ui.libvirt_panel import install as install_libvirt
-        from backchain.ui.qmp_connect import install as install_qmp
-
-        install_qmp(self)
-        install_libvirt(self)
-        self._update_title()
-        self._restore_geometry()
-
-    # -- opening ---------------------------------------------------------------------------------
-
-    def open_image(self, path: str) -> None:
-        """Read ``path``'s graph in the background; the graph appears stage by stage."""
-        path = os.path.abspath(path)
-        self.reloader = None
-        self.planner = None
-        self.connection = None
-        self.plan_panel.engine = "qemu-img"
-        self.banner.hide()
-        self.status_label.setText(f"Reading {os.path.basename(path)}…")
-        self._add_recent(path)
-        self.loader.load(path)
-
-    def open_demo(self) -> None:
-        """Build the demo tree with qemu-img (off the GUI thread), then open it."""
-        from backchain.engines.demo import make_demo
-
-        self.status_label.setText("Building the demo images with qemu-img…")
-        run_in_background(
-            lambda _report: make_demo(),
-            on_result=lambda active: self.open_image(str(active)),
-            on_error=lambda error: self.show_load_error("demo", f"cannot build the demo: {error}"),
+        self.statusBar().addPermanentWidget(self.status_label, 1)
+        handlers = MenuHandlers(
+            self.open_dialog, self.open_demo, self.scan_folders, self.reload, self._quit,
+            self.view.zoom_in, self.view.zoom_out, self.view.fit, self.commit, self.cancel_job,
+        )  # fmt: skip
+        self.menus = build_menus(self, handlers, self.job_dock.toggleViewAction())
+        self.commit_action = self.menus.commit_action
+        self.cancel_action = self.menus.cancel_action
+        self.open_action = self.menus.open_action
+        self.zoom_in_action, self.zoom_out_action = (
+            self.menus.zoom_in_action,
+            self.menus.zoom_out_action,
         )
-
-    def open_dialog(self) -> None:
-        """File → Open."""
-        start = os.path.dirname(self.image) if self.image else os.path.expanduser("~")
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Open image", start, "Disk images (*.qcow2 *.img *.qcow);;All files (*)"
+        self.fit_action = self.menus.fit_action
+        self.recent_menu, self.connect_menu = self.menus.recent_menu, self.menus.connect_menu
+        self.rebuild_recent_menu()
+        self.qmp_session = OnlineSession(self, self, self.plan_panel)
+        self.libvirt_panel = LibvirtPanel(
+            self, self, self.plan_panel, self.jobs, self.progress, self.replan
         )
-        if path:
-            self.open_image(path)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.libvirt_panel.dock)
+        self.libvirt_panel.dock.hide()
 
-    def reload(self) -> None:
-        """Read the graph again (after a job, or on F5)."""
-        if self.reloader is not None:
-            self.reloader()
-        elif self.image is not None:
-            self.open_image(self.image)
+    # -- parts the tests and panels read --------------------------------------------------------
+
+    @property
+    def jobs(self) -> JobController:
+        """The job thread's owner."""
+        return self.job_panel.jobs
+
+    @property
+    def progress(self) -> ProgressPanel:
+        """The job panel's bar, status and log."""
+        return self.job_panel.progress
+
+    @property
+    def job_dock(self) -> QDockWidget:
+        """The dock that holds the job panel."""
+        return self.job_panel.dock
+
+    @property
+    def failure_box(self) -> QMessageBox | None:
+        """The last "Commit failed" dialog."""
+        return self.job_panel.failure_box
+
+    @property
+    def connection(self) -> object | None:
+        """What the runner gets for the current source."""
+        return self.source.target if self.source is not None else None
+
+    def current_source(self) -> Source | None:
+        """The source on screen."""
+        return self.source
+
+    def add_connect_action(self, action: QAction) -> None:
+        """For the online and libvirt panels: put an entry in the Connect menu."""
+        add_connect_action(self.connect_menu, action)
 
     def show_graph(self, graph: ImageGraph, focus: str, stage: str = "extents") -> None:
-        """Put a graph on screen (the loader and the online panels call this)."""
+        """Put a graph on screen, with the ledger's marks of what earlier commits did."""
         self.graph, self.image, self.stage = graph, focus, stage
         self.banner.hide()
-        self.view.set_graph(graph, focus)
+        self.marks = ledger.marks(graph.paths)
+        self.view.set_graph(graph, focus, {path: mark.text for path, mark in self.marks.items()})
         self.journal_banner.refresh(graph.paths)
         self.plan_panel.set_graph(graph, focus)  # emits changed -> replan
         self._update_title()
         self.graph_shown.emit(stage)
 
-    def show_load_error(self, path: str, summary: str, details: str = "") -> None:
-        """An image that cannot be opened: say so in the window, naming the file and cause."""
-        self.banner.setText(summary if os.path.basename(path) in summary else f"{path}: {summary}")
-        self.banner.setToolTip(details or summary)
-        self.banner.show()
-        self.status_label.setText("")
+    def show_load_error(self, where: str, summary: str, details: str = "") -> None:
+        """Nothing could be opened: an empty graph with the error in its place, Commit off."""
+        text = summary if os.path.basename(where) in summary else f"{where}: {summary}"
+        self.graph, self.image, self.stage = None, None, "error"
+        self.view.show_message(f"Nothing is shown: {text}")
+        self.journal_banner.clear()
+        self.plan_panel.set_graph(None, None)  # emits changed -> replan -> Commit disabled
+        self.banner.show_message(text, details)
+        self._update_title()
+        self._set_status("")
         self.graph_shown.emit("error")
 
-    def _on_loader_stage_loaded(self, graph: ImageGraph, image: str, stage: str) -> None:
-        self.show_graph(graph, image, stage)
-        waiting = {"headers": "scanning for siblings…", "scanned": "reading allocation…"}
-        self.status_label.setText(
-            f"{len(graph)} images · " + waiting.get(stage, "allocation loaded")
-        )
+    def notify_error(self, summary: str, details: str) -> None:
+        """An error that leaves the graph as it is (a libvirt host that cannot be listed)."""
+        self.banner.show_message(summary, details)
+        self._set_status(summary)
 
-    def _on_loader_failed(self, image: str, summary: str, details: str) -> None:
-        self.show_load_error(image, summary, details)
+    def _on_source_shown(self, source: Source, graph: ImageGraph, focus: str, stage: str) -> None:
+        if not shiboken6.isValid(self) or source is not self.source or self.jobs.running:
+            return  # a closed window, an older source's late result, or a stage mid-job
+        self.plan_panel.engine = source.engine
+        self.show_graph(graph, focus, stage)
+        self.qmp_session.on_shown(source)
+        if isinstance(source, FileSource):
+            waiting = {"headers": "scanning for siblings…", "scanned": "reading allocation…"}
+            folders = sorted({os.path.dirname(layer.path) for layer in graph}
+                             | set(source.scan_dirs))  # fmt: skip
+            self._set_status(
+                f"{len(graph)} images · " + waiting.get(stage, "allocation loaded")
+                + " · scanned: " + ", ".join(folders)
+            )  # fmt: skip
+
+    def _on_source_failed(self, source: Source, summary: str, details: str) -> None:
+        if not shiboken6.isValid(self) or source is not self.source:
+            return
+        if isinstance(source, FileSource):
+            self.recent.remove(source.path)  # a file that fails to open leaves Open recent
+            self.rebuild_recent_menu()
+        words, original = humane_error(summary)
+        self.show_load_error(source.where, words, "\n".join(t for t in (original, details) if t))
+
+    def _set_status(self, text: str) -> None:
+        self.status_label.setText(text)
+        self.status_label.setToolTip(text)
+
+    def _log(self, text: str) -> None:
+        self.progress.append_log(text)
 
     # -- selection and preview ------------------------------------------------------------------
 
@@ -216,12 +254,15 @@ class MainWindow(QMainWindow):
         self.plan_panel.choose_base(path)
 
     def replan(self) -> None:
-        """Plan the current request and show that very plan: colours, words and commands."""
+        """Plan the current request and show that very plan; a running job's plan stays."""
+        if self.jobs.running:
+            return
         request = self.plan_panel.request()
         self.plan, self.plan_error = None, None
         if request is not None and self.graph is not None:
             try:
-                self.plan = (self.planner or make_plan)(self.graph, request)
+                prepare = self.source.prepare if self.source is not None else make_plan
+                self.plan = prepare(self.graph, request)
             except PlanError as error:
                 self.plan_error = error.summary
         if self.plan is not None:
@@ -230,8 +271,37 @@ class MainWindow(QMainWindow):
             top = self.plan_panel.top() or self.image
             self.view.set_preview({}, top, self.plan_panel.base())
         self.preview.show_plan(self.plan, self.plan_error)
-        self.plan_panel.show_verdict(self.plan_error, busy=self.jobs.running)
-        self.commit_action.setEnabled(self.plan is not None and not self.jobs.running)
+        note = already_done(self.plan, self.marks) if self.plan else ""
+        self.preview.set_note(note, self._leftovers(request) if note else [])
+        self.plan_panel.show_verdict(self.plan_error)
+        self.commit_action.setEnabled(self.plan is not None)
+
+    def _leftovers(self, request: CommitRequest | None) -> list[str]:
+        """The layers that the same commit with DELETE would remove, when the planner allows it.
+
+        Nothing depends on them then (the planner refuses DELETE otherwise), and the plan's
+        verify step compares top with base before anything is removed.
+        """
+        if request is None or request.delete or self.graph is None or self.source is None:
+            return []
+        try:
+            return list(self.source.prepare(self.graph, replace(request, delete=True)).deleted)
+        except PlanError:
+            return []
+
+    def _on_preview_delete_leftovers_clicked(self) -> None:
+        self.plan_panel.delete.setChecked(True)  # the normal plan, previewed and confirmed
+
+    def _on_rate_changed(self, value: int) -> None:
+        """Mid-job, a live source changes the running job's bandwidth."""
+        source = self.source
+        if not self.jobs.running or source is None or not source.live_speed:
+            return
+        source.set_speed(value * MiB)
+        self.progress.append_log(
+            f"bandwidth change requested: {value} MiB/s" if value else
+            "bandwidth change requested: unlimited"
+        )  # fmt: skip
 
     # -- running ---------------------------------------------------------------------------------
 
@@ -244,161 +314,84 @@ class MainWindow(QMainWindow):
 
     def start_job(self, plan: CommitPlan) -> JobWorker:
         """Run ``plan`` (exactly the previewed object) in the job thread."""
-        worker = self.jobs.start(plan, self.connection)
-        worker.step_started.connect(self.progress.step_started)
-        worker.progressed.connect(self.progress.progressed)
-        worker.logged.connect(self.progress.append_log)
-        # A bound method of a GUI-thread object, so Qt queues the call onto the GUI thread.
-        worker.ready_reached.connect(self._on_worker_ready_reached)
-        self.progress.job_started(
-            f"Committing {os.path.basename(plan.top)} into {os.path.basename(plan.base)}",
-            plan.bytes_to_copy,
-        )
-        self.job_dock.show()
-        self.plan_panel.show_verdict(None, busy=True)
-        self.commit_action.setEnabled(False)
-        self.cancel_action.setEnabled(True)
-        return worker
-
-    def _on_worker_ready_reached(self) -> None:
-        """An active commit caught up (online engines): pivot, or keep top as the active layer."""
-        worker = self.jobs.worker
-        if worker is None:
-            return
-        box = QMessageBox(self)
-        box.setWindowTitle("Commit ready")
-        box.setText(f"{os.path.basename(worker.plan.base)} has caught up with the active layer.")
-        box.setInformativeText(
-            "Pivot makes base the active layer. Keep overlay leaves the active layer as it is, "
-            "with base holding a consistent copy."
-        )
-        pivot = box.addButton("Pivot", QMessageBox.ButtonRole.AcceptRole)
-        box.addButton("Keep overlay", QMessageBox.ButtonRole.RejectRole)
-        box.setDefaultButton(pivot)
-
-        def answer() -> None:
-            worker.choose(OnReady.PIVOT if box.clickedButton() is pivot else OnReady.KEEP_OVERLAY)
-
-        box.finished.connect(answer)
-        box.open()
+        self.outcome.hide()
+        return self.job_panel.start(plan, self.connection)
 
     def cancel_job(self) -> None:
-        """Esc / the Cancel button."""
-        self.jobs.cancel()
+        """Esc / the Cancel button: asks first, saying what the files will be left as."""
+        self.job_panel.request_cancel()
 
-    def _on_jobs_job_finished(self, ok: bool, summary: str, details: str) -> None:
-        self.progress.job_finished(ok, summary)
-        self.cancel_action.setEnabled(False)
-        if not ok:
-            self._show_failure(summary, details)
-        ran = self.plan
-        if self.reloader is None and self.image is not None and not os.path.exists(self.image):
+    def _on_journal_banner_rerun_requested(self, record: JobRecord) -> None:
+        if not self.jobs.running:
+            self.job_panel.start(record.plan, self.connection, resume=record)
+
+    def _on_job_panel_busy_changed(self, busy: bool) -> None:
+        """Lock the selection, the options and Commit while a job runs; the plan stays shown."""
+        live = self.source is not None and self.source.live_speed
+        self.plan_panel.set_locked(busy, live_rate=live)
+        self.view.locked = busy
+        for action in (self.open_action, self.menus.demo_action, self.menus.reload_action):
+            action.setEnabled(not busy)
+        self.menus.scan_action.setEnabled(not busy and isinstance(self.source, FileSource))
+        self.recent_menu.setEnabled(not busy and bool(self.recent.paths()))
+        self.connect_menu.setEnabled(not busy)
+        self.journal_banner.set_busy(busy)
+        self.cancel_action.setEnabled(busy)
+        self.commit_action.setEnabled(not busy and self.plan is not None)
+
+    def _on_job_panel_job_done(self, ok: bool, summary: str, details: str) -> None:
+        worker_plan = self.job_panel.last_plan
+        resumed = self.job_panel.last_was_resume
+        if ok and worker_plan is not None and not resumed:
+            self.outcome.show_message(where_the_data_is(worker_plan))
+        if self.image is not None and not os.path.exists(self.image) and worker_plan:
             # DELETE removed the opened image: show what is left of its chain.
-            survivor = ran.base if ran is not None else None
-            if ran is not None and ran.rebased:
-                survivor = ran.rebased[0].image
-            self.image = survivor
+            survivor = worker_plan.base
+            if worker_plan.rebased:
+                survivor = worker_plan.rebased[0].image
+            if isinstance(self.source, FileSource):
+                self.source = FileSource(survivor, self.events, self.loader,
+                                         self.source.scan_dirs)  # fmt: skip
+        if resumed:
+            self.journal_banner.rerun_finished(ok, summary, details)
+        clamp_to_screen(self)
         self.reload()
         self.job_done.emit(ok, summary, details)
 
-    def _on_journal_banner_resumed(self, ok: bool, summary: str, details: str) -> None:
-        if not ok:
-            self._show_failure(summary, details)
-        else:
-            self.status_label.setText(summary)
-        self.reload()
-
-    def _show_failure(self, summary: str, details: str) -> None:
-        box = QMessageBox(self)
-        box.setIcon(QMessageBox.Icon.Critical)
-        box.setWindowTitle("Commit failed")
-        box.setText(summary)
-        box.setInformativeText("The graph is read again from disk so you see where things stand.")
-        if details:
-            box.setDetailedText(details)
-        box.setStandardButtons(QMessageBox.StandardButton.Close)
-        self.failure_box = box
-        box.open()  # window-modal but not blocking: the graph refreshes behind it
-
-    # -- recent files, title, settings, drag and drop -------------------------------------------
-
-    def recent_files(self) -> list[str]:
-        """Most recent first."""
-        value = self.settings.value("recent", [])
-        items = [value] if isinstance(value, str) else list(value or [])
-        return [str(v) for v in items]
-
-    def _add_recent(self, path: str) -> None:
-        items = [path, *(p for p in self.recent_files() if p != path)][:MAX_RECENT]
-        self.settings.setValue("recent", items)
-        self.rebuild_recent_menu()
-
-    def rebuild_recent_menu(self) -> None:
-        """Refill File → Recent."""
-        menu = self.recent_menu
-        menu.clear()
-        for path in self.recent_files():
-            action = menu.addAction(path)
-            action.triggered.connect(lambda _checked=False, p=path: self.open_image(p))
-        menu.setEnabled(bool(self.recent_files()))
+    # -- recent files, title, closing, drag and drop --------------------------------------------
 
     def _update_title(self) -> None:
-        if self.image:
-            self.setWindowTitle(f"{os.path.basename(self.image)} — Backchain")
-            self.setWindowFilePath(self.image)
+        if self.graph is not None and self.source is not None:
+            self.setWindowTitle(f"{self.source.title} — Backchain")
+            self.setWindowFilePath(self.image or "")
         else:
             self.setWindowTitle("Backchain")
-
-    def _restore_geometry(self) -> None:
-        geometry = self.settings.value("geometry")
-        if isinstance(geometry, QByteArray) and not geometry.isEmpty():
-            self.restoreGeometry(geometry)
-        else:
-            screen = self.screen().availableGeometry()
-            self.resize(min(1360, screen.width() * 9 // 10), min(860, screen.height() * 9 // 10))
-        # The preview's sentences wrap less in a wider column; the graph keeps the rest.
-        self.splitter.setSizes([880, 480])
-        state = self.settings.value("state")
-        if isinstance(state, QByteArray):
-            self.restoreState(state)
+            self.setWindowFilePath("")
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        """Keep geometry; a running job is cancelled and waited for, never abandoned."""
+        """Mid-job, ask first: the job is cancelled and waited for, never abandoned."""
         if self.jobs.running:
-            self.jobs.cancel()
-            QTimer.singleShot(200, self.close)
             event.ignore()
+            self.job_panel.ask_to_quit(self._quit)
             return
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("state", self.saveState())
+        self.demo_folders.remove_all()
         super().closeEvent(event)
 
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        """Accept dropped local files."""
-        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
-            event.acceptProposedAction()
+    def _quit(self) -> None:
+        self.close()
 
-    def dropEvent(self, event: QDropEvent) -> None:
-        """Open the first dropped file."""
-        for url in event.mimeData().urls():
-            if url.isLocalFile():
-                self.open_image(url.toLocalFile())
-                event.acceptProposedAction()
-                return
+    def showEvent(self, event: QShowEvent) -> None:
+        """Clamp again whenever the window moves to another screen."""
+        super().showEvent(event)
+        handle = self.windowHandle()
+        if handle is not None and not self._watching_screen:
+            self._watching_screen = True
+            handle.screenChanged.connect(lambda _screen: clamp_to_screen(self))
+        clamp_to_screen(self)
 
-    # -- actions used by menus.py ----------------------------------------------------------------
-
-    open_action: QAction
-    commit_action: QAction
-    cancel_action: QAction
-    zoom_in_action: QAction
-    zoom_out_action: QAction
-    fit_action: QAction
-    recent_menu: QMenu
-    connect_menu: QMenu
-
-    def add_connect_action(self, action: QAction) -> None:
-        """For the online and libvirt panels: put an entry in the Connect menu."""
-        from backchain.ui.menus import add_connect_action
-
-        add_connect_action(self, action)
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        """Never larger than the screen's available area, whatever a long text asked for."""
+        super().resizeEvent(event)
+        clamp_to_screen(self)

@@ -1,85 +1,142 @@
-"""Menus, toolbar and keyboard shortcuts of the main window, including the Connect menu hook."""
+"""Menus, toolbar and keyboard shortcuts of the main window; it gets the actions back."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QApplication, QMessageBox, QToolBar
+from PySide6.QtWidgets import (
+    QApplication,
+    QMainWindow,
+    QMenu,
+    QMenuBar,
+    QMessageBox,
+    QToolBar,
+    QWidget,
+)
 
-if TYPE_CHECKING:
-    from backchain.ui.main_window import MainWindow
+from backchain import __version__
+
+
+@dataclass(frozen=True)
+class MenuHandlers:
+    """What each menu entry calls."""
+
+    open_dialog: Callable[[], None]
+    open_demo: Callable[[], None]
+    scan_folders: Callable[[], None]
+    reload: Callable[[], None]
+    quit: Callable[[], None]
+    zoom_in: Callable[[], None]
+    zoom_out: Callable[[], None]
+    fit: Callable[[], None]
+    commit: Callable[[], None]
+    cancel: Callable[[], None]
+
+
+@dataclass(frozen=True)
+class Menus:
+    """The actions and menus the window enables, disables and fills."""
+
+    open_action: QAction
+    demo_action: QAction
+    scan_action: QAction
+    reload_action: QAction
+    commit_action: QAction
+    cancel_action: QAction
+    zoom_in_action: QAction
+    zoom_out_action: QAction
+    fit_action: QAction
+    recent_menu: QMenu
+    connect_menu: QMenu
 
 
 def _action(
-    window: MainWindow, text: str, shortcut: QKeySequence | str | None, tip: str
+    parent: QWidget,
+    text: str,
+    shortcut: QKeySequence | QKeySequence.StandardKey | str | None,
+    tip: str,
+    slot: Callable[[], None],
 ) -> QAction:
-    action = QAction(text, window)
+    action = QAction(text, parent)
     if shortcut is not None:
         action.setShortcut(QKeySequence(shortcut))
     action.setToolTip(tip)
     action.setStatusTip(tip)
+    action.triggered.connect(lambda _checked=False: slot())
     return action
 
 
-def build_menus(window: MainWindow) -> None:
+def build_menus(window: QMainWindow, on: MenuHandlers, job_toggle: QAction) -> Menus:
     """Create every menu and the toolbar; the Connect menu starts with a placeholder."""
+    key = QKeySequence.StandardKey
     bar = window.menuBar()
     file_menu = bar.addMenu("&File")
-    open_action = _action(window, "&Open…", QKeySequence.StandardKey.Open, "Open a disk image")
-    open_action.triggered.connect(window.open_dialog)
-    window.open_action = open_action
-    demo = _action(window, "Open &demo", None, "Build a sample chain with qemu-img and open it")
-    demo.triggered.connect(window.open_demo)
-    reload_action = _action(
-        window, "&Reload", QKeySequence.StandardKey.Refresh, "Read the graph again"
+    open_action = _action(window, "&Open…", key.Open, "Open a disk image", on.open_dialog)
+    demo = _action(
+        window, "Open &demo", None, "Build a sample chain with qemu-img and open it", on.open_demo
     )
-    reload_action.triggered.connect(window.reload)
+    scan = _action(
+        window, "&Scan folders…", None,
+        "Also look for siblings of this chain in other folders (remembered per chain)",
+        on.scan_folders,
+    )  # fmt: skip
+    scan.setEnabled(False)
+    reload_action = _action(window, "&Reload", key.Refresh, "Read the graph again", on.reload)
     # Spelled out: without a desktop platform theme the standard Quit key has no binding.
-    quit_action = _action(window, "&Quit", "Ctrl+Q", "Close Backchain (Ctrl+Q)")
-    quit_action.triggered.connect(window.close)
+    quit_action = _action(window, "&Quit", "Ctrl+Q", "Close Backchain (Ctrl+Q)", on.quit)
     file_menu.addActions([open_action, demo])
-    window.recent_menu = file_menu.addMenu("Open &recent")
-    window.rebuild_recent_menu()
-    file_menu.addAction(reload_action)
+    recent_menu = file_menu.addMenu("Open &recent")
+    file_menu.addActions([scan, reload_action])
     file_menu.addSeparator()
     file_menu.addAction(quit_action)
 
-    # The online (QMP) and libvirt engineers add their entries here with add_connect_action().
-    window.connect_menu = bar.addMenu("&Connect")
+    # The online (QMP) and libvirt panels add their entries here through add_connect_action().
+    connect_menu = bar.addMenu("&Connect")
     placeholder = QAction("No connections available", window)
     placeholder.setEnabled(False)
     placeholder.setObjectName("connectPlaceholder")
-    window.connect_menu.addAction(placeholder)
+    connect_menu.addAction(placeholder)
 
+    return _view_commit_help(window, on, job_toggle, bar, open_action, demo, scan,
+                             reload_action, recent_menu, connect_menu)  # fmt: skip
+
+
+def _view_commit_help(
+    window: QMainWindow,
+    on: MenuHandlers,
+    job_toggle: QAction,
+    bar: QMenuBar,
+    open_action: QAction,
+    demo: QAction,
+    scan: QAction,
+    reload_action: QAction,
+    recent_menu: QMenu,
+    connect_menu: QMenu,
+) -> Menus:
+    key = QKeySequence.StandardKey
     view_menu = bar.addMenu("&View")
-    zoom_in = _action(window, "Zoom &in", QKeySequence.StandardKey.ZoomIn, "Zoom in (Ctrl++)")
-    zoom_in.triggered.connect(window.view.zoom_in)
-    zoom_out = _action(window, "Zoom &out", QKeySequence.StandardKey.ZoomOut, "Zoom out (Ctrl+-)")
-    zoom_out.triggered.connect(window.view.zoom_out)
-    fit = _action(window, "&Fit to window", "Ctrl+0", "Show the whole graph (Ctrl+0)")
-    fit.triggered.connect(window.view.fit)
+    zoom_in = _action(window, "Zoom &in", key.ZoomIn, "Zoom in (Ctrl++)", on.zoom_in)
+    zoom_out = _action(window, "Zoom &out", key.ZoomOut, "Zoom out (Ctrl+-)", on.zoom_out)
+    fit = _action(window, "&Fit to window", "Ctrl+0", "Show the whole graph (Ctrl+0)", on.fit)
     view_menu.addActions([zoom_in, zoom_out, fit])
-    window.zoom_in_action, window.zoom_out_action, window.fit_action = zoom_in, zoom_out, fit
     view_menu.addSeparator()
-    view_menu.addAction(window.job_dock.toggleViewAction())
+    view_menu.addAction(job_toggle)
 
     commit_menu = bar.addMenu("C&ommit")
-    window.commit_action = _action(window, "&Commit…", "Ctrl+Return", "Review and run the commit")
-    window.commit_action.triggered.connect(window.commit)
-    window.commit_action.setEnabled(False)
-    window.cancel_action = _action(window, "C&ancel job", "Escape", "Stop the running job")
-    window.cancel_action.triggered.connect(window.cancel_job)
-    window.cancel_action.setEnabled(False)
-    commit_menu.addActions([window.commit_action, window.cancel_action])
+    commit = _action(window, "&Commit…", "Ctrl+Return", "Review and run the commit", on.commit)
+    commit.setEnabled(False)
+    cancel = _action(window, "C&ancel job", "Escape", "Stop the running job (asks first)",
+                     on.cancel)  # fmt: skip
+    cancel.setEnabled(False)
+    commit_menu.addActions([commit, cancel])
 
     help_menu = bar.addMenu("&Help")
-    about = _action(window, "&About Backchain", None, "About Backchain")
-    about.triggered.connect(lambda: _about(window))
-    help_menu.addAction(about)
-    about_qt = _action(window, "About &Qt", None, "About Qt")
-    about_qt.triggered.connect(QApplication.aboutQt)
-    help_menu.addAction(about_qt)
+    help_menu.addAction(
+        _action(window, "&About Backchain", None, "About Backchain", lambda: _about(window))
+    )
+    help_menu.addAction(_action(window, "About &Qt", None, "About Qt", QApplication.aboutQt))
 
     tools = QToolBar("Main", window)
     tools.setObjectName("mainToolbar")
@@ -88,22 +145,38 @@ def build_menus(window: MainWindow) -> None:
     tools.addSeparator()
     tools.addActions([zoom_in, zoom_out, fit])
     tools.addSeparator()
-    tools.addActions([window.commit_action, window.cancel_action])
+    tools.addActions([commit, cancel])
     window.addToolBar(tools)
+    return Menus(open_action, demo, scan, reload_action, commit, cancel, zoom_in, zoom_out, fit,
+                 recent_menu, connect_menu)  # fmt: skip
 
 
-def add_connect_action(window: MainWindow, action: QAction) -> None:
+def add_connect_action(menu: QMenu, action: QAction) -> None:
     """Add an entry to the Connect menu, dropping the placeholder on first use."""
-    for existing in window.connect_menu.actions():
+    for existing in menu.actions():
         if existing.objectName() == "connectPlaceholder":
-            window.connect_menu.removeAction(existing)
-    window.connect_menu.addAction(action)
+            menu.removeAction(existing)
+    menu.addAction(action)
 
 
-def _about(window: MainWindow) -> None:
-    QMessageBox.about(
-        window,
-        "About Backchain",
-        "<b>Backchain</b><br>See a qcow2 backing chain, preview exactly what a block commit "
-        "will do, then do it.",
+def about_text() -> str:
+    """Help → About: what Backchain is, and its version."""
+    return (
+        f"<b>Backchain {__version__}</b><br>See a qcow2 backing chain, preview exactly what a "
+        "block commit will do, then do it."
     )
+
+
+def _about(parent: QWidget) -> None:
+    about(parent)
+
+
+def about(parent: QWidget) -> QMessageBox:
+    """Show the About box (non-blocking; returned for tests)."""
+    box = QMessageBox(parent)
+    box.setWindowTitle("About Backchain")
+    box.setIconPixmap(parent.windowIcon().pixmap(64, 64))
+    box.setText(about_text())
+    box.setStandardButtons(QMessageBox.StandardButton.Close)
+    box.open()
+    return box

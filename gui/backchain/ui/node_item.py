@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
 from backchain.core.graph import Layer
 from backchain.core.model import Role
-from backchain.ui.roles import STYLES, border_colour, fill_colour, text_on
+from backchain.ui.roles import STYLES, border_colour, fill_colour, selection_colour, text_on
 from backchain.ui.text import human_bytes, percent
 
 NODE_WIDTH = 260.0
@@ -18,9 +18,11 @@ NODE_HEIGHT = 96.0
 _PAD = 10.0
 
 
-def layer_tooltip(layer: Layer, active: bool) -> str:
+def layer_tooltip(layer: Layer, active: bool, mark: str = "") -> str:
     """Full path, backing name as written, backing format, and whether it is relative."""
     rows = [("Path", layer.path), ("Format", layer.format)]
+    if mark:
+        rows.insert(0, ("After Backchain's last commit", mark))
     if layer.node_name:
         rows.append(("Live QMP node", layer.node_name))
     if layer.extra.get("label"):
@@ -57,16 +59,28 @@ class NodeItem(QGraphicsItem):
         self.role = Role.UNTOUCHED
         self.is_top = False
         self.is_base = False
+        self.focused = False
+        self.mark = ""
+        """The ledger's word on this file ("invalid since commit into base.qcow2 on …")."""
+        self.display_name = layer.name
         self.setAcceptHoverEvents(True)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
         self.set_layer(layer, active)
 
-    def set_layer(self, layer: Layer, active: bool) -> None:
+    def set_layer(self, layer: Layer, active: bool, mark: str | None = None) -> None:
         """New data for the same file (allocation arrived, or the file was re-read)."""
         self.layer = layer
         self.active = active
-        self.setToolTip(layer_tooltip(layer, active))
+        if mark is not None:
+            self.mark = mark
+        self.setToolTip(layer_tooltip(layer, active, self.mark))
         self.update()
+
+    def set_focused(self, focused: bool) -> None:
+        """The keyboard's current node: drawn with a dashed focus ring."""
+        if focused != self.focused:
+            self.focused = focused
+            self.update()
 
     def set_state(self, role: Role, is_top: bool, is_base: bool) -> None:
         """The preview's role and whether this layer is the chosen top or base."""
@@ -86,16 +100,18 @@ class NodeItem(QGraphicsItem):
         text = palette.color(QPalette.ColorRole.Text)
         card = QRectF(0, 0, NODE_WIDTH, NODE_HEIGHT)
         selected = self.is_top or self.is_base
-        outline = (
-            palette.color(QPalette.ColorRole.Highlight)
-            if selected
-            else border_colour(self.role, palette)
-        )
+        outline = selection_colour(palette) if selected else border_colour(self.role, palette)
         pen = QPen(outline, 3.0 if selected else 1.5)
         pen.setCosmetic(True)
         painter.setPen(pen)
         painter.setBrush(fill_colour(self.role, palette))
         painter.drawRoundedRect(card, 8, 8)
+        if self.focused:
+            ring = QPen(palette.color(QPalette.ColorRole.Highlight), 2.0, Qt.PenStyle.DashLine)
+            ring.setCosmetic(True)
+            painter.setPen(ring)
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawRoundedRect(card.adjusted(-3, -3, 3, 3), 10, 10)
         if self.role is not Role.UNTOUCHED:
             # A solid stripe on the left keeps the role visible even when the tint is faint.
             painter.setPen(Qt.PenStyle.NoPen)
@@ -113,7 +129,7 @@ class NodeItem(QGraphicsItem):
         tag = STYLES[self.role].tag
         tag_width = self._tag_width(tag, base_font) if tag and detail >= 0.45 else 0.0
         name = metrics.elidedText(
-            self.layer.name, Qt.TextElideMode.ElideMiddle, inner.width() - tag_width
+            self.display_name, Qt.TextElideMode.ElideMiddle, inner.width() - tag_width
         )
         line = metrics.height()
         painter.drawText(QRectF(inner.left(), inner.top(), inner.width(), line), name)
@@ -129,12 +145,19 @@ class NodeItem(QGraphicsItem):
                 base_font,
             )
 
+        y = self._paint_details(painter, palette, inner, inner.top() + line + 2, base_font)
+        self._paint_badges(painter, palette, inner.left(), y, base_font)
+
+    def _paint_details(
+        self, painter: QPainter, palette: QPalette, inner: QRectF, y: float, base_font: QFont
+    ) -> float:
+        """Format and size, then the allocation bar; returns where the badges go."""
+        text = palette.color(QPalette.ColorRole.Text)
         small = QFont(base_font)
         small.setPointSizeF(max(6.0, base_font.pointSizeF() * 0.9))
         painter.setFont(small)
         painter.setPen(text)
         small_line = QFontMetricsF(small).height()
-        y = inner.top() + line + 2
         size = f"{self.layer.format} · {human_bytes(self.layer.virtual_size)} virtual"
         painter.drawText(QRectF(inner.left(), y, inner.width(), small_line), size)
         y += small_line + 4
@@ -158,16 +181,22 @@ class NodeItem(QGraphicsItem):
             else f"{human_bytes(allocated)} own · {percent(allocated, self.layer.virtual_size)}"
         )
         painter.drawText(QRectF(bar.right() + 8, y, inner.width() - 94, small_line), own)
-        y += small_line + 5
+        return y + small_line + 5
 
-        x = inner.left()
+    def _paint_badges(
+        self, painter: QPainter, palette: QPalette, x: float, y: float, base_font: QFont
+    ) -> None:
+        """top, base, the ledger's mark, active, live node, libvirt index, in use, read-only."""
         badges: list[tuple[str, str]] = []
+        chosen = selection_colour(palette).name()
         if self.is_top:
-            badges.append(("top", palette.color(QPalette.ColorRole.Highlight).name()))
+            badges.append(("top", chosen))
         if self.is_base:
-            badges.append(("base", palette.color(QPalette.ColorRole.Highlight).name()))
+            badges.append(("base", chosen))
+        if self.mark:
+            badges.append((self.mark.split(" since ")[0], "#7A3E00"))
         if self.active:
-            badges.append(("active", "#56B4E9"))
+            badges.append(("active", "#6B6B6B"))
         if self.layer.node_name:
             badges.append((f"live: {self.layer.node_name}", "#009E73"))
         if self.layer.extra.get("label"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor, QGuiApplication
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -19,7 +20,10 @@ from PySide6.QtWidgets import (
 )
 
 from backchain.core.graph import ImageGraph, Layer
-from backchain.core.model import CommitRequest
+from backchain.core.model import CommitRequest, EngineKind, Role
+from backchain.ui.elide import distinct_names
+from backchain.ui.roles import STYLES, readable
+from backchain.ui.wording import humane_plan_error
 
 MiB = 1 << 20
 
@@ -35,10 +39,10 @@ class PlanPanel(QGroupBox):
         self._graph: ImageGraph | None = None
         self._focus: str | None = None
         self._updating = False
-        self.engine = "qemu-img"
-        """The engine the request names; the online panels switch it."""
-        self.request_filter: Callable[[CommitRequest], CommitRequest] | None = None
-        """The online panels adjust the request here (ACTIVE for the running VM's layer)."""
+        self.engine = EngineKind.QEMU_IMG
+        """The engine the request names; the window sets its source's."""
+        self._adjust: Callable[[CommitRequest], CommitRequest] | None = None
+        self._locked = False
 
         self.top_combo = QComboBox()
         self.top_combo.setAccessibleName("Top layer")
@@ -51,9 +55,16 @@ class PlanPanel(QGroupBox):
                 QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
             )
             combo.setMinimumContentsLength(18)
+            # A planner message must never squeeze the fields to a sliver.
+            combo.setMinimumWidth(combo.fontMetrics().averageCharWidth() * 24)
             combo.currentIndexChanged.connect(self._on_combo_changed)
 
-        self.shallow = QCheckBox("SHALLOW: commit only into top's immediate backing file")
+        self._make_options()
+        self._make_layout()
+
+    def _make_options(self) -> None:
+        """SHALLOW, DELETE, keep-relative, bandwidth, the planner's message and Commit."""
+        self.shallow = QCheckBox("SHALLOW: only into top's own backing file")
         self.shallow.setAccessibleName("Shallow")
         self.shallow.setToolTip("libvirt's VIR_DOMAIN_BLOCK_COMMIT_SHALLOW.")
         self.delete = QCheckBox("DELETE the merged layers afterwards")
@@ -81,8 +92,9 @@ class PlanPanel(QGroupBox):
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.message.setAccessibleName("Planner message")
-        self.message.setStyleSheet("QLabel#planMessage { color: #D55E00; font-weight: bold; }")
         self.message.hide()
+        self._options = QVBoxLayout()
+        self._options.setContentsMargins(0, 0, 0, 0)
 
         self.commit_button = QPushButton("Commit…")
         self.commit_button.setAccessibleName("Commit")
@@ -90,6 +102,7 @@ class PlanPanel(QGroupBox):
         self.commit_button.setEnabled(False)
         self.commit_button.clicked.connect(self.commit_clicked)
 
+    def _make_layout(self) -> None:
         form = QFormLayout()
         form.addRow("&Top:", self.top_combo)
         form.addRow("&Base:", self.base_combo)
@@ -104,6 +117,30 @@ class PlanPanel(QGroupBox):
         row.addWidget(self.commit_button)
         layout.addLayout(row)
         layout.addWidget(self.message)
+        layout.addLayout(self._options)
+
+    def add_option(self, widget: QWidget) -> None:
+        """A source's own control (re-point, the ACTIVE note) below the common ones."""
+        self._options.addWidget(widget)
+
+    def set_adjust(self, adjust: Callable[[CommitRequest], CommitRequest] | None) -> None:
+        """The one source's rule for its requests (ACTIVE for the running VM's layer)."""
+        self._adjust = adjust
+
+    def set_locked(self, locked: bool, live_rate: bool = False) -> None:
+        """While a job runs: selection, options and Commit are fixed; a live rate stays."""
+        self._locked = locked
+        for widget in (self.top_combo, self.base_combo, self.shallow, self.delete,
+                       self.keep_relative):  # fmt: skip
+            widget.setEnabled(not locked)
+        for index in range(self._options.count()):
+            item = self._options.itemAt(index)
+            option = item.widget() if item is not None else None
+            if option is not None:
+                option.setEnabled(not locked)
+        self.rate.setEnabled(not locked or live_rate)
+        if locked:
+            self.commit_button.setEnabled(False)
 
     # -- graph and selection ----------------------------------------------------------------------
 
@@ -119,8 +156,11 @@ class PlanPanel(QGroupBox):
             ):
                 combo.clear()
                 combo.addItem(default, None)
-                for path in self._ordered_paths():
-                    combo.addItem(_combo_text(graph.layer(path)) if graph else path, path)
+                paths = self._ordered_paths()
+                short = distinct_names([graph.layer(p).name for p in paths]) if graph else paths
+                for path, name in zip(paths, short, strict=True):
+                    text = _combo_text(graph.layer(path), name) if graph else path
+                    combo.addItem(text, path)
                     combo.setItemData(combo.count() - 1, path, Qt.ItemDataRole.ToolTipRole)
             self._select(self.top_combo, top)
             self._select(self.base_combo, base)
@@ -194,13 +234,28 @@ class PlanPanel(QGroupBox):
             rate=self.rate.value() * MiB,
             engine=self.engine,
         )
-        return request if self.request_filter is None else self.request_filter(request)
+        return request if self._adjust is None else self._adjust(request)
 
     def show_verdict(self, error: str | None, busy: bool = False) -> None:
-        """The planner's refusal (or None when the plan is valid); Commit follows it."""
-        self.message.setText(error or "")
+        """The planner's refusal in words (its own text in the tooltip); Commit follows it."""
+        words, details = humane_plan_error(error) if error else ("", "")
+        # Red as strong as the palette's background needs, so it reads on dark themes too.
+        palette = QGuiApplication.palette()
+        colour = readable(QColor(STYLES[Role.DELETED].colour), palette).name()
+        self.message.setStyleSheet(f"QLabel#planMessage {{ color: {colour}; font-weight: bold; }}")
+        self.message.setText(words)
+        self.message.setToolTip(f"Details: {details}" if details else "")
         self.message.setVisible(bool(error))
-        self.commit_button.setEnabled(error is None and not busy and self._graph is not None)
+        self.commit_button.setEnabled(
+            error is None and not busy and not self._locked and self._graph is not None
+        )
+        # The splitter may not squeeze the Top/Base fields to a sliver to fit the message.
+        self.setMinimumHeight(self.sizeHint().height())
+
+    def planner_text(self) -> str:
+        """The planner's own words for the refusal shown (Details), or the words shown."""
+        tip = self.message.toolTip()
+        return tip.removeprefix("Details: ") if tip else self.message.text()
 
     def _on_combo_changed(self, _index: int) -> None:
         if not self._updating:
@@ -210,7 +265,7 @@ class PlanPanel(QGroupBox):
         self.changed.emit()
 
 
-def _combo_text(layer: Layer) -> str:
-    """The file name, with libvirt's ``vda[N]`` index beside it when there is one."""
+def _combo_text(layer: Layer, name: str) -> str:
+    """The (shortened) file name, with libvirt's ``vda[N]`` index beside it when there is one."""
     label = layer.extra.get("label")
-    return f"{layer.name}  ({label})" if label else layer.name
+    return f"{name}  ({label})" if label else name

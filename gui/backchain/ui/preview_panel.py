@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import html
 import os.path
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFontDatabase, QGuiApplication, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (
-    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -15,6 +15,8 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QPlainTextEdit,
     QPushButton,
+    QScrollArea,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -23,6 +25,12 @@ from backchain.core.describe import effects
 from backchain.core.model import CommitPlan, Role
 from backchain.ui.roles import LEGEND_ORDER, STYLES
 from backchain.ui.text import human_bytes, percent
+
+SHOWN_FIRST = (Role.AT_RISK, Role.BASE, Role.DELETED, Role.INVALID, Role.STALE, Role.REBASED)
+"""The consequences list order: siblings at risk first, since they are easiest to overlook."""
+ADVICE_LINES = 5
+"""The advice box scrolls beyond this many lines, so 30 merged layers never push the window."""
+CONFIRM_MS = 1500
 
 ROLE_DATA = Qt.ItemDataRole.UserRole + 1
 
@@ -50,9 +58,45 @@ def _name(path: str) -> str:
     return os.path.basename(path)
 
 
+def _line_images(plan: CommitPlan) -> list[str]:
+    """The image each of describe.effects' lines is about, in its order."""
+    return [
+        plan.base,
+        *(a.image for a in plan.invalid),
+        *plan.stale,
+        *(r.image for r in plan.rebased),
+        *(a.image for a in plan.at_risk),
+        *plan.deleted,
+    ]
+
+
+def _short_base_line(plan: CommitPlan) -> str:
+    """What base receives; a long chain's merged layers are counted, not all named."""
+    if len(plan.merged) <= 3:
+        return effects(plan)[0][1]
+    return (
+        f"{_name(plan.base)}: receives {human_bytes(plan.bytes_to_copy)} from "
+        f"{_name(plan.top)} and the {len(plan.merged) - 1} layers below it"
+    )
+
+
 def consequences(plan: CommitPlan) -> list[tuple[Role, str]]:
-    """Every effect of the plan as one sentence each (the CLI prints the same words)."""
-    return effects(plan)
+    """One sentence per image (the CLI's words), with the one role the graph shows it in.
+
+    A layer that is both stale and deleted is listed as deleted only; siblings at risk come
+    first.
+    """
+    roles = plan.roles()
+    lines = effects(plan)
+    images = _line_images(plan)
+    if len(images) != len(lines):  # wording changed shape: show it all rather than guess
+        return lines
+    kept = [
+        (role, _short_base_line(plan) if role is Role.BASE else text)
+        for (role, text), image in zip(lines, images, strict=True)
+        if role is Role.BASE or roles.get(image) is role
+    ]
+    return sorted(kept, key=lambda line: SHOWN_FIRST.index(line[0]))
 
 
 class _CommandsView(QPlainTextEdit):
@@ -73,33 +117,32 @@ class _CommandsView(QPlainTextEdit):
         return QSize(120, self.fontMetrics().lineSpacing() * 2 + 24)
 
 
-class Legend(QWidget):
-    """A swatch and a label for every role the preview can show."""
+class Legend(QLabel):
+    """A swatch and a label for every role; the items wrap, so the legend never sets the
+    window's width (a grid of four columns made it wider than a scaled 1280-px screen)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setAccessibleName("Preview legend")
-        grid = QGridLayout(self)
-        grid.setContentsMargins(6, 2, 6, 2)
-        grid.setHorizontalSpacing(14)
-        grid.setVerticalSpacing(2)
-        self.labels: dict[Role, QLabel] = {}
-        for index, role in enumerate(LEGEND_ORDER):
+        self.setWordWrap(True)
+        self.setTextFormat(Qt.TextFormat.RichText)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setContentsMargins(6, 2, 6, 2)
+        items = []
+        for role in LEGEND_ORDER:
             style = STYLES[role]
-            icon = QLabel()
-            icon.setPixmap(swatch(style.colour).pixmap(14, 14))
-            label = QLabel(style.legend)
-            self.labels[role] = label
-            cell = QHBoxLayout()
-            cell.setSpacing(5)
-            cell.addWidget(icon)
-            cell.addWidget(label)
-            cell.addStretch(1)
-            grid.addLayout(cell, index // 4, index % 4)
+            words = f"{style.legend} ({style.tag})" if style.tag else style.legend
+            words = html.escape(words).replace(" ", "&nbsp;")
+            items.append(f'<span style="color:{style.colour}">&#9632;</span>&nbsp;{words}')
+        self.setText(" &nbsp;&nbsp; ".join(items))
+        self.roles = list(LEGEND_ORDER)
 
 
 class PreviewPanel(QGroupBox):
     """Renders one CommitPlan (the very object that will run) or says why there is none."""
+
+    delete_leftovers_clicked = Signal()
+    """The user wants the same commit previewed with DELETE (the leftovers removed)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Preview", parent)
@@ -107,6 +150,15 @@ class PreviewPanel(QGroupBox):
         self.summary = QLabel("Open an image to see what a commit would do.")
         self.summary.setWordWrap(True)
         self.summary.setAccessibleName("Commit summary")
+        self.note = QLabel()
+        self.note.setObjectName("previewNote")
+        self.note.setWordWrap(True)
+        self.note.setAccessibleName("Already done")
+        self.note.hide()
+        self.leftovers_button = QPushButton("Delete the leftovers…")
+        self.leftovers_button.setAccessibleName("Delete the leftovers")
+        self.leftovers_button.clicked.connect(self.delete_leftovers_clicked)
+        self.leftovers_button.hide()
         self.list = QListWidget()
         self.list.setAccessibleName("Consequences")
         self.list.setToolTip("What the commit does to each image, with the bytes affected.")
@@ -118,6 +170,13 @@ class PreviewPanel(QGroupBox):
         self.advice.setWordWrap(True)
         self.advice.setAccessibleName("Pull or commit advice")
         self.advice.setTextFormat(Qt.TextFormat.RichText)
+        self.advice.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.advice_box = QScrollArea()
+        self.advice_box.setWidget(self.advice)
+        self.advice_box.setWidgetResizable(True)
+        self.advice_box.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.advice_box.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.advice_box.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         self.commands = _CommandsView()
         self.commands.setReadOnly(True)
         self.commands.setAccessibleName("Commands")
@@ -126,6 +185,7 @@ class PreviewPanel(QGroupBox):
         self.commands.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.copy_commands = QPushButton("Copy commands")
         self.copy_commands.setAccessibleName("Copy commands")
+        self.copy_commands.setToolTip("Copy the commands to the clipboard.")
         self.copy_commands.clicked.connect(self._on_copy_commands_clicked)
         self.copy_script = QPushButton("Copy as shell script")
         self.copy_script.setAccessibleName("Copy as shell script")
@@ -138,8 +198,12 @@ class PreviewPanel(QGroupBox):
         # a typical plan's commands show without a vertical scroll bar.
         layout = QVBoxLayout(self)
         layout.addWidget(self.summary)
+        note_row = QHBoxLayout()
+        note_row.addWidget(self.note, 1)
+        note_row.addWidget(self.leftovers_button, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addLayout(note_row)
         layout.addWidget(self.list, 1)
-        layout.addWidget(self.advice)
+        layout.addWidget(self.advice_box)
         layout.addWidget(QLabel("<b>Commands</b>"))
         layout.addWidget(self.commands)
         row = QHBoxLayout()
@@ -157,11 +221,13 @@ class PreviewPanel(QGroupBox):
         self.copy_commands.setEnabled(has_plan)
         self.copy_script.setEnabled(has_plan)
         if plan is None:
-            if error:
-                self.summary.setText(
-                    "No commit possible with this selection; see the message above."
-                )
+            self.summary.setText(
+                "No commit possible with this selection; see the message above."
+                if error
+                else "Open an image to see what a commit would do."
+            )
             self.advice.clear()
+            self.advice_box.hide()
             self.commands.clear()
             return
         self.summary.setText(
@@ -175,7 +241,7 @@ class PreviewPanel(QGroupBox):
             self.list.addItem(item)
         for note in plan.notes:
             self.list.addItem(QListWidgetItem(f"Note: {note}"))
-        self.advice.setText(self._advice_html(plan))
+        self._show_advice(self._advice_html(plan), len(plan.advice))
         self.commands.setPlainText("\n".join(step.as_shell() for step in plan.steps))
         self.commands.updateGeometry()  # its height follows the number of commands
 
@@ -194,6 +260,28 @@ class PreviewPanel(QGroupBox):
             rows.append(f"{_name(advice.image)} ({share} allocated): {verdict}")
         return "<b>Pull or commit</b><br>" + "<br>".join(rows) if rows else ""
 
+    def set_note(self, text: str, leftovers: list[str] | None = None) -> None:
+        """A word above the consequences (this very commit already ran), or none; with
+        ``leftovers``, an offer to delete them through the normal plan (DELETE)."""
+        self.note.setText(f"<b>{html.escape(text)}</b>" if text else "")
+        self.note.setVisible(bool(text))
+        self.leftovers_button.setVisible(bool(leftovers))
+        if leftovers:
+            names = ", ".join(os.path.basename(p) for p in leftovers)
+            self.leftovers_button.setToolTip(
+                f"Preview the same commit with DELETE: {names} are removed once top's view "
+                "is verified against base. Nothing else depends on them."
+            )
+
+    def _show_advice(self, text: str, rows: int) -> None:
+        """The advice in a box that scrolls past ADVICE_LINES lines (at least two show)."""
+        self.advice.setText(text)
+        self.advice_box.setVisible(bool(text))
+        line = self.advice.fontMetrics().lineSpacing()
+        # Each layer's advice wraps to about two lines in the preview's column.
+        self.advice_box.setMaximumHeight(line * (min(2 * rows, ADVICE_LINES) + 1) + 8)
+        self.advice_box.setMinimumHeight(line * (min(2 * rows, 3) + 1) + 4)
+
     def lines(self) -> list[tuple[str, str]]:
         """(role, text) of every consequence line shown (for tests and screen readers)."""
         result = []
@@ -204,7 +292,17 @@ class PreviewPanel(QGroupBox):
 
     def _on_copy_commands_clicked(self) -> None:
         QGuiApplication.clipboard().setText(self.commands.toPlainText() + "\n")
+        _confirm(self.copy_commands, "Copied ✓")
 
     def _on_copy_script_clicked(self) -> None:
         if self.plan is not None:
             QGuiApplication.clipboard().setText(self.plan.shell_script())
+            _confirm(self.copy_script, "Script copied ✓")
+
+
+def _confirm(button: QPushButton, text: str) -> None:
+    """Say on the button that the copy happened, then put its own words back."""
+    original = button.property("idleText") or button.text()
+    button.setProperty("idleText", original)
+    button.setText(text)
+    QTimer.singleShot(CONFIRM_MS, button, lambda: button.setText(str(original)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from PySide6.QtCore import QSize, Signal
+from PySide6.QtCore import QSize, QTimer, Signal
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -34,10 +35,17 @@ PERCENT_SCALE = 100
 """The runner's scale for a step it can only report as a fraction (verify, a 0-byte commit)."""
 MIN_RATE_SECONDS = 0.2
 """Below this the rate is noise, so throughput and time left are not shown yet."""
+TICK_MS = 200
+"""Between two reports the bar moves on at the measured rate, this often."""
 
 
 def describe_progress(
-    done: int, total: int, phase: str, elapsed: float, plan_bytes: int | None
+    done: int,
+    total: int,
+    phase: str,
+    elapsed: float,
+    plan_bytes: int | None,
+    rate: float | None = None,
 ) -> tuple[str, str]:
     """The bar's text and the status line for one report; ``elapsed`` is since the phase began.
 
@@ -51,8 +59,9 @@ def describe_progress(
     in_bytes = phase in BYTE_PHASES and not (total == PERCENT_SCALE and not plan_bytes)
     if in_bytes and total > 0:
         parts.append(f"{human_bytes(done)} of {human_bytes(total)}")
-        if 0 < done < total and elapsed >= MIN_RATE_SECONDS:
+        if rate is None and elapsed >= MIN_RATE_SECONDS:
             rate = done / elapsed
+        if 0 < done < total and rate:
             parts.append(human_rate(rate))
             parts.append(f"about {human_duration((total - done) / rate)} left")
     elif phase in COUNT_UNITS and total > 0:
@@ -90,6 +99,9 @@ class ProgressPanel(QWidget):
         self.bar.setTextVisible(True)
         self.status = QLabel("No job running.")
         self.status.setAccessibleName("Job status")
+        # A long refusal must wrap, never widen the window past the screen.
+        self.status.setWordWrap(True)
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setAccessibleName("Cancel job")
         self.cancel_button.setToolTip(
@@ -119,12 +131,26 @@ class ProgressPanel(QWidget):
         self.statuses: list[str] = []
         """Every status line shown for the current job."""
         self._plan_bytes: int | None = None
+        self._limit = 0
+        self._samples: list[tuple[float, int]] = []
+        self._shown = 0.0
+        self._ticker = QTimer(self)
+        self._ticker.setInterval(TICK_MS)
+        self._ticker.timeout.connect(self._on_ticker_timeout)
 
-    def job_started(self, title: str, plan_bytes: int | None = None) -> None:
-        """Reset for a new job; ``plan_bytes`` is what the plan copies (the commit's scale)."""
+    @property
+    def phase(self) -> str:
+        """The phase the job is in now (empty before the first report)."""
+        return self._phase
+
+    def job_started(self, title: str, plan_bytes: int | None = None, limit: int = 0) -> None:
+        """Reset for a new job; ``plan_bytes`` is what the plan copies, ``limit`` its -r rate."""
         self.events = []
         self.statuses = []
         self._plan_bytes = plan_bytes
+        self._limit = limit
+        self._samples = []
+        self._shown = 0.0
         self._phase = ""
         self.bar.setRange(0, 1000)
         self.bar.setValue(0)
@@ -142,15 +168,49 @@ class ProgressPanel(QWidget):
     def progressed(self, done: int, total: int, phase: str) -> None:
         """Move the bar and say how far, how fast and how long (bytes only for byte phases)."""
         self.events.append((done, total, phase))
+        now = time.monotonic()
         if phase != self._phase:
-            self._phase, self._phase_start = phase, time.monotonic()
+            self._phase, self._phase_start = phase, now
+            self._samples = []
+        self._samples.append((now, done))
         share = min(1.0, done / total) if total > 0 else 0.0
+        self._shown = share
         self.bar.setValue(int(share * 1000))
-        elapsed = time.monotonic() - self._phase_start
-        bar, status = describe_progress(done, total, phase, elapsed, self._plan_bytes)
+        elapsed = now - self._phase_start
+        rate = self._rate()
+        bar, status = describe_progress(done, total, phase, elapsed, self._plan_bytes, rate)
         self.bar.setFormat(bar)
         self.status.setText(status)
         self.statuses.append(status)
+        if phase in BYTE_PHASES and 0 < done < total:
+            self._ticker.start()
+        else:
+            self._ticker.stop()
+
+    def _rate(self) -> float | None:
+        """Bytes per second between the first and the last report of this phase.
+
+        qemu-img reports in bursts: measured from the phase's start, the first burst looks
+        twice as fast as a rate limit allows. The limit itself caps the estimate.
+        """
+        if len(self._samples) < 2:
+            return float(self._limit) if self._limit else None
+        (t0, d0), (t1, d1) = self._samples[0], self._samples[-1]
+        if t1 - t0 < MIN_RATE_SECONDS or d1 <= d0:
+            return float(self._limit) if self._limit else None
+        rate = (d1 - d0) / (t1 - t0)
+        return min(rate, float(self._limit)) if self._limit else rate
+
+    def _on_ticker_timeout(self) -> None:
+        """Move the bar on at the measured rate until the next report (never past 99%)."""
+        rate = self._rate()
+        if not self.events or not rate:
+            return
+        done, total, _phase = self.events[-1]
+        since = time.monotonic() - self._samples[-1][0]
+        guess = min(total * 0.99, done + rate * since)
+        share = max(self._shown, guess / total) if total > 0 else 0.0
+        self.bar.setValue(int(share * 1000))
 
     def append_log(self, text: str) -> None:
         """Add lines to the log pane."""
@@ -158,12 +218,14 @@ class ProgressPanel(QWidget):
             if line.strip():
                 self.log.appendPlainText(line)
 
-    def job_finished(self, ok: bool, summary: str) -> None:
-        """Final state of the bar."""
+    def job_finished(self, ok: bool, summary: str, cancelled: bool = False) -> None:
+        """Final state of the bar; the user's own Cancel is a cancel, not a failure."""
+        self._ticker.stop()
         self.cancel_button.setEnabled(False)
         self.bar.setRange(0, 1000)
         if ok:
             self.bar.setValue(1000)
-        self.bar.setFormat("done" if ok else "stopped")
+        self.bar.setFormat("done" if ok else "cancelled" if cancelled else "stopped")
         self.status.setText(summary)
-        self.append_log(("== done: " if ok else "== failed: ") + summary)
+        head = "== done: " if ok else "== cancelled: " if cancelled else "== failed: "
+        self.append_log(head + summary)

@@ -20,25 +20,48 @@ class RoleStyle:
 
 # Chosen from the Okabe-Ito set so that the common forms of colour blindness still tell them
 # apart; each node also carries the tag as text, so colour is never the only signal.
+# Deleted is the most alarming (a deep red), invalid and at risk are warm, stale is yellow,
+# re-pointed is the only blue: selection and the active badge use neutral palette colours.
 STYLES: dict[Role, RoleStyle] = {
-    Role.BASE: RoleStyle("#009E73", "merged into base", "BASE"),
+    Role.DELETED: RoleStyle("#C0182A", "deleted", "DELETED"),
     Role.INVALID: RoleStyle("#D55E00", "invalid now", "INVALID"),
-    Role.STALE: RoleStyle("#E69F00", "stale after the next write to base", "STALE"),
-    Role.REBASED: RoleStyle("#0072B2", "re-pointed to base", "RE-POINTED"),
     Role.AT_RISK: RoleStyle("#CC79A7", "sibling at risk", "AT RISK"),
-    Role.DELETED: RoleStyle("#6B6B6B", "will be deleted", "DELETED"),
+    Role.STALE: RoleStyle("#C9A227", "stale after the next write to base", "STALE"),
+    Role.REBASED: RoleStyle("#0072B2", "re-pointed to base", "RE-POINTED"),
+    Role.BASE: RoleStyle("#009E73", "base: receives the data", "BASE"),
     Role.UNTOUCHED: RoleStyle("#8C8C8C", "untouched", ""),
 }
 
 LEGEND_ORDER = (
-    Role.BASE,
+    Role.DELETED,
     Role.INVALID,
+    Role.AT_RISK,
     Role.STALE,
     Role.REBASED,
-    Role.AT_RISK,
-    Role.DELETED,
+    Role.BASE,
     Role.UNTOUCHED,
 )
+
+
+def role_colour(role: Role, palette: QPalette) -> QColor:
+    """The swatch colour of ``role``; untouched takes the palette's neutral mid tone."""
+    if role is Role.UNTOUCHED:
+        return palette.color(QPalette.ColorRole.Mid)
+    return QColor(STYLES[role].colour)
+
+
+def mix(under: QColor, over: QColor, share: float) -> QColor:
+    """``over`` laid over ``under`` at ``share`` opacity."""
+    return QColor(
+        round(under.red() + (over.red() - under.red()) * share),
+        round(under.green() + (over.green() - under.green()) * share),
+        round(under.blue() + (over.blue() - under.blue()) * share),
+    )
+
+
+def selection_colour(palette: QPalette) -> QColor:
+    """The top/base outline: the palette's text colour, strong on light and dark cards alike."""
+    return palette.color(QPalette.ColorRole.Text)
 
 
 def is_dark(palette: QPalette) -> bool:
@@ -61,18 +84,22 @@ def border_colour(role: Role, palette: QPalette) -> QColor:
     return colour
 
 
+def readable(colour: QColor, palette: QPalette, ratio: float = 4.5) -> QColor:
+    """``colour`` lightened (dark palettes) or darkened until text in it reads on the window."""
+    window = palette.color(QPalette.ColorRole.Window)
+    for _ in range(16):
+        if contrast(colour, window) >= ratio:
+            break
+        colour = colour.lighter(112) if is_dark(palette) else colour.darker(112)
+    return colour
+
+
 def fill_colour(role: Role, palette: QPalette) -> QColor:
     """A tint of the role colour over the palette's base, so text stays readable."""
     base = palette.color(QPalette.ColorRole.Base)
     if role is Role.UNTOUCHED:
         return base
-    strong = QColor(STYLES[role].colour)
-    share = 0.32 if is_dark(palette) else 0.22
-    return QColor(
-        round(base.red() + (strong.red() - base.red()) * share),
-        round(base.green() + (strong.green() - base.green()) * share),
-        round(base.blue() + (strong.blue() - base.blue()) * share),
-    )
+    return mix(base, QColor(STYLES[role].colour), 0.32 if is_dark(palette) else 0.22)
 
 
 def _luminance(colour: QColor) -> float:
