@@ -15,7 +15,8 @@ from PySide6.QtWidgets import QLabel
 from pytestqt.qtbot import QtBot
 
 from backchain import __version__
-from backchain.engines import base_lock, ledger
+from backchain.engines import image_locks as base_lock
+from backchain.engines import ledger
 from backchain.ui import progress_panel
 from backchain.ui.main_window import MainWindow
 from backchain.ui.menus import about

@@ -9,6 +9,7 @@ import pytest
 from PySide6.QtWidgets import QApplication, QMessageBox
 from pytestqt.qtbot import QtBot
 
+from backchain.engines.base import QmpTarget
 from backchain.engines.qmp.job import QmpJobControl
 from backchain.ui.main_window import MainWindow
 from backchain.ui.qmp_connect import OnlineSession, QmpConnectDialog
@@ -51,7 +52,9 @@ def test_live_graph_turns_active_on_and_pivot_is_asked_on_ready(
     qtbot: QtBot, window: MainWindow, vm: QemuVM, tmp_path: Path
 ) -> None:
     session = connect(qtbot, window, vm)
-    assert isinstance(window.connection, QmpJobControl)
+    target = window.connection
+    assert isinstance(target, QmpTarget) and isinstance(target.control, QmpJobControl)
+    assert target.address == vm.socket
     assert window.plan_panel.engine == "qmp"
     assert window.plan is not None and window.plan.active_commit and window.plan.request.active
     assert session.note.isVisible() and "ACTIVE is on" in session.note.text()

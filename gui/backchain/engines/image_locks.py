@@ -42,7 +42,8 @@ def describe_holder(holder: dict[str, Any]) -> str:
     since = holder.get("since")
     when = time.strftime(" since %H:%M:%S", time.localtime(since)) if since else ""
     if pid == os.getpid():
-        return f"this Backchain's own running job{job}{when}"
+        # Only a window runs jobs next to its own planning, so this one is the window's.
+        return f"this window's own running job{job}{when}"
     command = " ".join(str(a) for a in holder.get("argv", [])) or "unknown command"
     return f"another Backchain process {pid} ({command}){job}{when}"
 
