@@ -151,6 +151,28 @@ class Advice:
 
 
 @dataclass(frozen=True)
+class Alternative:
+    """The other direction for the same shortening: what it would copy and put at risk."""
+
+    operation: Operation
+    top: str
+    base: str
+    """The layer that stays below the merged data; "" when none does (a pull that flattens)."""
+    bytes_to_copy: int | None
+    at_risk: tuple[Affected, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``"alternative"`` object of ``plan --json``."""
+        return {
+            "operation": self.operation.value,
+            "top": self.top,
+            "base": self.base or None,
+            "bytes_to_copy": self.bytes_to_copy,
+            "at_risk": [{"image": a.image, "bytes": a.bytes} for a in self.at_risk],
+        }
+
+
+@dataclass(frozen=True)
 class Step:
     """One exact engine action: a process to run, or a QMP/libvirt call."""
 
@@ -203,6 +225,10 @@ class CommitPlan:
     """Top is the chain's active layer (online: the job waits in ``ready``)."""
     notes: tuple[str, ...] = field(default=())
     operation: Operation = Operation.COMMIT
+    alternative: Alternative | None = None
+    """The other direction for the same shortening (commit <-> pull), for the advice."""
+    deletable: tuple[str, ...] = ()
+    """A pull's removed layers that no other image uses any more (DELETE removes these)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "engine", EngineKind(self.engine))
@@ -210,6 +236,11 @@ class CommitPlan:
 
     def roles(self) -> dict[str, Role]:
         """The preview's colour for every image the plan touches; others are untouched."""
+        if self.operation is Operation.PULL:
+            # A pull changes only top (it receives the data); removed layers stay as they are.
+            pulled = {self.top: Role.BASE}
+            pulled.update({path: Role.DELETED for path in self.deleted})
+            return pulled
         roles: dict[str, Role] = {self.base: Role.BASE}
         for item in self.at_risk:
             roles[item.image] = Role.AT_RISK
@@ -241,8 +272,9 @@ class CommitPlan:
             "image": self.image,
             "chain": list(self.chain),
             "top": self.top,
-            "base": self.base,
+            "base": self.base or None,
             "merged": list(self.merged),
+            "removed": list(self.merged) if self.operation is Operation.PULL else [],
             "invalid": [{"image": a.image, "bytes": a.bytes} for a in self.invalid],
             "stale": list(self.stale),
             "rebased": [{"image": r.image, "backing": r.backing} for r in self.rebased],
@@ -265,5 +297,6 @@ class CommitPlan:
             ],
             "notes": list(self.notes),
             "steps": [step.to_json() for step in self.steps],
-
+            "alternative": None if self.alternative is None else self.alternative.to_json(),
+            "deletable": list(self.deletable),
         }

@@ -6,91 +6,35 @@ matter, how a layer is named) comes in as ``PlanRules``; the engine adds its ste
 
 from __future__ import annotations
 
-import enum
-import os.path
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-
 from backchain.core.errors import PlanError
 from backchain.core.exposure import expose
 from backchain.core.graph import ImageGraph, Layer
 from backchain.core.model import (
     Advice,
     Affected,
+    Alternative,
     CommitPlan,
     CommitRequest,
     OnReady,
+    Operation,
     Rebase,
 )
+from backchain.core.pull import plan_pull
+from backchain.core.rules import (
+    OFFLINE_RULES,
+    PlanRules,
+    WriteCheck,
+    backing_name_for,
+    check_readable_chain,
+    find_in,
+    path_label,
+)
+
+__all__ = ["OFFLINE_RULES", "PlanRules", "WriteCheck", "backing_name_for", "path_label", "plan"]
 
 # Headroom for qcow2 metadata that base needs beyond the data itself (L2 and refcount blocks).
 _METADATA_SHARE = 64
 _METADATA_FLOOR = 1 << 20
-
-
-class WriteCheck(enum.Enum):
-    """Which layers must be writable for the plan to be allowed."""
-
-    ALL = "all"
-    """Every layer the commit writes (offline: qemu-img opens them itself)."""
-    BASE = "base"
-    """Only base (online: QEMU reopens base read-write; it re-points overlays itself)."""
-    NONE = "none"
-    """The engine checks for itself (libvirt, possibly on another host)."""
-
-
-def path_label(layer: Layer) -> str:
-    """A layer named by its path (files on this machine)."""
-    return layer.path
-
-
-@dataclass(frozen=True)
-class PlanRules:
-    """What an engine changes about the planner's rules; the defaults are qemu-img's."""
-
-    live: bool = False
-    """The chain belongs to a running VM: committing its active layer needs the ACTIVE flag,
-    and the job can pivot or keep the overlay."""
-    refuse_in_use: bool = True
-    """A layer locked by another process (a running QEMU) is refused (offline engines)."""
-    writes: WriteCheck = WriteCheck.ALL
-    check_space: bool = True
-    label: Callable[[Layer], str] = path_label
-    """How messages name a layer (a path, a QMP node name, libvirt's vda[N])."""
-
-
-OFFLINE_RULES = PlanRules()
-
-
-def backing_name_for(overlay: Layer, base: Layer, *, relative: bool) -> str:
-    """The backing name to write into ``overlay`` so that it points to ``base``."""
-    if relative:
-        return os.path.relpath(base.path, os.path.dirname(overlay.path))
-    return base.path
-
-
-def _find_in(chain: Sequence[Layer], graph: ImageGraph, key: str) -> int | None:
-    found = graph.find(key)
-    if found is None:
-        return None
-    for index, layer in enumerate(chain):
-        if layer.path == found.path:
-            return index
-    return None
-
-
-def _check_readable_chain(chain: Sequence[Layer], label: str) -> None:
-    for layer in chain:
-        if layer.backing_name and layer.backing_path is None:
-            raise PlanError(
-                f"backing file '{layer.backing_name}' of '{layer.path}' is missing "
-                f"in chain for '{label}'"
-            )
-        if layer.backing_name and not layer.backing_format:
-            raise PlanError(
-                f"'{layer.path}' in chain for '{label}' does not record the format of its "
-                f"backing file '{layer.backing_name}'; refusing to guess it"
-            )
 
 
 def _resolve(
@@ -102,11 +46,11 @@ def _resolve(
         raise PlanError(f"could not find image '{request.image}'")
     chain = graph.chain(image.path)
     label = rules.label(image)
-    _check_readable_chain(chain, label)
+    check_readable_chain(chain, label)
 
     top_index = 0
     if request.top is not None:
-        found = _find_in(chain, graph, request.top)
+        found = find_in(chain, graph, request.top)
         if found is None:
             raise PlanError(f"could not find image '{request.top}' in chain for '{label}'")
         top_index = found
@@ -118,7 +62,7 @@ def _resolve(
     if request.base is None:
         base_index = top_index + 1 if request.shallow else len(chain) - 1
     else:
-        found = _find_in(chain, graph, request.base)
+        found = find_in(chain, graph, request.base)
         if found is None or found <= top_index:
             raise PlanError(
                 f"could not find image '{request.base}' beneath '{top_label}' "
@@ -183,6 +127,8 @@ def plan(
     """
     if request.rate < 0:
         raise PlanError("the bandwidth limit cannot be negative")
+    if request.operation is Operation.PULL:
+        return plan_pull(graph, request, rules)
     chain, top_index, base_index, _label = _resolve(graph, request, rules)
     _check_flags(request, rules, chain, top_index, base_index)
 
@@ -256,5 +202,15 @@ def plan(
         steps=(),
         active_commit=top_index == 0,
         notes=tuple(notes),
+        alternative=_pull_instead(chain, top_index, base_index, exposure.pull_bytes[0]),
     )
+
+
+def _pull_instead(
+    chain: list[Layer], top_index: int, base_index: int, pull_bytes: int | None
+) -> Alternative:
+    """The same shortening as a pull: top receives base and the layers between, and stays on
+    base's backing file (standalone when base is the bottom). Nothing is ever at risk."""
+    below = chain[base_index + 1].path if base_index + 1 < len(chain) else ""
+    return Alternative(Operation.PULL, chain[top_index].path, below, pull_bytes, ())
 
