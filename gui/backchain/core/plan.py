@@ -6,6 +6,8 @@ matter, how a layer is named) comes in as ``PlanRules``; the engine adds its ste
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from backchain.core.errors import PlanError
 from backchain.core.exposure import expose
 from backchain.core.graph import ImageGraph, Layer

@@ -228,7 +228,7 @@ class JobRecord:
         plan = self.plan
         paths = {plan.base, plan.image, *plan.chain, *plan.merged, *plan.deleted}
         paths |= {r.image for r in plan.rebased} | {a.image for a in plan.at_risk}
-        return {os.path.realpath(p) for p in paths}
+        return {os.path.realpath(p) for p in paths if p}  # a pull that flattens has no base
 
     def percent(self) -> int:
         """How far the copy got, in percent (100 once the commit step is done)."""
