@@ -74,8 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     commit.add_argument("--rate", type=int, default=0, metavar="BYTES_PER_S",
                         help="bandwidth limit in bytes per second")  # fmt: skip
     commit.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    plan.add_argument("--pull", action="store_true",
-                      help="plan a pull (top receives the data; --base stays below it)")  # fmt: skip
+    plan.add_argument(
+        "--pull",
+        action="store_true",
+        help="plan a pull (top receives the data; --base stays below it)",
+    )
     pull = sub.add_parser("pull", help="run a pull: copy the backing data up into top")
     _add_source(pull)
     _add_plan_options(pull)

@@ -64,9 +64,7 @@ def target_of(args: argparse.Namespace) -> QmpTarget:
 
 def online_request(args: argparse.Namespace, request: CommitRequest) -> CommitRequest:
     """The offline request turned into an online one (node names, ACTIVE, the ready choice)."""
-    return replace(
-        request, engine=EngineKind.QMP, active=args.active, on_ready=on_ready_from(args)
-    )
+    return replace(request, engine=EngineKind.QMP, active=args.active, on_ready=on_ready_from(args))
 
 
 def check_runnable(plan: CommitPlan) -> None:

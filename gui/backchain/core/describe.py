@@ -65,8 +65,11 @@ def pull_effects(plan: CommitPlan) -> list[tuple[Role, str]]:
     removed = ", ".join(name(p) for p in plan.merged)
     below = f"stays on {name(plan.base)}" if plan.base else "becomes standalone"
     lines: list[tuple[Role, str]] = [
-        (Role.BASE, f"{name(plan.top)}: receives {human_bytes(plan.bytes_to_copy)} from "
-                    f"{removed}, and {below}; its view is unchanged"),  # fmt: skip
+        (
+            Role.BASE,
+            f"{name(plan.top)}: receives {human_bytes(plan.bytes_to_copy)} from "
+            f"{removed}, and {below}; its view is unchanged",
+        ),
     ]
     for path in plan.merged:
         if path in plan.deleted:

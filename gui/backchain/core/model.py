@@ -9,6 +9,7 @@ from typing import Any
 
 from backchain.core.errors import shell_quote
 
+
 class EngineKind(enum.StrEnum):
     """Which engine runs a plan; the values are what ``plan --json`` prints."""
 

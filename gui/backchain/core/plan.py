@@ -120,9 +120,7 @@ def _check_writes(rules: PlanRules, base: Layer, touched: Sequence[Layer], need:
         )
 
 
-def plan(
-    graph: ImageGraph, request: CommitRequest, rules: PlanRules = OFFLINE_RULES
-) -> CommitPlan:
+def plan(graph: ImageGraph, request: CommitRequest, rules: PlanRules = OFFLINE_RULES) -> CommitPlan:
     """Resolve the request against the graph and list every consequence, or raise PlanError.
 
     The plan has no steps yet: the engine that runs it adds them (``engines/<kind>/steps.py``).
@@ -154,20 +152,7 @@ def plan(
         for path in sorted(set(exposure.exposed) - set(merged_paths))
     ]
 
-    deleted: tuple[str, ...] = ()
-    if request.delete:
-        if rules.live and top_index == 0 and request.on_ready is OnReady.KEEP_OVERLAY:
-            raise PlanError(
-                f"cannot delete '{rules.label(top)}': it stays the active layer "
-                "when the overlay is kept"
-            )
-        for layer in merged:
-            blockers = graph.dependants(layer.path) - set(merged_paths) - spared
-            if blockers:
-                raise PlanError(
-                    f"cannot delete '{layer.path}': '{sorted(blockers)[0]}' still depends on it"
-                )
-        deleted = tuple(merged_paths)
+    deleted = _deleted(graph, request, rules, top_index, merged, spared)
 
     bytes_to_copy = exposure.bytes_to_copy
     need = 0
@@ -181,11 +166,7 @@ def plan(
         for layer, pull in zip(merged, exposure.pull_bytes, strict=True)
         for allocated in [layer.allocated_bytes]
     )
-    notes: list[str] = []
-    if deleted and not request.verify:
-        notes.append("--no-verify: files are deleted without comparing top's view with base")
-    if any(layer.found_by_scan for layer in graph):
-        notes.append("other images were found by scanning their directories")
+    notes = _notes(graph, request, deleted)
     return CommitPlan(
         request=request,
         engine=request.engine,
@@ -208,6 +189,36 @@ def plan(
     )
 
 
+def _notes(graph: ImageGraph, request: CommitRequest, deleted: Sequence[str]) -> list[str]:
+    notes: list[str] = []
+    if deleted and not request.verify:
+        notes.append("--no-verify: files are deleted without comparing top's view with base")
+    if any(layer.found_by_scan for layer in graph):
+        notes.append("other images were found by scanning their directories")
+    return notes
+
+
+def _deleted(graph: ImageGraph, request: CommitRequest, rules: PlanRules, top_index: int,
+             merged: Sequence[Layer], spared: set[str]) -> tuple[str, ...]:  # fmt: skip
+    """With DELETE: the merged layers, unless something else still depends on one of them."""
+    if not request.delete:
+        return ()
+    top = merged[0]
+    if rules.live and top_index == 0 and request.on_ready is OnReady.KEEP_OVERLAY:
+        raise PlanError(
+            f"cannot delete '{rules.label(top)}': it stays the active layer "
+            "when the overlay is kept"
+        )
+    merged_paths = {layer.path for layer in merged}
+    for layer in merged:
+        blockers = graph.dependants(layer.path) - merged_paths - spared
+        if blockers:
+            raise PlanError(
+                f"cannot delete '{layer.path}': '{sorted(blockers)[0]}' still depends on it"
+            )
+    return tuple(layer.path for layer in merged)
+
+
 def _pull_instead(
     chain: list[Layer], top_index: int, base_index: int, pull_bytes: int | None
 ) -> Alternative:
@@ -215,4 +226,3 @@ def _pull_instead(
     base's backing file (standalone when base is the bottom). Nothing is ever at risk."""
     below = chain[base_index + 1].path if base_index + 1 < len(chain) else ""
     return Alternative(Operation.PULL, chain[top_index].path, below, pull_bytes, ())
-

@@ -118,9 +118,7 @@ def _check_top(rules: PlanRules, top: Layer, deleted: Sequence[Layer], need: int
 def deletable_layers(graph: ImageGraph, top: Layer, removed: Sequence[Layer]) -> tuple[str, ...]:
     """Removed layers that no image uses once top leaves them: only top's subtree read them."""
     leaving = {layer.path for layer in removed} | {top.path} | graph.dependants(top.path)
-    return tuple(
-        layer.path for layer in removed if not (graph.dependants(layer.path) - leaving)
-    )
+    return tuple(layer.path for layer in removed if not (graph.dependants(layer.path) - leaving))
 
 
 def pull_bytes(top: Layer, removed: Sequence[Layer]) -> int | None:
@@ -139,8 +137,7 @@ def _commit_instead(graph: ImageGraph, chain: list[Layer], top_index: int,
     exposure = expose(graph, chain, top_index, into)
     merged = {layer.path for layer in chain[top_index:into]}
     at_risk = tuple(
-        Affected(path, exposure.exposed[path])
-        for path in sorted(set(exposure.exposed) - merged)
+        Affected(path, exposure.exposed[path]) for path in sorted(set(exposure.exposed) - merged)
     )
     return Alternative(
         Operation.COMMIT, chain[top_index].path, chain[into].path, exposure.bytes_to_copy, at_risk

@@ -9,7 +9,7 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,11 +17,11 @@ from backchain.core.codec import plan_from_record, plan_to_record
 from backchain.core.errors import BackchainError
 from backchain.core.model import CommitPlan, OnReady, Step, StepKind
 from backchain.engines.base import Target, target_from_record, target_to_record
-from backchain.engines.progress import ProgressSink
 from backchain.engines.image_locks import holder_of
+from backchain.engines.progress import ProgressSink
 from backchain.engines.state import STATE_ENV, process_alive, process_start_time, state_dir
 
-__all__ = ["STATE_ENV", "Journal", "JobRecord", "JournalingSink", "state_dir"]
+__all__ = ["STATE_ENV", "JobRecord", "Journal", "JournalingSink", "state_dir"]
 FORMAT_VERSION = 2
 
 
@@ -263,7 +263,9 @@ def is_running(record: JobRecord) -> bool:
     if not process_alive(pid, start if isinstance(start, int) else None):
         return False
     holder = holder_of(record.plan.base)
-    return holder is not None and holder.get("pid") == pid and holder.get("job") in (None, record.id)
+    return (
+        holder is not None and holder.get("pid") == pid and holder.get("job") in (None, record.id)
+    )
 
 
 def unfinished_jobs(
