@@ -138,13 +138,7 @@ def plan(graph: ImageGraph, request: CommitRequest, rules: PlanRules = OFFLINE_R
     exposure = expose(graph, chain, top_index, base_index)
     invalid = tuple(Affected(layer.path, exposure.exposed[layer.path]) for layer in merged[1:])
 
-    rebased: list[Rebase] = []
-    for overlay_path in graph.overlays(top.path):
-        overlay = graph.layer(overlay_path)
-        name = backing_name_for(
-            overlay, base, relative=request.keep_relative or overlay.backing_is_relative
-        )
-        rebased.append(Rebase(overlay.path, base.path, name))
+    rebased = _rebased(graph, request, top, base)
 
     spared = graph.dependants(top.path) | {top.path}
     at_risk = [
@@ -187,6 +181,18 @@ def plan(graph: ImageGraph, request: CommitRequest, rules: PlanRules = OFFLINE_R
         notes=tuple(notes),
         alternative=_pull_instead(chain, top_index, base_index, exposure.pull_bytes[0]),
     )
+
+
+def _rebased(graph: ImageGraph, request: CommitRequest, top: Layer, base: Layer) -> list[Rebase]:
+    """Top's overlays, each re-pointed to base with the name written into its header."""
+    rebased: list[Rebase] = []
+    for overlay_path in graph.overlays(top.path):
+        overlay = graph.layer(overlay_path)
+        relative = request.keep_relative or overlay.backing_is_relative
+        rebased.append(
+            Rebase(overlay.path, base.path, backing_name_for(overlay, base, relative=relative))
+        )
+    return rebased
 
 
 def _notes(graph: ImageGraph, request: CommitRequest, deleted: Sequence[str]) -> list[str]:

@@ -144,13 +144,19 @@ def _commit_instead(graph: ImageGraph, chain: list[Layer], top_index: int,
     )
 
 
-def _notes(request: CommitRequest, graph: ImageGraph, removed: Sequence[Layer],
-           deleted: Sequence[str]) -> list[str]:  # fmt: skip
+def _notes(
+    request: CommitRequest,
+    graph: ImageGraph,
+    top: Layer,
+    removed: Sequence[Layer],
+    deleted: Sequence[str],
+) -> list[str]:
     notes: list[str] = []
     if request.delete:
         kept = [layer.path for layer in removed if layer.path not in deleted]
         for path in kept:
-            user = sorted(graph.dependants(path) - {layer.path for layer in removed})[0]
+            leaving = {layer.path for layer in removed} | {top.path} | graph.dependants(top.path)
+            user = sorted(graph.dependants(path) - leaving)[0]
             notes.append(f"{path} is kept: '{user}' still depends on it")
         if deleted and not request.verify:
             notes.append("--no-verify: files are deleted without comparing top's view first")
@@ -199,7 +205,7 @@ def plan_pull(graph: ImageGraph, request: CommitRequest, rules: PlanRules) -> Co
         advice=advice,
         steps=(),
         active_commit=top_index == 0,
-        notes=tuple(_notes(request, graph, removed, deleted)),
+        notes=tuple(_notes(request, graph, top, removed, deleted)),
         operation=Operation.PULL,
         alternative=alternative,
         deletable=deletable,
