@@ -235,6 +235,11 @@ class CommitPlan:
         object.__setattr__(self, "engine", EngineKind(self.engine))
         object.__setattr__(self, "operation", Operation(self.operation))
 
+    @property
+    def receiver(self) -> str:
+        """The image the data is copied into: base for a commit, top for a pull."""
+        return self.top if self.operation is Operation.PULL else self.base
+
     def roles(self) -> dict[str, Role]:
         """The preview's colour for every image the plan touches; others are untouched."""
         if self.operation is Operation.PULL:
