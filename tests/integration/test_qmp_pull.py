@@ -71,7 +71,7 @@ def test_stream_without_base_makes_top_standalone(layers: list[Path], tmp_path: 
 
 
 def test_stream_into_an_intermediate_node(layers: list[Path], tmp_path: Path) -> None:
-    base, mid, top = layers
+    _base, mid, top = layers
     mid_before = snapshot_copy(mid, tmp_path / "mid-before.qcow2")
     top_before = snapshot_copy(top, tmp_path / "top-before.qcow2")
     with running_vm(layers, tmp_path) as vm:
@@ -85,7 +85,7 @@ def test_stream_into_an_intermediate_node(layers: list[Path], tmp_path: Path) ->
 
 def test_cancel_on_first_progress_then_rerun(layers: list[Path], tmp_path: Path) -> None:
     big_mid(layers)
-    base, mid, top = layers
+    top = layers[2]
     before = snapshot_copy(top, tmp_path / "before.qcow2")
     with running_vm(layers, tmp_path) as vm:
         _, plan = online_pull(vm.socket, base="base", rate=MiB)
