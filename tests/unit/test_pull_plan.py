@@ -31,7 +31,17 @@ def test_default_pull_makes_the_active_layer_standalone() -> None:
     assert result.at_risk == () and result.invalid == () and result.stale == ()
     argv = result.steps[0].argv
     assert result.steps[0].kind is StepKind.PULL
-    assert argv[1:] == ("rebase", "-f", "qcow2", "-p", "-b", "", "/img/active")
+    assert argv[1:] == (
+        "rebase",
+        "-f",
+        "qcow2",
+        "-t",
+        "writethrough",
+        "-p",
+        "-b",
+        "",
+        "/img/active",
+    )
     assert result.steps[0].cwd == "/img"
 
 

@@ -68,11 +68,15 @@ def pull_steps(
     """``qemu-img rebase -p`` in safe mode (it copies, then re-points), verify, delete.
 
     ``-b ""`` makes top standalone; a relative backing name is resolved from top's directory,
-    so the step runs there.
+    so the step runs there. ``-t writethrough``: with qemu-img's default writeback cache the new
+    backing name reaches the header before the L2 tables that point to the copied clusters, and
+    a kill in that window (seconds, while the final flush runs) loses data; writethrough writes
+    the tables with each write, so top stays on its old chain until everything is on disk.
     """
     qemu_img = qemu_img_binary()
     top = graph.layer(plan.top)
-    rebase = [qemu_img, "rebase", *object_args(secrets), "-f", top.format, "-p"]
+    rebase = [qemu_img, "rebase", *object_args(secrets), "-f", top.format, "-t", "writethrough"]
+    rebase.append("-p")
     if plan.base:
         rebase += ["-b", plan.rebased[0].backing_name, "-F", graph.layer(plan.base).format]
     else:
