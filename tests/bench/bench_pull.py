@@ -53,8 +53,8 @@ def one_share(root: Path, share: int) -> dict[str, object]:
     pristine.mkdir()
     build(pristine, share)
     graph = open_graph(str(pristine / "active.qcow2"))
-    request = CommitRequest(image=str(pristine / "active.qcow2"),
-                            top=str(pristine / "layer.qcow2"), base=str(pristine / "base.qcow2"))  # fmt: skip
+    active, layer, base = (str(pristine / n) for n in ("active.qcow2", "layer.qcow2", "base.qcow2"))
+    request = CommitRequest(image=active, top=layer, base=base)
     choice = advise(plan(graph, request))
     assert choice is not None
     times = {}
