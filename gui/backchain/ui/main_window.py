@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 
 from backchain.core.errors import PlanError
 from backchain.core.graph import ImageGraph
-from backchain.core.model import CommitPlan, CommitRequest, OnReady
+from backchain.core.model import CommitPlan, CommitRequest, OnReady, Operation
 from backchain.engines.registry import make_plan
 from backchain.ui.background import run_in_background
 from backchain.ui.chain_view import ChainView
@@ -91,6 +91,7 @@ class MainWindow(QMainWindow):
         self.plan_panel.changed.connect(self.replan)
         self.plan_panel.commit_clicked.connect(self.commit)
         self.preview = PreviewPanel()
+        self.preview.direction_chosen.connect(self.plan_panel.set_direction)
         # A splitter, not a scroll area: word-wrapped labels make a scroll area size its widget
         # to the preferred height, which pushed the Commands box below the fold.
         right = QSplitter(Qt.Orientation.Vertical)
@@ -250,10 +251,10 @@ class MainWindow(QMainWindow):
         worker.logged.connect(self.progress.append_log)
         # A bound method of a GUI-thread object, so Qt queues the call onto the GUI thread.
         worker.ready_reached.connect(self._on_worker_ready_reached)
-        self.progress.job_started(
-            f"Committing {os.path.basename(plan.top)} into {os.path.basename(plan.base)}",
-            plan.bytes_to_copy,
-        )
+        title = f"Committing {os.path.basename(plan.top)} into {os.path.basename(plan.base)}"
+        if plan.operation is Operation.PULL:
+            title = f"Pulling into {os.path.basename(plan.top)}"
+        self.progress.job_started(title, plan.bytes_to_copy)
         self.job_dock.show()
         self.plan_panel.show_verdict(None, busy=True)
         self.commit_action.setEnabled(False)
