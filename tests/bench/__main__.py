@@ -15,7 +15,7 @@ from tests.bench.common import Row, log, seconds, table, yes
 
 # Memory first: a child's peak RSS starts from the parent's size at fork, so the parent must
 # still be small. bench_gui is the GUI engineer's; it runs in a child process of its own.
-MODULES = ["memory", "scan", "extents", "commit", "plan", "collapse", "gui", "startup"]
+MODULES = ["memory", "scan", "extents", "commit", "pull", "plan", "collapse", "gui", "startup"]
 GUI_TARGETS = {
     "first painted graph": ("< 0.5 s", r"([0-9.]+) ms", 500.0),
     "complete graph with allocation (100": ("< 2 s", r"([0-9.]+) ms", 2000.0),

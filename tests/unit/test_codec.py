@@ -11,6 +11,7 @@ from backchain.core.codec import decode, encode, plan_from_record, plan_to_recor
 from backchain.core.model import (
     Advice,
     Affected,
+    Alternative,
     CommitPlan,
     CommitRequest,
     EngineKind,
@@ -58,6 +59,9 @@ def full_plan() -> CommitPlan:
         lost=(Lost("/vm/snap2.qcow2", LostKind.BITMAP, "inc0"),
               Lost("/vm/snap2.qcow2", LostKind.INTERNAL_SNAPSHOT, "old")),
         base_grows_to=1 << 30, bytes_to_copy_exact=False, scanned=("/vm", "/other"),
+        alternative=Alternative(Operation.COMMIT, "/vm/snap2.qcow2", "/vm/base.qcow2", 11,
+                                (Affected("/vm/other.qcow2", 2),)),
+        deletable=("/vm/snap1.qcow2",),
     )  # fmt: skip
 
 

@@ -31,7 +31,7 @@ from backchain.core.model import CommitPlan
 from backchain.engines import ledger
 from backchain.engines.base import ImageTarget
 
-SUBCOMMANDS = ("chain", "plan", "commit", "demo", "gui", "resume", "snapshot-delete")
+SUBCOMMANDS = ("chain", "plan", "commit", "pull", "demo", "gui", "resume", "snapshot-delete")
 
 
 def _add_source(parser: argparse.ArgumentParser) -> None:
@@ -77,6 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     commit.add_argument("--rate", type=int, default=0, metavar="BYTES_PER_S",
                         help="bandwidth limit in bytes per second")  # fmt: skip
     commit.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    plan.add_argument(
+        "--pull",
+        action="store_true",
+        help="plan a pull (top receives the data; --base stays below it)",
+    )
+    pull = sub.add_parser("pull", help="run a pull: copy the backing data up into top")
+    _add_source(pull)
+    _add_plan_options(pull)
+    pull.add_argument("--rate", type=int, default=0, metavar="BYTES_PER_S",
+                      help="bandwidth limit in bytes per second (online)")  # fmt: skip
+    pull.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     demo = sub.add_parser("demo", help="create the demo chain and print its active image")
     demo.add_argument("directory", nargs="?", help="where to create it (default: a temp dir)")
     cli_journal.add_parser(sub)
@@ -169,7 +180,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_commit(args: argparse.Namespace) -> int:
-    """``backchain commit``."""
+    """``backchain commit`` and ``backchain pull``."""
     plan, target = compute_plan(args)
     if args.qmp:
         cli_qmp.check_runnable(plan)
@@ -204,8 +215,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return cli_journal.cmd_resume(args)
 
 
-COMMANDS = {"chain": cmd_chain, "plan": cmd_plan, "commit": cmd_commit, "demo": cmd_demo,
-            "resume": cmd_resume,
+COMMANDS = {"chain": cmd_chain, "plan": cmd_plan, "commit": cmd_commit, "pull": cmd_commit,
+            "demo": cmd_demo, "resume": cmd_resume,
             "snapshot-delete": cli_snapshots.cmd_snapshot_delete}  # fmt: skip
 
 

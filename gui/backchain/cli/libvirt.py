@@ -14,7 +14,7 @@ from backchain.cli.options import ready_choice, request_from
 from backchain.cli.output import ask, confirm, layer_json, nothing_changed, print_plan
 from backchain.cli.progress import execute, run_cancellable
 from backchain.core.errors import PlanError
-from backchain.core.model import CommitPlan, EngineKind, OnReady, Step, StepKind
+from backchain.core.model import CommitPlan, EngineKind, OnReady, Operation, Step, StepKind
 
 
 def add_source_options(parser: argparse.ArgumentParser) -> None:
@@ -52,8 +52,8 @@ def dispatch(args: argparse.Namespace) -> int | None:
         return cmd_chain(args)
     if args.command in ("plan", "commit") and getattr(args, "all_disks", False):
         return cmd_collapse(args, run=args.command == "commit")
-    if args.command in ("plan", "commit"):
-        return cmd_commit(args, run=args.command == "commit")
+    if args.command in ("plan", "commit", "pull"):
+        return cmd_commit(args, run=args.command in ("commit", "pull"))
     return None
 
 
@@ -131,7 +131,8 @@ def cmd_commit(args: argparse.Namespace, *, run: bool) -> int:
     if not run:
         print_plan(plan, args.json)
         return 0
-    if plan.active_commit and plan.request.on_ready is OnReady.ASK and not _offline(plan):
+    if (plan.active_commit and plan.operation is Operation.COMMIT
+            and plan.request.on_ready is OnReady.ASK and not _offline(plan)):  # fmt: skip
         raise PlanError("an active commit needs --pivot or --keep-overlay")
     if not args.yes and not confirm(plan):
         return nothing_changed()

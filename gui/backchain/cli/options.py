@@ -7,7 +7,7 @@ import os
 
 from backchain.core.errors import PlanError
 from backchain.core.graph import ImageGraph
-from backchain.core.model import CommitRequest, EngineKind, OnReady
+from backchain.core.model import CommitRequest, EngineKind, OnReady, Operation
 
 
 def resolve_arg(value: str | None) -> str | None:
@@ -69,7 +69,15 @@ def request_from(
         verify=not args.no_verify,
         on_ready=on_ready_from(args),
         engine=engine,
+        operation=operation_from(args),
     )
+
+
+def operation_from(args: argparse.Namespace) -> Operation:
+    """``backchain pull`` and ``plan --pull`` pull; everything else commits."""
+    if getattr(args, "command", None) == "pull" or getattr(args, "pull", False):
+        return Operation.PULL
+    return Operation.COMMIT
 
 
 def add_plan_options(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,7 @@ from dataclasses import replace
 from backchain.cli.options import ready_choice
 from backchain.core.errors import PlanError
 from backchain.core.graph import ImageGraph
-from backchain.core.model import CommitPlan, CommitRequest, EngineKind, OnReady
+from backchain.core.model import CommitPlan, CommitRequest, EngineKind, OnReady, Operation
 from backchain.engines.base import QmpTarget
 
 
@@ -70,5 +70,7 @@ def online_request(args: argparse.Namespace, request: CommitRequest) -> CommitRe
 
 def check_runnable(plan: CommitPlan) -> None:
     """An active commit must know what to do once ready, as ``virsh blockcommit`` does."""
+    if plan.operation is Operation.PULL:
+        return  # a stream job never waits in ready
     if plan.active_commit and plan.request.on_ready is OnReady.ASK:
         raise PlanError("an active commit needs --pivot or --keep-overlay")

@@ -36,7 +36,7 @@ class TerminalSink:
         filled = int(fraction * 30)
         speed = ""
         elapsed = time.monotonic() - self._start
-        if phase == "commit" and total > 100 and elapsed > 0:
+        if phase in ("commit", "pull") and total > 100 and elapsed > 0:
             speed = f"  {human_bytes(int(done / elapsed))}/s"
         bar = "#" * filled + " " * (30 - filled)
         self.stream.write(f"\r[{bar}] {fraction:4.0%} {phase:<8}{speed}   ")

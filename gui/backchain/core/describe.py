@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os.path
 
-from backchain.core.model import Affected, CommitPlan, LostKind, Role
+from backchain.core.advice import advise
+from backchain.core.model import Affected, CommitPlan, LostKind, Operation, Role
 
 
 def human_bytes(count: int | None) -> str:
@@ -69,6 +70,8 @@ def view_change_lines(plan: CommitPlan) -> list[str]:
 
 def effects(plan: CommitPlan) -> list[tuple[Role, str]]:
     """Every effect on an image, one sentence each, tagged with the preview's role."""
+    if plan.operation is Operation.PULL:
+        return pull_effects(plan)
     name = os.path.basename
     base = name(plan.base)
     merged = ", ".join(name(p) for p in plan.merged)
@@ -110,6 +113,47 @@ def effects(plan: CommitPlan) -> list[tuple[Role, str]]:
     return lines
 
 
+def pull_effects(plan: CommitPlan) -> list[tuple[Role, str]]:
+    """A pull's effects: top receives the data; nothing else changes."""
+    name = os.path.basename
+    removed = ", ".join(name(p) for p in plan.merged)
+    below = f"stays on {name(plan.base)}" if plan.base else "becomes standalone"
+    lines: list[tuple[Role, str]] = [
+        (
+            Role.BASE,
+            f"{name(plan.top)}: receives {human_bytes(plan.bytes_to_copy)} from "
+            f"{removed}, and {below}; its view is unchanged",
+        ),
+    ]
+    for path in plan.merged:
+        if path in plan.deleted:
+            lines.append((Role.DELETED, f"{name(path)}: deleted after the pull is verified"))
+        elif path in plan.deletable:
+            lines.append((Role.UNTOUCHED, f"{name(path)}: unchanged; nothing uses it any more "
+                                          "(--delete removes it)"))  # fmt: skip
+        else:
+            lines.append((Role.UNTOUCHED, f"{name(path)}: unchanged; other images still use it"))
+    lines.append((Role.UNTOUCHED, "no other image changes: nothing is at risk"))
+    return lines
+
+
+def direction_line(plan: CommitPlan) -> str | None:
+    """The advice for the whole selection in words, with both figures; None without one."""
+    choice = advise(plan)
+    if choice is None:
+        return None
+    commit, pull = human_bytes(choice.commit_bytes), human_bytes(choice.pull_bytes)
+    risk = choice.commit_risk
+    risk_text = "unknown bytes" if risk is None else human_bytes(risk)
+    figures = f"commit copies {commit} and puts {risk_text} of other images at risk; " \
+              f"pull copies {pull} and puts nothing at risk"  # fmt: skip
+    if choice.reason == "unknown":
+        return f"Pull advised: the allocation is not fully known ({figures})."
+    if choice.reason == "nothing-at-risk":
+        return f"Pull advised: the two copies are close, and a pull is always safe ({figures})."
+    return f"{choice.operation.value.capitalize()} advised: it copies fewer bytes ({figures})."
+
+
 def _runs_a_live_job(plan: CommitPlan) -> bool:
     """Whether the commit runs inside a live VM (which pivots), not with qemu-img."""
     return any(step.kind in ("block-commit", "virDomainBlockCommit") for step in plan.steps)
@@ -131,13 +175,18 @@ def advice_lines(plan: CommitPlan) -> list[str]:
 
 def consequences(plan: CommitPlan) -> list[str]:
     """The whole preview in words: effects, advice and notes (what the CLI prints)."""
-    return [text for _, text in effects(plan)] + advice_lines(plan) + list(plan.notes)
+    direction = direction_line(plan)
+    lines = advice_lines(plan) if plan.operation is Operation.COMMIT else []
+    lines += [direction] if direction else []
+    return [text for _, text in effects(plan)] + lines + list(plan.notes)
 
 
 def destructive_effects(plan: CommitPlan) -> list[str]:
     """The effects a confirmation must list: deletions, invalidations, siblings at risk."""
     name = os.path.basename
     effects = [f"Delete {name(p)}" for p in plan.deleted]
+    if plan.operation is Operation.PULL:
+        return effects
     effects += [f"Invalidate {name(a.image)}" for a in plan.invalid if a.image not in plan.deleted]
     effects += [
         f"{name(a.image)} reads {amount(a.bytes, a.exact)} of changed data"

@@ -196,6 +196,28 @@ class Advice:
 
 
 @dataclass(frozen=True)
+class Alternative:
+    """The other direction for the same shortening: what it would copy and put at risk."""
+
+    operation: Operation
+    top: str
+    base: str
+    """The layer that stays below the merged data; "" when none does (a pull that flattens)."""
+    bytes_to_copy: int | None
+    at_risk: tuple[Affected, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``"alternative"`` object of ``plan --json``."""
+        return {
+            "operation": self.operation.value,
+            "top": self.top,
+            "base": self.base or None,
+            "bytes_to_copy": self.bytes_to_copy,
+            "at_risk": [{"image": a.image, "bytes": a.bytes} for a in self.at_risk],
+        }
+
+
+@dataclass(frozen=True)
 class Step:
     """One exact engine action: a process to run, or a QMP/libvirt call."""
 
@@ -257,13 +279,27 @@ class CommitPlan:
     """False: ``bytes_to_copy`` is a lower bound (a running VM writes top during the job)."""
     scanned: tuple[str, ...] = ()
     """The directories searched for other images on the same layers."""
+    alternative: Alternative | None = None
+    """The other direction for the same shortening (commit <-> pull), for the advice."""
+    deletable: tuple[str, ...] = ()
+    """A pull's removed layers that no other image uses any more (DELETE removes these)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "engine", EngineKind(self.engine))
         object.__setattr__(self, "operation", Operation(self.operation))
 
+    @property
+    def receiver(self) -> str:
+        """The image the data is copied into: base for a commit, top for a pull."""
+        return self.top if self.operation is Operation.PULL else self.base
+
     def roles(self) -> dict[str, Role]:
         """The preview's colour for every image the plan touches; others are untouched."""
+        if self.operation is Operation.PULL:
+            # A pull changes only top (it receives the data); removed layers stay as they are.
+            pulled = {self.top: Role.BASE}
+            pulled.update({path: Role.DELETED for path in self.deleted})
+            return pulled
         roles: dict[str, Role] = {self.base: Role.BASE}
         for item in self.at_risk:
             roles[item.image] = Role.AT_RISK
@@ -295,8 +331,9 @@ class CommitPlan:
             "image": self.image,
             "chain": list(self.chain),
             "top": self.top,
-            "base": self.base,
+            "base": self.base or None,
             "merged": list(self.merged),
+            "removed": list(self.merged) if self.operation is Operation.PULL else [],
             "invalid": [affected_json(a) for a in self.invalid],
             "stale": list(self.stale),
             "rebased": [{"image": r.image, "backing": r.backing} for r in self.rebased],
@@ -324,4 +361,6 @@ class CommitPlan:
             ],
             "notes": list(self.notes),
             "steps": [step.to_json() for step in self.steps],
+            "alternative": None if self.alternative is None else self.alternative.to_json(),
+            "deletable": list(self.deletable),
         }

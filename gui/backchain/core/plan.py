@@ -6,10 +6,8 @@ matter, how a layer is named) comes in as ``PlanRules``; the engine adds its ste
 
 from __future__ import annotations
 
-import enum
-import os.path
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import replace
 
 from backchain.core.errors import PlanError
 from backchain.core.exposure import View, expose
@@ -17,93 +15,34 @@ from backchain.core.graph import ImageGraph, Layer
 from backchain.core.model import (
     Advice,
     Affected,
+    Alternative,
     CommitPlan,
     CommitRequest,
     Lost,
     LostKind,
     OnReady,
+    Operation,
     Rebase,
     SnapshotView,
 )
+from backchain.core.pull import plan_pull
+from backchain.core.rules import (
+    OFFLINE_RULES,
+    PlanRules,
+    WriteCheck,
+    backing_name_for,
+    check_readable_chain,
+    find_in,
+    path_label,
+)
+
+__all__ = ["OFFLINE_RULES", "PlanRules", "WriteCheck", "backing_name_for", "path_label", "plan"]
 
 # Headroom for qcow2 metadata that base needs beyond the data itself (L2 and refcount blocks).
 _METADATA_SHARE = 64
 _METADATA_FLOOR = 1 << 20
 MAX_RATE = (1 << 63) - 1
 """The largest bandwidth in bytes per second (LLONG_MAX, as libvirt and QEMU take it)."""
-
-
-class WriteCheck(enum.Enum):
-    """Which layers must be writable for the plan to be allowed."""
-
-    ALL = "all"
-    """Every layer the commit writes (offline: qemu-img opens them itself)."""
-    BASE = "base"
-    """Only base (online: QEMU reopens base read-write; it re-points overlays itself)."""
-    NONE = "none"
-    """The engine checks for itself (libvirt, possibly on another host)."""
-
-
-def path_label(layer: Layer) -> str:
-    """A layer named by its path (files on this machine)."""
-    return layer.path
-
-
-@dataclass(frozen=True)
-class PlanRules:
-    """What an engine changes about the planner's rules; the defaults are qemu-img's."""
-
-    live: bool = False
-    """The chain belongs to a running VM: committing its active layer needs the ACTIVE flag,
-    and the job can pivot or keep the overlay."""
-    refuse_in_use: bool = True
-    """A layer locked by another process (a running QEMU) is refused (offline engines)."""
-    writes: WriteCheck = WriteCheck.ALL
-    check_space: bool = True
-    label: Callable[[Layer], str] = path_label
-    """How messages name a layer (a path, a QMP node name, libvirt's vda[N])."""
-    disk: Callable[[Layer], str] | None = None
-    """How messages name the disk whose active layer this is (libvirt's vda, a QMP device);
-    by default, as ``label`` names the layer."""
-    lookup_error: Callable[[str, str], str | None] | None = None
-    """The engine's words for a top or base name not found in the chain of a disk, given the
-    name and the disk's label (libvirt's ``vda[N]`` indexes), or None for the planner's own."""
-
-
-OFFLINE_RULES = PlanRules()
-
-
-def backing_name_for(overlay: Layer, base: Layer, *, relative: bool) -> str:
-    """The backing name to write into ``overlay`` so that it points to ``base``."""
-    if relative:
-        return os.path.relpath(base.path, os.path.dirname(overlay.path))
-    return base.path
-
-
-def _find_in(chain: Sequence[Layer], graph: ImageGraph, key: str) -> int | None:
-    """The index in ``chain`` of the one layer ``key`` names; PlanError when it names two."""
-    found = graph.matches_in(chain, key)
-    if len(found) > 1:
-        names = " and ".join(f"'{layer.path}'" for layer in found[:2])
-        raise PlanError(f"'{key}' names two different layers of the chain, {names}; "
-                        "give the full path of the one you mean")  # fmt: skip
-    if not found:
-        return None
-    return [layer.path for layer in chain].index(found[0].path)
-
-
-def _check_readable_chain(chain: Sequence[Layer], label: str) -> None:
-    for layer in chain:
-        if layer.backing_name and layer.backing_path is None:
-            raise PlanError(
-                f"backing file '{layer.backing_name}' of '{layer.path}' is missing "
-                f"in chain for '{label}'"
-            )
-        if layer.backing_name and not layer.backing_format:
-            raise PlanError(
-                f"'{layer.path}' in chain for '{label}' does not record the format of its "
-                f"backing file '{layer.backing_name}'; refusing to guess it"
-            )
 
 
 def _not_found(rules: PlanRules, key: str, disk: str, default: str) -> PlanError:
@@ -127,11 +66,11 @@ def _resolve(
     label = (rules.disk or rules.label)(image)
     if any(layer.block_job for layer in chain):
         raise PlanError(f"disk '{label}' already in active block job")
-    _check_readable_chain(chain, label)
+    check_readable_chain(chain, label)
 
     top_index = 0
     if request.top is not None:
-        found = _find_in(chain, graph, request.top)
+        found = find_in(chain, graph, request.top)
         if found is None:
             default = f"could not find image '{request.top}' in chain for '{label}'"
             raise _not_found(rules, request.top, label, default)
@@ -139,7 +78,7 @@ def _resolve(
     top_label = rules.label(chain[top_index])
     bottom = top_index == len(chain) - 1
     if request.base is not None:
-        found = _find_in(chain, graph, request.base)
+        found = find_in(chain, graph, request.base)
         if found is None or found <= top_index:
             default = (f"could not find image '{request.base}' beneath '{top_label}' "
                        f"in chain for '{label}'")  # fmt: skip
@@ -308,6 +247,8 @@ def plan(graph: ImageGraph, request: CommitRequest, rules: PlanRules = OFFLINE_R
     The plan has no steps yet: the engine that runs it adds them (``engines/<kind>/steps.py``).
     """
     _check_rate(request.rate)
+    if request.operation is Operation.PULL:
+        return plan_pull(graph, request, rules)
     chain, top_index, base_index, label = _resolve(graph, request, rules)
     _check_flags(request, rules, chain, top_index, base_index, label)
 
@@ -357,5 +298,15 @@ def plan(graph: ImageGraph, request: CommitRequest, rules: PlanRules = OFFLINE_R
         base_grows_to=top.virtual_size if top.virtual_size > base.virtual_size else None,
         bytes_to_copy_exact=bytes_to_copy is not None and not lower,
         scanned=graph.scanned,
+        alternative=_pull_instead(chain, top_index, base_index, exposure.pull_bytes[0]),
     )
     return replace(result, notes=tuple(_notes(graph, request, result, lower)))
+
+
+def _pull_instead(
+    chain: list[Layer], top_index: int, base_index: int, pull_bytes: int | None
+) -> Alternative:
+    """The same shortening as a pull: top receives base and the layers between, and stays on
+    base's backing file (standalone when base is the bottom). Nothing is ever at risk."""
+    below = chain[base_index + 1].path if base_index + 1 < len(chain) else ""
+    return Alternative(Operation.PULL, chain[top_index].path, below, pull_bytes, ())

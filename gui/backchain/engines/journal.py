@@ -14,7 +14,7 @@ from typing import Any
 
 from backchain.core.codec import plan_from_record, plan_to_record
 from backchain.core.errors import BackchainError
-from backchain.core.model import CommitPlan, OnReady, Step, StepKind
+from backchain.core.model import CommitPlan, OnReady, Operation, Step, StepKind
 from backchain.engines.base import Target, target_from_record, target_to_record
 from backchain.engines.image_locks import holder_of
 from backchain.engines.progress import ProgressSink
@@ -163,7 +163,9 @@ class Journal:
             os.unlink(self.path)
         # This process holds the images' locks, so no other job on them can be running now.
         mine = self.document["record"]["plan"]["steps"]
-        for record in unfinished_jobs([self.document["plan"]["base"]]):
+        shown = self.document["plan"]
+        receiver = shown["top"] if shown.get("operation") == "pull" else shown["base"]
+        for record in unfinished_jobs([receiver]):
             if record.document.get("record", {}).get("plan", {}).get("steps") == mine:
                 dismiss(record)
 
@@ -238,7 +240,7 @@ class JobRecord:
         plan = self.plan
         paths = {plan.base, plan.image, *plan.chain, *plan.merged, *plan.deleted}
         paths |= {r.image for r in plan.rebased} | {a.image for a in plan.at_risk}
-        return {os.path.realpath(p) for p in paths}
+        return {os.path.realpath(p) for p in paths if p}  # a pull that flattens has no base
 
     def percent(self) -> int:
         """How far the copy got, in percent (100 once the commit step is done)."""
@@ -272,7 +274,7 @@ def is_running(record: JobRecord) -> bool:
         return False
     if not process_alive(pid, start if isinstance(start, int) else None):
         return False
-    holder = holder_of(record.plan.base)
+    holder = holder_of(record.plan.receiver)
     return (
         holder is not None and holder.get("pid") == pid and holder.get("job") in (None, record.id)
     )
@@ -314,6 +316,8 @@ def describe(record: JobRecord) -> str:
     plan = record.plan
     name = os.path.basename
     head = f"A {plan.operation.value} of {name(plan.top)} into {name(plan.base)}"
+    if plan.operation is Operation.PULL:
+        head = f"A pull into {name(plan.top)}"
     if record.done == 0:
         where = f"at {record.percent()}%"
     elif record.done < len(plan.steps):
@@ -346,6 +350,7 @@ def _step_words(step: Step) -> str:
     target = os.path.basename(step.target)
     return {
         StepKind.COMMIT: "the copy",
+        StepKind.PULL: "the copy",
         StepKind.REBASE: f"re-pointing {target}",
         StepKind.VERIFY: f"comparing {target} with the base",
         StepKind.DELETE: f"deleting {target}",

@@ -75,6 +75,8 @@ def resume_job(record: JobRecord, sink: ProgressSink, cancel: CancelToken) -> No
 
 def _purpose(plan: CommitPlan) -> str:
     name = os.path.basename
+    if plan.operation is Operation.PULL:
+        return f"a pull into {name(plan.top)}"
     return f"a {plan.operation.value} of {name(plan.top)} into {name(plan.base)}"
 
 
@@ -171,6 +173,12 @@ def _remember(plan: CommitPlan) -> None:
 def finished_message(plan: CommitPlan) -> str:
     """The one sentence that says what a successful job did."""
     name = os.path.basename
+    if plan.operation is Operation.PULL:
+        where = f"it now stays on {name(plan.base)}" if plan.base else "it is now standalone"
+        text = f"Pulled {', '.join(name(p) for p in plan.merged)} into {name(plan.top)}; {where}."
+        if plan.deleted:
+            text += " Deleted " + ", ".join(name(p) for p in plan.deleted) + "."
+        return text
     text = f"Committed {name(plan.top)} into {name(plan.base)}."
     if plan.rebased:
         text += " Re-pointed " + ", ".join(name(r.image) for r in plan.rebased) + "."

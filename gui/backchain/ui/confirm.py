@@ -8,7 +8,7 @@ import os.path
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from backchain.core.describe import amount, lost_lines, view_change_lines
-from backchain.core.model import CommitPlan
+from backchain.core.model import CommitPlan, Operation
 from backchain.ui.text import human_bytes
 
 
@@ -25,6 +25,8 @@ def bytes_at_risk(plan: CommitPlan) -> bool:
 
 def effects_html(plan: CommitPlan) -> str:
     """The destructive effects as a list, named file by file."""
+    if plan.operation is Operation.PULL:
+        return pull_effects_html(plan)
     items = [
         f"<b>{html.escape(os.path.basename(plan.base))}</b> is written: "
         f"{amount(plan.bytes_to_copy, plan.bytes_to_copy_exact)} from "
@@ -54,6 +56,19 @@ def effects_html(plan: CommitPlan) -> str:
     return "<ul>" + "".join(f"<li>{item}</li>" for item in items) + "</ul>"
 
 
+def pull_effects_html(plan: CommitPlan) -> str:
+    """A pull writes only top; it may delete the removed layers nothing else uses."""
+    below = f"stays on {_names([plan.base])}" if plan.base else "becomes standalone"
+    items = [
+        f"<b>{html.escape(os.path.basename(plan.top))}</b> is written: "
+        f"{human_bytes(plan.bytes_to_copy)} from {_names(list(plan.merged))}, and {below}."
+    ]
+    if plan.deleted:
+        items.append(f"<b>Deleted:</b> {_names(list(plan.deleted))}.")
+    items.append("No other image changes.")
+    return "<ul>" + "".join(f"<li>{item}</li>" for item in items) + "</ul>"
+
+
 def build_confirmation(plan: CommitPlan, parent: QWidget | None = None) -> QMessageBox:
     """The dialog, not yet shown; its default button is Cancel whenever bytes are at risk."""
     box = QMessageBox(parent)
@@ -63,10 +78,13 @@ def build_confirmation(plan: CommitPlan, parent: QWidget | None = None) -> QMess
     box.setText(
         f"Commit {html.escape(os.path.basename(plan.top))} into "
         f"{html.escape(os.path.basename(plan.base))}?"
+        if plan.operation is Operation.COMMIT
+        else f"Pull into {html.escape(os.path.basename(plan.top))}?"
     )
     box.setInformativeText(effects_html(plan))
     box.setDetailedText(plan.shell_script())
-    commit = box.addButton("Commit", QMessageBox.ButtonRole.AcceptRole)
+    verb = "Pull" if plan.operation is Operation.PULL else "Commit"
+    commit = box.addButton(verb, QMessageBox.ButtonRole.AcceptRole)
     cancel = box.addButton(QMessageBox.StandardButton.Cancel)
     box.setDefaultButton(cancel if risky else commit)
     box.setEscapeButton(cancel)

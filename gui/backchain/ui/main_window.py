@@ -113,6 +113,7 @@ class MainWindow(OpeningMixin):
         self.plan_panel.commit_clicked.connect(self.commit)
         self.plan_panel.rate.valueChanged.connect(self._on_rate_changed)
         self.preview = PreviewPanel()
+        self.preview.direction_chosen.connect(self.plan_panel.set_direction)
         self.preview.delete_leftovers_clicked.connect(self._on_preview_delete_leftovers_clicked)
         self.column = build_layout(self, left, self.plan_panel, self.preview)
 

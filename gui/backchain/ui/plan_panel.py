@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from backchain.core.graph import ImageGraph, Layer
-from backchain.core.model import CommitRequest, EngineKind, Role
+from backchain.core.model import CommitRequest, EngineKind, Operation, Role
 from backchain.ui.elide import distinct_names
 from backchain.ui.roles import STYLES, readable
 from backchain.ui.wording import humane_plan_error
@@ -78,6 +78,15 @@ class PlanPanel(QGroupBox):
         self.keep_relative.setToolTip("Write base's name relative to each re-pointed overlay.")
         for box in (self.shallow, self.delete, self.keep_relative):
             box.toggled.connect(self._on_option_changed)
+        self.direction = QComboBox()
+        self.direction.setAccessibleName("Direction")
+        self.direction.setToolTip(
+            "Commit writes the data down into base; Pull copies it up into top, and no other "
+            "image changes. Top and base bound the part of the chain to shorten in both."
+        )
+        self.direction.addItem("Commit", Operation.COMMIT.value)
+        self.direction.addItem("Pull", Operation.PULL.value)
+        self.direction.currentIndexChanged.connect(self._on_direction_changed)
 
         self.rate = QSpinBox()
         self.rate.setRange(0, 100_000)
@@ -112,6 +121,8 @@ class PlanPanel(QGroupBox):
         for box in (self.shallow, self.delete):
             layout.addWidget(box)
         row = QHBoxLayout()
+        row.addWidget(QLabel("Direction:"))
+        row.addWidget(self.direction)
         row.addWidget(self.keep_relative)
         row.addStretch(1)
         row.addWidget(self.commit_button)
@@ -224,17 +235,42 @@ class PlanPanel(QGroupBox):
         image = self.image()
         if image is None:
             return None
+        pull = self.operation() is Operation.PULL
         request = CommitRequest(
             image=image,
             top=self.top(),
-            base=self.base(),
-            shallow=self.shallow.isChecked(),
+            base=self._pull_base(self.base()) if pull else self.base(),
+            operation=self.operation(),
+            shallow=self.shallow.isChecked() and not pull,
             delete=self.delete.isChecked(),
             keep_relative=self.keep_relative.isChecked(),
             rate=self.rate.value() * MiB,
             engine=self.engine,
         )
         return request if self._adjust is None else self._adjust(request)
+
+    def operation(self) -> Operation:
+        """Commit or pull, as the direction switch stands."""
+        return Operation(self.direction.currentData() or Operation.COMMIT.value)
+
+    def set_direction(self, operation: str) -> None:
+        """Switch to ``commit`` or ``pull`` (the advice's button); the selection stays."""
+        index = self.direction.findData(Operation(operation).value)
+        if index >= 0:
+            self.direction.setCurrentIndex(index)
+
+    def _pull_base(self, lower: str | None) -> str | None:
+        """The same shortening as a pull: the selected lower layer and those between leave
+        top's chain, so the layer below it stays as top's backing (none: top is standalone)."""
+        if lower is None or self._graph is None or lower not in self._graph:
+            return lower
+        return self._graph.backing_of(lower)
+
+    def _on_direction_changed(self, _index: int) -> None:
+        pull = self.operation() is Operation.PULL
+        self.shallow.setEnabled(not pull)
+        self.commit_button.setText("Pull…" if pull else "Commit…")
+        self.changed.emit()
 
     def show_verdict(self, error: str | None, busy: bool = False) -> None:
         """The planner's refusal in words (its own text in the tooltip); Commit follows it."""

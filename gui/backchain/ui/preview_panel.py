@@ -21,8 +21,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from backchain.core.describe import effects
-from backchain.core.model import CommitPlan, Role
+from backchain.core.advice import advise
+from backchain.core.describe import direction_line, effects
+from backchain.core.model import CommitPlan, Operation, Role
 from backchain.ui.roles import LEGEND_ORDER, STYLES
 from backchain.ui.text import human_bytes, percent
 
@@ -143,10 +144,16 @@ class PreviewPanel(QGroupBox):
 
     delete_leftovers_clicked = Signal()
     """The user wants the same commit previewed with DELETE (the leftovers removed)."""
+    direction_chosen = Signal(str)
+    """The advice's button was pressed: ``commit`` or ``pull``, for the plan panel's switch."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Preview", parent)
         self.plan: CommitPlan | None = None
+        self.advised = QPushButton()
+        self.advised.setAccessibleName("Switch to the advised direction")
+        self.advised.hide()
+        self.advised.clicked.connect(self._on_advised_clicked)
         self.summary = QLabel("Open an image to see what a commit would do.")
         self.summary.setWordWrap(True)
         self.summary.setAccessibleName("Commit summary")
@@ -204,6 +211,10 @@ class PreviewPanel(QGroupBox):
         layout.addLayout(note_row)
         layout.addWidget(self.list, 1)
         layout.addWidget(self.advice_box)
+        advised_row = QHBoxLayout()
+        advised_row.addStretch(1)
+        advised_row.addWidget(self.advised)
+        layout.addLayout(advised_row)
         layout.addWidget(QLabel("<b>Commands</b>"))
         layout.addWidget(self.commands)
         row = QHBoxLayout()
@@ -228,13 +239,18 @@ class PreviewPanel(QGroupBox):
             )
             self.advice.clear()
             self.advice_box.hide()
+            self.advised.hide()
             self.commands.clear()
             return
-        self.summary.setText(
-            f"<b>Commit {_name(plan.top)} → {_name(plan.base)}</b>: "
-            f"{len(plan.merged)} layer{'s' if len(plan.merged) != 1 else ''} merged, "
-            f"<b>{human_bytes(plan.bytes_to_copy)}</b> to copy."
-        )
+        self._show_advised(plan)
+        if plan.operation is Operation.PULL:
+            self.summary.setText(self._pull_summary(plan))
+        else:
+            self.summary.setText(
+                f"<b>Commit {_name(plan.top)} → {_name(plan.base)}</b>: "
+                f"{len(plan.merged)} layer{'s' if len(plan.merged) != 1 else ''} merged, "
+                f"<b>{human_bytes(plan.bytes_to_copy)}</b> to copy."
+            )
         for role, text in consequences(plan):
             item = QListWidgetItem(swatch(STYLES[role].colour), text)
             item.setData(ROLE_DATA, role.value)
@@ -246,7 +262,34 @@ class PreviewPanel(QGroupBox):
         self.commands.updateGeometry()  # its height follows the number of commands
 
     @staticmethod
+    def _pull_summary(plan: CommitPlan) -> str:
+        below = f"stays on {_name(plan.base)}" if plan.base else "becomes standalone"
+        count = len(plan.merged)
+        return (
+            f"<b>Pull into {_name(plan.top)}</b>: {count} layer{'s' if count != 1 else ''} "
+            f"leave its chain, <b>{human_bytes(plan.bytes_to_copy)}</b> to copy; "
+            f"{_name(plan.top)} {below}. Nothing is at risk."
+        )
+
+    def _show_advised(self, plan: CommitPlan) -> None:
+        """The button that switches to the advised direction, when that is not the shown one."""
+        choice = advise(plan)
+        if choice is None or choice.operation is plan.operation:
+            self.advised.hide()
+            return
+        self.advised.setText(f"Switch to {choice.operation.value}")
+        self.advised.setProperty("operation", choice.operation.value)
+        self.advised.show()
+
+    def _on_advised_clicked(self) -> None:
+        self.direction_chosen.emit(str(self.advised.property("operation")))
+
+    @staticmethod
     def _advice_html(plan: CommitPlan) -> str:
+        line = direction_line(plan)
+        both = f"<br><b>{html.escape(line)}</b>" if line else ""
+        if plan.operation is Operation.PULL:
+            return "<b>Pull or commit</b>" + both if both else ""
         rows = []
         for advice in plan.advice:
             share = percent(advice.allocated, advice.virtual_size)
@@ -258,7 +301,7 @@ class PreviewPanel(QGroupBox):
                 f"{human_bytes(advice.pull_bytes)}: <b>{direction}</b> is faster"
             )
             rows.append(f"{_name(advice.image)} ({share} allocated): {verdict}")
-        return "<b>Pull or commit</b><br>" + "<br>".join(rows) if rows else ""
+        return "<b>Pull or commit</b><br>" + "<br>".join(rows) + both if rows else both
 
     def set_note(self, text: str, leftovers: list[str] | None = None) -> None:
         """A word above the consequences (this very commit already ran), or none; with

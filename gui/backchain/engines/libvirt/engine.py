@@ -12,7 +12,7 @@ from dataclasses import replace
 from backchain.core import plan as planner
 from backchain.core.errors import EngineError, PlanError
 from backchain.core.graph import ImageGraph
-from backchain.core.model import CommitPlan, CommitRequest, EngineKind, Step, StepKind
+from backchain.core.model import CommitPlan, CommitRequest, EngineKind, Operation, Step, StepKind
 from backchain.engines.base import ImageTarget, LibvirtTarget, Target
 from backchain.engines.libvirt import snapshots as libvirt_snapshots
 from backchain.engines.libvirt import steps as libvirt_steps
@@ -64,7 +64,10 @@ def plan_running(graph: ImageGraph, request: CommitRequest) -> CommitPlan:
     """A running domain's plan on a graph: libvirt's rules, then virDomainBlockCommit's calls."""
     request = replace(request, engine=EngineKind.LIBVIRT)
     plan = planner.plan(graph, request, RULES)
-    return replace(plan, steps=libvirt_steps.commit_steps(plan, graph))
+    build = (
+        libvirt_steps.pull_steps if plan.operation is Operation.PULL else libvirt_steps.commit_steps
+    )
+    return replace(plan, steps=build(plan, graph))
 
 
 def plan_commit(
@@ -120,7 +123,8 @@ def plan_for_graph(
     notes: list[str] = []
     if running:
         top = graph.find(request.top) if request.top is not None else None
-        auto_active = not request.active and (request.top is None or (
+        auto_active = request.operation is Operation.COMMIT and not request.active and (
+            request.top is None or (
             top is not None and top.path == active_path))  # fmt: skip
         request = replace(request, image=active_path, engine=EngineKind.LIBVIRT,
                           active=request.active or auto_active)  # fmt: skip
@@ -137,6 +141,9 @@ def plan_for_graph(
         )
     request = replace(request, image=active_path, engine=EngineKind.QEMU_IMG, active=False)
     offline = QemuImgEngine().prepare(graph, ImageTarget(active_path), request)
+    if offline.operation is Operation.PULL:
+        fmt = graph.layer(offline.image).format
+        return libvirt_steps.shut_off_plan(offline, target.domain, info.target, False, fmt)
     if offline.deleted and offline.active_commit and not repoint:
         raise PlanError(
             f"cannot delete '{offline.top}': it is disk {info.target}'s source in domain "
@@ -285,6 +292,9 @@ class LibvirtEngine:
             )
         if is_shut_off_plan(plan):
             return describe_state(plan, done, failed)
+        name = os.path.basename
+        if plan.operation is Operation.PULL:
+            return f"{name(plan.top)} is still backed by its old chain and reads correctly."
         return f"{name(plan.top)} and everything above it still read correctly."
 
 
@@ -339,6 +349,10 @@ class LibvirtSession:
                 f"(virsh edit {self.target.domain})."
             )
             raise
+        if self.plan.operation is Operation.PULL:
+            self.outcome = (f"Pulled into {os.path.basename(self.plan.top)}; disk {disk} of "
+                            f"'{self.target.domain}' reads its new chain.")  # fmt: skip
+            return
         self.outcome = (
             f"Committed {os.path.basename(self.plan.top)} into {os.path.basename(self.plan.base)}."
             f" Disk {disk} of '{self.target.domain}' now uses {call['source']}."

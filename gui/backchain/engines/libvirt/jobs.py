@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from backchain.core.errors import CancelledError, EngineError
-from backchain.core.model import CommitPlan, OnReady, Step, StepKind
+from backchain.core.model import CommitPlan, OnReady, Operation, Step, StepKind
 from backchain.engines.libvirt.read import (
     libvirt_error,
     lookup_domain,
@@ -157,7 +157,7 @@ class RunningSession:
 
     def run_step(self, index: int, step: Step, sink: ProgressSink, cancel: CancelToken) -> None:
         """virDomainBlockCommit (followed until done, or until ready), or the pivot/keep."""
-        if step.kind is StepKind.LIBVIRT_COMMIT:
+        if step.kind in (StepKind.LIBVIRT_COMMIT, StepKind.LIBVIRT_REBASE):
             self._commit(step, sink, cancel)
         elif step.kind is StepKind.LIBVIRT_ABORT:
             self._pivot_or_keep(sink, cancel)
@@ -175,9 +175,13 @@ class RunningSession:
             sink.logged(f"continuing the block job that libvirt kept on {disk}")
         else:
             try:
-                self.dom.blockCommit(disk, call.get("base"), call.get("top"),
-                                     int(call.get("bandwidth", 0)),
-                                     flags_value(call.get("flags")))  # fmt: skip
+                if step.kind is StepKind.LIBVIRT_REBASE:
+                    self.dom.blockRebase(disk, call.get("base"), int(call.get("bandwidth", 0)),
+                                         flags_value(call.get("flags")))  # fmt: skip
+                else:
+                    self.dom.blockCommit(disk, call.get("base"), call.get("top"),
+                                         int(call.get("bandwidth", 0)),
+                                         flags_value(call.get("flags")))  # fmt: skip
             except libvirt.libvirtError as err:
                 raise libvirt_error(err, _render(call)) from err
         self.outcome, self.end = _follow(self.plan, self.job, cancel)
@@ -217,7 +221,9 @@ class RunningSession:
 def _follow(plan: CommitPlan, job: _Job, cancel: CancelToken) -> tuple[str | None, int]:
     """Follow the job until it ends (its words) or, for an active commit, until it is ready."""
     name = os.path.basename
-    active = plan.active_commit
+    pull = plan.operation is Operation.PULL
+    active = plan.active_commit and not pull  # a pull never waits in ready
+    phase = "pull" if pull else "commit"
     ready = False
     end = 0
     bandwidth: int | None = None
@@ -231,9 +237,14 @@ def _follow(plan: CommitPlan, job: _Job, cancel: CancelToken) -> tuple[str | Non
             _abort(job, 0)
             _wait_final(job)
             raise CancelledError(
-                f"cancelled the commit of {name(plan.top)}",
-                state=f"{name(plan.top)} and everything above it still read correctly; "
-                f"{name(plan.base)} may be partly written. Running the commit again is safe.",
+                f"cancelled the {phase} of {name(plan.top)}",
+                state=(
+                    f"{name(plan.top)} is still backed by its old chain and reads correctly. "
+                    "Running the pull again is safe."
+                    if pull
+                    else f"{name(plan.top)} and everything above it still read correctly; "
+                    f"{name(plan.base)} may be partly written. Running the commit again is safe."
+                ),
             )
         info = job.info()
         if not info:
@@ -252,7 +263,7 @@ def _follow(plan: CommitPlan, job: _Job, cancel: CancelToken) -> tuple[str | Non
             # libvirt holds cur at end-1 until the job is ready: that is the last sync, not 99%.
             job.sink.advanced(cur, end, "synchronising")
         else:
-            job.sink.advanced(cur, end, "ready" if ready else "commit")
+            job.sink.advanced(cur, end, "ready" if ready else phase)
         if active and ready:
             return None, end
 
@@ -279,6 +290,8 @@ def _wait_final(job: _Job) -> str:
 
 def _final(plan: CommitPlan, status: str | None, *, ready: bool, pivot: bool = False) -> str:
     name = os.path.basename
+    if plan.operation is Operation.PULL:
+        return _final_pull(plan, status)
     if status == "failed":
         raise EngineError(
             f"libvirt reports that the block commit of {name(plan.top)} into "
@@ -298,6 +311,21 @@ def _final(plan: CommitPlan, status: str | None, *, ready: bool, pivot: bool = F
     if plan.deleted:
         text += " libvirt deleted " + ", ".join(name(p) for p in plan.deleted) + "."
     return text
+
+
+def _final_pull(plan: CommitPlan, status: str | None) -> str:
+    name = os.path.basename
+    if status == "failed":
+        raise EngineError(
+            f"libvirt reports that the block pull into {name(plan.top)} failed (see the "
+            "domain's log in /var/log/libvirt/qemu)",
+            state=f"{name(plan.top)} is still backed by its old chain and reads correctly.",
+        )
+    if status == "cancelled":
+        raise EngineError(f"the block pull into {name(plan.top)} was cancelled by someone else")
+    where = f"it now stays on {name(plan.base)}" if plan.base else "it is now standalone"
+    removed = ", ".join(name(p) for p in plan.merged)
+    return f"Pulled {removed} into {name(plan.top)}; {where}."
 
 
 def _render(call: Mapping[str, object]) -> str:

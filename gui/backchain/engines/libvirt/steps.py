@@ -8,7 +8,15 @@ from dataclasses import replace
 
 from backchain.core import plan as planner
 from backchain.core.graph import ImageGraph, Layer
-from backchain.core.model import CommitPlan, CommitRequest, EngineKind, OnReady, Step, StepKind
+from backchain.core.model import (
+    CommitPlan,
+    CommitRequest,
+    EngineKind,
+    OnReady,
+    Operation,
+    Step,
+    StepKind,
+)
 
 PIVOT_FLAG = "VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT"
 
@@ -44,6 +52,8 @@ RULES = planner.PlanRules(
     label=libvirt_label,
     disk=disk_label,
     lookup_error=index_error,
+    pull_into_active_only=True,
+    pull_deletes=False,
 )
 """The planner's rules for a running domain: libvirt opens the images, and it writes them."""
 
@@ -91,6 +101,39 @@ def commit_steps(plan: CommitPlan, graph: ImageGraph) -> tuple[Step, ...]:
     return tuple(steps)
 
 
+def pull_steps(plan: CommitPlan, graph: ImageGraph) -> tuple[Step, ...]:
+    """``virDomainBlockRebase`` into the disk's active layer (what ``virsh blockpull`` sends);
+    base None pulls the whole chain, so that the active layer becomes standalone."""
+    chain_top = graph.layer(plan.chain[0])
+    disk = chain_top.extra.get("disk", chain_top.extra.get("label", chain_top.path))
+    flags = ["VIR_DOMAIN_BLOCK_REBASE_BANDWIDTH_BYTES"]
+    if plan.request.keep_relative and plan.base:
+        flags.append("VIR_DOMAIN_BLOCK_REBASE_RELATIVE")
+    base = graph.layer(plan.base).extra.get("label", plan.base) if plan.base else None
+    call = {"call": "virDomainBlockRebase", "disk": disk, "base": base,
+            "bandwidth": plan.request.rate, "flags": flags}  # fmt: skip
+    return (Step(StepKind.LIBVIRT_REBASE, call=call, target=plan.top),)
+
+
+def shut_off_pull_plan(offline: CommitPlan, domain: str, disk: str, fmt: str) -> CommitPlan:
+    """A shut-off domain's pull: state check, qemu-img's steps, then virDomainDefineXML, because
+    the disk's chain changed (its old backingStore elements would name removed layers)."""
+    check = Step(
+        StepKind.LIBVIRT_STATE,
+        call={"call": "virDomainGetState", "domain": domain, "expect": "shut off"},
+    )
+    define = {"call": "virDomainDefineXML", "domain": domain, "disk": disk,
+              "source": offline.image, "format": fmt}  # fmt: skip
+    steps = [
+        check,
+        *offline.steps,
+        Step(StepKind.LIBVIRT_DEFINE, call=define, target=offline.image),
+    ]
+    notes = [*offline.notes, f"domain '{domain}' is shut off: pulled offline with qemu-img, then "
+             f"disk {disk}'s chain is read again from the images"]  # fmt: skip
+    return replace(offline, engine=EngineKind.LIBVIRT, steps=tuple(steps), notes=tuple(notes))
+
+
 def shut_off_plan(
     offline: CommitPlan, domain: str, disk: str, repoint: bool, base_format: str
 ) -> CommitPlan:
@@ -99,6 +142,8 @@ def shut_off_plan(
     Re-pointing (virDomainDefineXML with the disk's source set to base) is the offline
     equivalent of a pivot, so it is only offered when top was the disk's active layer.
     """
+    if offline.operation is Operation.PULL:
+        return shut_off_pull_plan(offline, domain, disk, base_format)
     check = Step(
         StepKind.LIBVIRT_STATE,
         call={"call": "virDomainGetState", "domain": domain, "expect": "shut off"},

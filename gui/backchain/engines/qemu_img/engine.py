@@ -10,14 +10,21 @@ from dataclasses import replace
 from backchain.core import plan as planner
 from backchain.core.errors import CancelledError, EngineError, ImageError, PlanError
 from backchain.core.graph import ImageGraph, Layer
-from backchain.core.model import CommitPlan, CommitRequest, EngineKind, Step, StepKind
+from backchain.core.model import (
+    CommitPlan,
+    CommitRequest,
+    EngineKind,
+    Operation,
+    Step,
+    StepKind,
+)
 from backchain.engines import image_locks, process
 from backchain.engines.base import ImageTarget, Target
 from backchain.engines.files import facts
 from backchain.engines.files.scan import open_graph, walk_headers
 from backchain.engines.progress import CancelToken, ProgressSink
 from backchain.engines.qemu_img import resume
-from backchain.engines.qemu_img.steps import commit_steps, encrypted_base_needs_b
+from backchain.engines.qemu_img.steps import commit_steps, encrypted_base_needs_b, pull_steps
 from backchain.engines.qemu_img.words import describe_state
 
 RULES = planner.PlanRules()
@@ -65,6 +72,9 @@ def check_encryption(plan: CommitPlan, graph: ImageGraph, secrets: tuple[str, ..
 
 def check_runnable(plan: CommitPlan, graph: ImageGraph, secrets: tuple[str, ...]) -> None:
     """Refuse at plan time what qemu-img would refuse at run time, naming the layer."""
+    if plan.operation is Operation.PULL:
+        check_pull_runnable(plan, graph, secrets)
+        return
     check_encryption(plan, graph, secrets)
     span = [graph.layer(p) for p in plan.chain[plan.chain.index(plan.top) :]]
     named = _protocol_names(span[: span.index(graph.layer(plan.base))])
@@ -78,8 +88,27 @@ def check_runnable(plan: CommitPlan, graph: ImageGraph, secrets: tuple[str, ...]
         )
 
 
+def check_pull_runnable(plan: CommitPlan, graph: ImageGraph, secrets: tuple[str, ...]) -> None:
+    """A pull opens top and every layer below it; qemu-img rebase cannot limit its speed."""
+    if plan.request.rate:
+        raise PlanError(
+            "qemu-img rebase has no bandwidth limit; pull offline without --rate, "
+            "or pull online (--qmp or --connect), where the speed can be set"
+        )
+    opened = [plan.top, *plan.merged] + ([plan.base] if plan.base else [])
+    encrypted = [p for p in opened if graph.layer(p).encrypted]
+    if encrypted and not secrets:
+        raise PlanError(
+            f"{encrypted[0]} is encrypted, and qemu-img needs its secret to open it: pass "
+            "--object secret,id=sec0,file=KEYFILE (the secret is read from the file)"
+        )
+
+
 def written_images(plan: CommitPlan) -> list[str]:
-    """Base, the merged layers and the re-pointed overlays: everything the plan writes."""
+    """Everything the plan writes or removes: for a commit base, the merged layers and the
+    re-pointed overlays; for a pull top (it grows) and the layers it deletes."""
+    if plan.operation is Operation.PULL:
+        return [plan.top, *plan.deleted]
     return [plan.base, *plan.merged, *(r.image for r in plan.rebased)]
 
 
@@ -111,8 +140,10 @@ def check_space(path: str, need: int | None) -> None:
 def check_step_targets(steps: Sequence[Step]) -> None:
     """Rebase writes a header in place and delete unlinks: both need what the step targets."""
     for step in steps:
-        if step.kind in (StepKind.COMMIT, StepKind.PULL) and not facts.is_writable(step.target):
+        if step.kind is StepKind.COMMIT and not facts.is_writable(step.target):
             raise PlanError(f"{step.target} is not writable, so the commit cannot change it")
+        if step.kind is StepKind.PULL and not facts.is_writable(step.target):
+            raise PlanError(f"{step.target} is not writable, so the pull cannot copy into it")
         if step.kind is StepKind.REBASE and not facts.is_writable(step.target):
             raise PlanError(f"{step.target} is not writable, so it cannot be re-pointed")
         if step.kind is StepKind.DELETE:
@@ -139,6 +170,8 @@ class QemuImgEngine:
         request = replace(request, engine=EngineKind.QEMU_IMG)
         plan = planner.plan(graph, request, RULES)
         check_runnable(plan, graph, secrets)
+        if plan.operation is Operation.PULL:
+            return replace(plan, steps=pull_steps(plan, graph, secrets))
         notes = [f"--delete also removes {layer.data_file}, the data file of {layer.path}"
                  for layer in map(graph.layer, plan.deleted) if layer.data_file]  # fmt: skip
         return replace(plan, steps=commit_steps(plan, graph, secrets),
@@ -161,11 +194,12 @@ class QemuImgEngine:
                 "and review the new plan"
             )
         check_holders([*written_images(plan)])
-        # base's data goes into its external data file, if it has one.
-        data_file = next(layer.data_file for layer in layers if layer.path == plan.base)
-        check_space(data_file or plan.base, plan.bytes_to_copy)
+        # The image that grows: base for a commit (its data file, if it has one), top for a pull.
+        grows = plan.top if plan.operation is Operation.PULL else plan.base
+        data_file = next((layer.data_file for layer in layers if layer.path == grows), None)
+        check_space(data_file or grows, plan.bytes_to_copy)
         if data_file is not None and not facts.is_writable(data_file):
-            raise PlanError(f"{data_file}, the data file of {plan.base}, is not writable")
+            raise PlanError(f"{data_file}, the data file of {grows}, is not writable")
         check_step_targets(plan.steps)
 
     def resume_check(self, plan: CommitPlan, done: int, target: Target) -> None:
@@ -208,7 +242,8 @@ class QemuImgSession:
     def run_step(self, index: int, step: Step, sink: ProgressSink, cancel: CancelToken) -> None:
         """Run one step with live progress; EngineError names the files it worked on."""
         plan = self.plan
-        scale = self.total if step.kind is StepKind.COMMIT and self.total else 100
+        copies = step.kind in (StepKind.COMMIT, StepKind.PULL)
+        scale = self.total if copies and self.total else 100
 
         def on_fraction(fraction: float) -> None:
             sink.advanced(int(fraction * scale), scale, step.kind.value)
@@ -223,8 +258,7 @@ class QemuImgSession:
             except EngineError as err:
                 if step.kind is StepKind.VERIFY and err.returncode == 1:
                     raise EngineError(
-                        f"{os.path.basename(plan.top)} and {os.path.basename(plan.base)} differ "
-                        "after the commit, so nothing was deleted",
+                        differ_message(plan),
                         argv=err.argv, returncode=err.returncode, stderr=err.stderr,
                     ) from err  # fmt: skip
                 raise naming(plan, step, err) from err
@@ -238,6 +272,15 @@ class QemuImgSession:
         sink.advanced(same.index(step) + 1, len(same), step.kind.value)
 
 
+def differ_message(plan: CommitPlan) -> str:
+    """The words for a verify that found a difference."""
+    name = os.path.basename
+    if plan.operation is Operation.PULL:
+        return (f"{name(plan.top)} does not read as it did on its old chain after the pull, "
+                "so nothing was deleted")  # fmt: skip
+    return f"{name(plan.top)} and {name(plan.base)} differ after the commit, so nothing was deleted"
+
+
 def naming(plan: CommitPlan, step: Step, err: EngineError) -> EngineError:
     """The same failure, with a message that names the files the step was working on."""
     name = os.path.basename
@@ -245,7 +288,8 @@ def naming(plan: CommitPlan, step: Step, err: EngineError) -> EngineError:
         StepKind.COMMIT: f"committing {name(plan.top)} into {name(plan.base)}",
         StepKind.PULL: f"pulling into {name(plan.top)}",
         StepKind.REBASE: f"re-pointing {name(step.target)} to {name(plan.base)}",
-        StepKind.VERIFY: f"comparing {name(plan.top)} with {name(plan.base)}",
+        StepKind.VERIFY: f"comparing {name(plan.top)} with "
+        + ("its old chain" if plan.operation is Operation.PULL else name(plan.base)),
         StepKind.DELETE: f"deleting {name(step.target)}",
     }.get(step.kind, f"{step.kind.value} of {name(step.target)}")
     cause = err.message.removeprefix("qemu-img: ")

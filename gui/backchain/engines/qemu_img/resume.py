@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 
 from backchain.core.errors import ImageError, PlanError
-from backchain.core.model import CommitPlan
+from backchain.core.model import CommitPlan, Operation, StepKind
 from backchain.engines.files.facts import lock_holder
 from backchain.engines.files.qcow2 import read_header
 from backchain.engines.files.scan import resolve_backing, walk_headers
@@ -21,7 +21,9 @@ def check_resumable(plan: CommitPlan, done: int) -> None:
         if holder is not None:
             raise PlanError(f"{path} is in use (process {holder} holds its lock); "
                             "wait for it to end, or stop the VM")  # fmt: skip
-    if kinds & {"commit", "verify"}:
+    if plan.operation is Operation.PULL:
+        _check_pull_chain(plan, kinds)
+    elif kinds & {"commit", "verify"}:
         top_index = plan.chain.index(plan.top)
         expected = plan.chain[top_index : plan.chain.index(plan.base) + 1]
         try:
@@ -49,6 +51,23 @@ def check_resumable(plan: CommitPlan, done: int) -> None:
                 f"{plan.top} nor {plan.base}; dismiss the job and plan the commit again"
             )
     _check_nothing_new_depends(plan, [s.target for s in remaining if s.kind == "delete"])
+
+
+def _check_pull_chain(plan: CommitPlan, kinds: set[StepKind]) -> None:
+    """Top is on its old chain (the rebase did not end) or on the new one (it did)."""
+    top_index = plan.chain.index(plan.top)
+    old = plan.chain[top_index:]
+    new = (plan.top, *plan.chain[plan.chain.index(plan.base) :]) if plan.base else (plan.top,)
+    try:
+        found = tuple(layer.path for layer in walk_headers(plan.top))
+    except ImageError as err:
+        raise PlanError(f"cannot run the job again: {err}") from err
+    allowed = [new] if StepKind.PULL not in kinds else [old, new]
+    if found not in allowed:
+        raise PlanError(
+            f"the chain below {plan.top} changed since the job stopped; "
+            "dismiss the job and plan the pull again"
+        )
 
 
 def _check_nothing_new_depends(plan: CommitPlan, doomed: Sequence[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os.path
 from collections.abc import Sequence
 
@@ -108,4 +109,50 @@ def commit_steps(
         data_file = graph.layer(path).data_file
         if data_file is not None:  # a deleted layer's data would otherwise stay behind
             steps.append(Step(StepKind.DELETE, ("rm", "-f", "--", data_file), target=data_file))
+    return tuple(steps)
+
+
+def old_view_spec(plan: CommitPlan, graph: ImageGraph) -> str:
+    """Top opened on its old backing file: what top read before the pull (a ``json:`` name).
+
+    After the pull, top over its old chain must read exactly as top alone over base: then no
+    data top needs is left only in the removed layers, and they can be deleted.
+    """
+    top = graph.layer(plan.top)
+    old = graph.layer(plan.merged[0])
+    spec = {
+        "driver": top.format,
+        "file": {"driver": "file", "filename": top.path},
+        "backing": {"driver": old.format, "file": {"driver": "file", "filename": old.path}},
+    }
+    return "json:" + json.dumps(spec, separators=(",", ":"))
+
+
+def pull_steps(
+    plan: CommitPlan, graph: ImageGraph, secrets: tuple[str, ...] = ()
+) -> tuple[Step, ...]:
+    """``qemu-img rebase -p`` in safe mode (it copies, then re-points), verify, delete.
+
+    ``-b ""`` makes top standalone; a relative backing name is resolved from top's directory,
+    so the step runs there. ``-t writethrough``: with qemu-img's default writeback cache the new
+    backing name reaches the header before the L2 tables that point to the copied clusters, and
+    a kill in that window (seconds, while the final flush runs) loses data; writethrough writes
+    the tables with each write, so top stays on its old chain until everything is on disk.
+    """
+    qemu_img = qemu_img_binary()
+    top = graph.layer(plan.top)
+    rebase = [qemu_img, "rebase", *object_args(secrets), "-f", top.format, "-t", "writethrough"]
+    rebase.append("-p")
+    if plan.base:
+        rebase += ["-b", plan.rebased[0].backing_name, "-F", graph.layer(plan.base).format]
+    else:
+        rebase += ["-b", ""]
+    rebase.append(top.path)
+    steps = [Step(StepKind.PULL, tuple(rebase), cwd=os.path.dirname(top.path), target=top.path)]
+    if plan.deleted and plan.request.verify:
+        verify = (qemu_img, "compare", *object_args(secrets), "-p", "-f", top.format,
+                  top.path, old_view_spec(plan, graph))  # fmt: skip
+        steps.append(Step(StepKind.VERIFY, verify, target=top.path))
+    for path in plan.deleted:
+        steps.append(Step(StepKind.DELETE, ("rm", "-f", "--", path), target=path))
     return tuple(steps)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from backchain.core.model import CommitPlan, Step, StepKind
+from backchain.core.model import CommitPlan, Operation, Step, StepKind
 
 
 def describe_state(plan: CommitPlan, done: Sequence[Step], failed: Step | None) -> str:
     """Where every file stands after the steps in ``done`` (and perhaps a part of ``failed``)."""
+    if plan.operation is Operation.PULL:
+        return describe_pull_state(plan, done, failed)
     name = os.path.basename
     kinds = {step.kind for step in done}
     overlays = ", ".join(name(r.image) for r in plan.rebased) or "nothing"
@@ -43,6 +45,29 @@ def describe_state(plan: CommitPlan, done: Sequence[Step], failed: Step | None) 
         lines.append("Deleted: " + ", ".join(map(name, deleted)))
     if kept:
         lines.append("Not deleted: " + ", ".join(map(name, kept)))
+    if failed is not None and failed.kind is StepKind.VERIFY:
+        lines.append("Nothing was deleted, because the verification did not pass.")
+    return "\n".join(lines)
+
+
+def describe_pull_state(plan: CommitPlan, done: Sequence[Step], failed: Step | None) -> str:
+    """A pull: top keeps its old chain until qemu-img rebase ends, so it always reads correctly."""
+    name = os.path.basename
+    old = name(plan.merged[0]) if plan.merged else "its backing file"
+    if not any(step.kind is StepKind.PULL for step in done):
+        return (
+            f"{name(plan.top)} is still backed by {old} and reads correctly; it may already "
+            "hold some of the copied data. No other file was changed. Running the same pull "
+            "again is safe and completes it."
+        )
+    where = f"now backed by {name(plan.base)}" if plan.base else "now standalone"
+    lines = [f"{name(plan.top)} holds the pulled data and is {where}."]
+    deleted = [s.target for s in done if s.kind is StepKind.DELETE]
+    kept = [p for p in plan.deleted if p not in deleted]
+    if deleted:
+        lines.append("Deleted: " + ", ".join(map(name, deleted)))
+    if kept:
+        lines.append("Not deleted (unchanged): " + ", ".join(map(name, kept)))
     if failed is not None and failed.kind is StepKind.VERIFY:
         lines.append("Nothing was deleted, because the verification did not pass.")
     return "\n".join(lines)

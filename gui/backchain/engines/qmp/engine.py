@@ -11,14 +11,27 @@ from dataclasses import replace
 from backchain.core import plan as planner
 from backchain.core.errors import PlanError
 from backchain.core.graph import ImageGraph, Layer
-from backchain.core.model import CommitPlan, CommitRequest, EngineKind, OnReady, Step, StepKind
+from backchain.core.model import (
+    CommitPlan,
+    CommitRequest,
+    EngineKind,
+    OnReady,
+    Operation,
+    Step,
+    StepKind,
+)
 from backchain.engines.base import QmpTarget, Target
 from backchain.engines.files import facts
 from backchain.engines.files.scan import default_scan_dirs, load_extents, scan_directories
 from backchain.engines.progress import CancelToken, ProgressSink
 from backchain.engines.qmp.graph import read_qmp_graph
-from backchain.engines.qmp.job import CommitJob, delete_when_closed, keep_overlay_outcome
-from backchain.engines.qmp.steps import commit_steps
+from backchain.engines.qmp.job import (
+    CommitJob,
+    cancel_state,
+    delete_when_closed,
+    keep_overlay_outcome,
+)
+from backchain.engines.qmp.steps import commit_steps, pull_steps
 
 
 def node_label(layer: Layer) -> str:
@@ -71,11 +84,15 @@ class QmpEngine:
         """core.plan with QMP's rules (ACTIVE for the active layer), then block-commit."""
         request = replace(request, engine=EngineKind.QMP)
         plan = planner.plan(graph, request, RULES)
-        return replace(plan, steps=commit_steps(plan, graph))
+        build = pull_steps if plan.operation is Operation.PULL else commit_steps
+        return replace(plan, steps=build(plan, graph))
 
     def written(self, plan: CommitPlan) -> Sequence[str]:
-        """Base, the merged layers, and top's overlay whose backing name QEMU rewrites."""
+        """Base, the merged layers, and top's overlay whose backing name QEMU rewrites; for a
+        pull, top and the layers it deletes."""
         paths = [plan.base, *plan.merged, *(r.image for r in plan.rebased)]
+        if plan.operation is Operation.PULL:
+            paths = [plan.top, *plan.deleted]
         return [p for p in paths if os.path.isabs(p)]
 
     def preflight(self, plan: CommitPlan, target: Target) -> None:
@@ -89,9 +106,10 @@ class QmpEngine:
                 f"the chain of {plan.image} in QEMU at {qmp.address} changed since the plan was "
                 "made; read it again and review the new plan"
             )
-        free = facts.free_bytes(plan.base) if os.path.isabs(plan.base) else None
+        grows = plan.top if plan.operation is Operation.PULL else plan.base
+        free = facts.free_bytes(grows) if os.path.isabs(grows) else None
         if plan.bytes_to_copy is not None and free is not None and plan.bytes_to_copy > free:
-            raise PlanError(f"not enough free space for {plan.base} to grow: "
+            raise PlanError(f"not enough free space for {grows} to grow: "
                             f"{plan.bytes_to_copy} bytes to copy, {free} bytes free")  # fmt: skip
 
     def resume_check(self, plan: CommitPlan, done: int, target: Target) -> None:
@@ -106,6 +124,14 @@ class QmpEngine:
     def state_after(self, plan: CommitPlan, done: Sequence[Step], failed: Step | None) -> str:
         """Where every file stands after ``done``."""
         name = os.path.basename
+        if plan.operation is Operation.PULL:
+            if not any(step.kind is StepKind.BLOCK_STREAM for step in done):
+                return cancel_state(plan)
+            kept = [p for p in plan.deleted if os.path.exists(p)]
+            where = f"backed by {name(plan.base)}" if plan.base else "standalone"
+            return f"{name(plan.top)} holds the pulled data and is {where}." + (
+                " Not deleted: " + ", ".join(map(name, kept)) if kept else ""
+            )
         if not any(step.kind is StepKind.BLOCK_COMMIT for step in done):
             if plan.active_commit:
                 return f"{plan.image} is still the active layer; its chain is unchanged."
@@ -131,7 +157,7 @@ class QmpRunSession:
 
     def run_step(self, index: int, step: Step, sink: ProgressSink, cancel: CancelToken) -> None:
         """One step, in an event loop of this thread's own."""
-        if step.kind is StepKind.BLOCK_COMMIT:
+        if step.kind in (StepKind.BLOCK_COMMIT, StepKind.BLOCK_STREAM):
             job = CommitJob(self.plan, sink, cancel, self.target)
             asyncio.run(job.run())
             self.kept_overlay = job.kept_overlay()

@@ -11,7 +11,7 @@ from typing import Any
 from qemu.qmp import EventListener
 
 from backchain.core.errors import CancelledError, EngineError
-from backchain.core.model import CommitPlan, OnReady, Step
+from backchain.core.model import CommitPlan, OnReady, Operation, Step, StepKind
 from backchain.engines.base import LiveControl, QmpTarget
 from backchain.engines.progress import CancelToken, ProgressSink
 from backchain.engines.qmp.graph import file_path_of
@@ -53,8 +53,24 @@ def keep_overlay_outcome(plan: CommitPlan) -> str:
     return f"{os.path.basename(plan.base)} holds a copy; {plan.image} stays the active layer"
 
 
+def cancel_state(plan: CommitPlan) -> str:
+    """Where the files stand after a job that was cancelled or cut off."""
+    if plan.operation is Operation.PULL:
+        return (
+            f"{plan.top} is still backed by its old chain and reads correctly; it may "
+            "already hold some of the pulled data. Running the same pull again is safe."
+        )
+    if plan.active_commit:
+        return f"{plan.image} is still the active layer; its chain is unchanged."
+    return (
+        f"{plan.base} may be partly written. {plan.top} and its overlays still "
+        "read correctly. Running the same commit again is safe and completes it."
+    )
+
+
 class CommitJob:
-    """One block-commit job's state machine; every method runs in the runner thread's loop."""
+    """One block job's state machine (block-commit, or block-stream, which never reaches
+    ready); every method runs in the runner thread's loop."""
 
     def __init__(
         self, plan: CommitPlan, sink: ProgressSink, cancel: CancelToken, target: QmpTarget
@@ -65,9 +81,11 @@ class CommitJob:
         self.target = target
         self.control = target.control
         self.control.reset()
-        self.commit = next((s for s in plan.steps if s.kind == "block-commit"), None)
+        kinds = (StepKind.BLOCK_COMMIT, StepKind.BLOCK_STREAM)
+        self.commit = next((s for s in plan.steps if s.kind in kinds), None)
         if self.commit is None or self.commit.call is None:
-            raise EngineError("the plan has no block-commit step to run over QMP")
+            raise EngineError("the plan has no block-commit or block-stream step to run over QMP")
+        self.phase = "pull" if self.commit.kind is StepKind.BLOCK_STREAM else "commit"
         arguments: Mapping[str, Any] = self.commit.call.get("arguments") or {}
         self.job_id = str(arguments.get("job-id"))
         self.cancelling = False
@@ -127,7 +145,7 @@ class CommitJob:
                 self._on_event(event)
             status = str(job.get("status"))
             total = int(job.get("total-progress") or 0)
-            self.sink.advanced(int(job.get("current-progress") or 0), total, "commit")
+            self.sink.advanced(int(job.get("current-progress") or 0), total, self.phase)
             speed = self.control.take_speed()
             if speed is not None and status not in ("pending", "concluded", "aborting", "null"):
                 await session.execute(
@@ -196,26 +214,25 @@ class CommitJob:
         await session.execute("job-dismiss", {"id": self.job_id})
         if self.cancelling:
             raise CancelledError(
-                f"the commit of {os.path.basename(self.plan.top)} was cancelled",
+                f"the {self.phase} of {os.path.basename(self.plan.top)} was cancelled",
                 state=self._cancel_state(),
             )
         if error and not (self.kept_overlay() and "cancel" in str(error).lower()):
             detail = "\n".join(self.errors)
+            what = (
+                f"pull into {os.path.basename(self.plan.top)}"
+                if self.phase == "pull"
+                else f"commit of {os.path.basename(self.plan.top)} into {self.plan.base}"
+            )
             raise EngineError(
-                f"QEMU's commit of {os.path.basename(self.plan.top)} into {self.plan.base} "
-                f"failed: {error}",
+                f"QEMU's {what} failed: {error}",
                 stderr=detail,
             )
         if self.errors:
             self.sink.logged("; ".join(self.errors))
 
     def _cancel_state(self) -> str:
-        if self.plan.active_commit:
-            return f"{self.plan.image} is still the active layer; its chain is unchanged."
-        return (
-            f"{self.plan.base} may be partly written. {self.plan.top} and its overlays still "
-            "read correctly. Running the same commit again is safe and completes it."
-        )
+        return cancel_state(self.plan)
 
 
 async def delete_when_closed(target: QmpTarget, step: Step, sink: ProgressSink) -> None:

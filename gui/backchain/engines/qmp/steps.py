@@ -47,3 +47,26 @@ def commit_steps(plan: CommitPlan, graph: ImageGraph) -> tuple[Step, ...]:
     for path in plan.deleted:
         steps.append(Step(StepKind.DELETE, ("rm", "-f", "--", path), target=path))
     return tuple(steps)
+
+
+def pull_steps(plan: CommitPlan, graph: ImageGraph) -> tuple[Step, ...]:
+    """``block-stream`` into top's node, with base-node and backing-file when a base stays."""
+    top = graph.layer(plan.top)
+    name = top.node_name or os.path.basename(top.path)
+    arguments: dict[str, object] = {
+        "job-id": "backchain-pull-" + (re.sub(r"[^A-Za-z0-9._-]", "", name) or "top"),
+        "device": top.node_name or top.path,
+        "speed": plan.request.rate,
+        "auto-finalize": False,
+        "auto-dismiss": False,
+    }
+    if plan.base:
+        base = graph.layer(plan.base)
+        arguments["base-node"] = base.node_name or base.path
+        # Without it QEMU would write a json:{...} name into top's header (see FACTS.md).
+        arguments["backing-file"] = plan.rebased[0].backing_name
+    call = {"execute": "block-stream", "arguments": arguments}
+    steps = [Step(StepKind.BLOCK_STREAM, call=call, target=top.path)]
+    for path in plan.deleted:
+        steps.append(Step(StepKind.DELETE, ("rm", "-f", "--", path), target=path))
+    return tuple(steps)
