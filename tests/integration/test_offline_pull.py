@@ -21,6 +21,7 @@ from tests.images import (
     MiB,
     backing_name,
     check_clean,
+    check_not_corrupt,
     compare,
     snapshot_copy,
     tree_checksums,
@@ -190,7 +191,8 @@ def test_cancel_mid_pull_then_rerun_completes(tmp_path: Path) -> None:
     assert "reads correctly" in errors[0].state or "Nothing was written" in errors[0].state
     # top is still on its old chain, and reads exactly as before.
     assert backing_name(active) == "snap.qcow2"
-    assert compare(active, before) and check_clean(active)
+    # Killed mid-write, qemu-img may leave leaked clusters in top: no byte of its view changes.
+    assert compare(active, before) and check_not_corrupt(active)
     rerun = cli("pull", "--yes", str(active))
     assert rerun.returncode == 0, rerun.stderr
     assert backing_name(active) is None
