@@ -61,7 +61,7 @@ def full_plan() -> CommitPlan:
         base_grows_to=1 << 30, bytes_to_copy_exact=False, scanned=("/vm", "/other"),
         alternative=Alternative(Operation.COMMIT, "/vm/snap2.qcow2", "/vm/base.qcow2", 11,
                                 (Affected("/vm/other.qcow2", 2),)),
-        deletable=("/vm/snap1.qcow2",),
+        deletable=("/vm/snap1.qcow2",), live=True,
     )  # fmt: skip
 
 

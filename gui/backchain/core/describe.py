@@ -156,7 +156,7 @@ def direction_line(plan: CommitPlan) -> str | None:
 
 def _runs_a_live_job(plan: CommitPlan) -> bool:
     """Whether the commit runs inside a live VM (which pivots), not with qemu-img."""
-    return any(step.kind in ("block-commit", "virDomainBlockCommit") for step in plan.steps)
+    return plan.live
 
 
 def advice_lines(plan: CommitPlan) -> list[str]:

@@ -270,6 +270,8 @@ class CommitPlan:
     """Top is the chain's active layer (online: the job waits in ``ready``)."""
     notes: tuple[str, ...] = field(default=())
     operation: Operation = Operation.COMMIT
+    live: bool = False
+    """The job runs inside a running VM (QMP, a running libvirt domain): it can pivot."""
     view_changes: tuple[Affected, ...] = ()
     """Top and the images above it (re-pointed to base) whose guest-visible content changes."""
     lost: tuple[Lost, ...] = ()

@@ -298,6 +298,7 @@ def plan(graph: ImageGraph, request: CommitRequest, rules: PlanRules = OFFLINE_R
         base_grows_to=top.virtual_size if top.virtual_size > base.virtual_size else None,
         bytes_to_copy_exact=bytes_to_copy is not None and not lower,
         scanned=graph.scanned,
+        live=rules.live,
         alternative=_pull_instead(chain, top_index, base_index, exposure.pull_bytes[0]),
     )
     return replace(result, notes=tuple(_notes(graph, request, result, lower)))

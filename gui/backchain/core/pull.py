@@ -209,4 +209,5 @@ def plan_pull(graph: ImageGraph, request: CommitRequest, rules: PlanRules) -> Co
         operation=Operation.PULL,
         alternative=alternative,
         deletable=deletable,
+        live=rules.live,
     )

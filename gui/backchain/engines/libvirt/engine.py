@@ -64,6 +64,11 @@ def plan_running(graph: ImageGraph, request: CommitRequest) -> CommitPlan:
     """A running domain's plan on a graph: libvirt's rules, then virDomainBlockCommit's calls."""
     request = replace(request, engine=EngineKind.LIBVIRT)
     plan = planner.plan(graph, request, RULES)
+    if plan.operation is Operation.COMMIT and not request.keep_relative and plan.rebased:
+        # Without VIR_DOMAIN_BLOCK_COMMIT_RELATIVE libvirt writes base's absolute name into the
+        # overlay it re-points: preview what libvirt writes, not what qemu-img would.
+        absolute = tuple(replace(r, backing_name=r.backing) for r in plan.rebased)
+        plan = replace(plan, rebased=absolute)
     build = (
         libvirt_steps.pull_steps if plan.operation is Operation.PULL else libvirt_steps.commit_steps
     )
@@ -259,6 +264,15 @@ class LibvirtEngine:
         check_state(lv, want_running=not shut_off)
         if shut_off:
             QemuImgEngine().preflight(libvirt_steps.offline_part(plan), ImageTarget(plan.image))
+            return
+        # The running domain's disk must still read through the chain the plan was made for.
+        graph, _info, _running = domain_graph(lv.uri, lv.domain, lv.disk, extents=False)
+        chain = tuple(layer.path for layer in graph.chain(active_layer(graph)))
+        if chain != plan.chain:
+            raise PlanError(
+                f"the chain of disk {lv.disk} in domain '{lv.domain}' changed since the plan was "
+                "made; read it again and review the new plan"
+            )
 
     def resume_check(self, plan: CommitPlan, done: int, target: Target) -> None:
         """A shut-off job's files are where it left them; a running one re-attaches."""
