@@ -100,10 +100,7 @@ class BitmapAlgebra:
 
     def union(self, items: Iterable[Bitmap]) -> Bitmap:
         """Word-wise OR, one item at a time (so a generator never holds them all)."""
-        result = Bitmap.empty(self.shift, self.units)
-        for item in items:
-            result = result | item
-        return result
+        return Bitmap.union_of(items, self.shift, self.units)
 
     def minus(self, a: Bitmap, b: Bitmap) -> Bitmap:
         """Word-wise AND NOT."""

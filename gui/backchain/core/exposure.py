@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Generic
 
 from backchain.core.algebra import Algebra, BitmapAlgebra, Misaligned, RangeAlgebra, T
-from backchain.core.extents import ExtentSet
+from backchain.core.extents import PURE_LIMIT, ExtentSet
 from backchain.core.graph import ImageGraph, Layer
 
 __all__ = ["SMALL_BITMAP_UNITS", "Exposure", "RangeAlgebra", "View", "expose"]
@@ -28,6 +28,9 @@ _UNITS_PER_RANGE = 16
 # only while that stays small, and convert them again otherwise.
 _KEEP_BYTES = 256 << 20
 _LARGEST_UNIT_SHIFT = 30
+# Up to this many ranges in the layers of the chain from top down, sorted ranges are cheap
+# whatever the representation, and list-held sets keep the plan in pure Python (no numpy).
+FEW_RANGES = PURE_LIMIT
 
 
 @dataclass(frozen=True)
@@ -238,6 +241,9 @@ def expose(graph: ImageGraph, chain: Sequence[Layer], top: int, base: int) -> Ex
     shift = min([_LARGEST_UNIT_SHIFT, *(alignment(layer) for layer in used),
                  *(_shift_of(layer.virtual_size) for layer in used)])  # fmt: skip
     ranges = sum(len(extents) for extents in known)
+    if ranges <= FEW_RANGES:
+        # A few ranges: sorted ranges in pure Python, with no bitmap (and no numpy) at all.
+        return _Walk(RangeAlgebra()).run(graph, chain, top, base)
     affordable = min(MAX_BITMAP_UNITS, max(SMALL_BITMAP_UNITS, _UNITS_PER_RANGE * ranges))
     while True:
         units = (end + (1 << shift) - 1) >> shift

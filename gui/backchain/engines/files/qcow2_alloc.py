@@ -1,16 +1,21 @@
-"""A qcow2 layer's own allocation, read directly from its L1/L2 tables (read-only, numpy)."""
+"""A qcow2 layer's own allocation, read directly from its L1/L2 tables (read-only).
+
+Small tables are read in pure Python; large ones (or any, once numpy is loaded) with numpy.
+"""
 
 from __future__ import annotations
 
+import itertools
 import os
 import struct
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from backchain.core.errors import ImageError
 from backchain.core.extents import ExtentSet
-from backchain.engines.files.qcow2 import image_error_from_os
+from backchain.engines.files.qcow2 import Qcow2Header, image_error_from_os
 from backchain.engines.files.qcow2_tables import SnapshotEntry
 
 if TYPE_CHECKING:
@@ -38,6 +43,13 @@ _OFLAG_COMPRESSED = 1 << 62
 _OFLAG_ZERO = 1
 _OFFSET_MASK = 0x00FFFFFFFFFFFE00
 _L1_OFFSET_MASK = 0x00FFFFFFFFFFFE00
+# A standard L2 entry defines its cluster when any of these bits is set (big-endian on disk).
+_DEFINED = _OFLAG_COMPRESSED | _OFLAG_ZERO | _OFFSET_MASK
+_DEFINED_NATIVE = int.from_bytes(_DEFINED.to_bytes(8, "big"), sys.byteorder)
+_ZERO_NATIVE = int.from_bytes(_OFLAG_ZERO.to_bytes(8, "big"), sys.byteorder)
+_COMPRESSED_NATIVE = int.from_bytes(_OFLAG_COMPRESSED.to_bytes(8, "big"), sys.byteorder)
+# Up to this many L2 entries, a Python scan is cheaper than importing numpy for it.
+_PURE_ENTRIES = 1 << 16
 _SUBCLUSTERS = 32
 
 # A larger L1 table would describe more than qemu's own limit of 32 MiB of L1 entries.
@@ -70,19 +82,32 @@ def _read_geometry(path: str, fd: int) -> _Geometry:
         raise FallbackRequired(
             path, f"has qcow2 version {version}, which this reader does not know"
         )
-    if not 9 <= cluster_bits <= 21:
-        raise ImageError(path, f"has a corrupt qcow2 header (cluster bits {cluster_bits})")
     incompatible = 0
     if version == 3:
         if len(blob) < _HEADER.size + _V3_FEATURES.size:
             raise ImageError(path, "has a truncated qcow2 version 3 header")
         incompatible = _V3_FEATURES.unpack_from(blob, _HEADER.size)[0]
-    if incompatible & _INCOMPAT_DATA_FILE:
+    return _checked_geometry(path, cluster_bits, virtual_size, l1_size, l1_offset, incompatible)
+
+
+def _header_geometry(header: Qcow2Header) -> _Geometry:
+    """The same geometry from a header already parsed by qcow2.read_header."""
+    cluster_bits = header.cluster_size.bit_length() - 1
+    return _checked_geometry(header.path, cluster_bits, header.virtual_size, header.l1_size,
+                             header.l1_offset, header.incompatible_features)  # fmt: skip
+
+
+def _checked_geometry(
+    path: str, cluster_bits: int, virtual_size: int, l1_size: int, l1_offset: int, incompat: int
+) -> _Geometry:
+    if not 9 <= cluster_bits <= 21:
+        raise ImageError(path, f"has a corrupt qcow2 header (cluster bits {cluster_bits})")
+    if incompat & _INCOMPAT_DATA_FILE:
         raise FallbackRequired(path, "keeps its data in an external data file")
-    unknown = incompatible & ~(_HARMLESS | _INCOMPAT_EXTL2)
+    unknown = incompat & ~(_HARMLESS | _INCOMPAT_EXTL2)
     if unknown:
         raise FallbackRequired(path, f"uses unknown incompatible qcow2 features ({unknown:#x})")
-    extended = bool(incompatible & _INCOMPAT_EXTL2)
+    extended = bool(incompat & _INCOMPAT_EXTL2)
     if extended and cluster_bits < 14:
         raise ImageError(path, "has extended L2 entries with clusters below 16 KiB (corrupt)")
     if l1_size * 8 > _MAX_L1_BYTES:
@@ -119,24 +144,32 @@ def _runs(
     return starts, ends
 
 
-def own_allocation(path: str) -> ExtentSet:
+def own_allocation(
+    path: str, *, vectorised: bool | None = None, header: Qcow2Header | None = None
+) -> ExtentSet:
     """The byte ranges this qcow2 layer defines itself, as data or as zero clusters.
 
     This equals the ``present`` entries of ``qemu-img map`` on the layer opened alone (with
     ``"backing": null``). Raises FallbackRequired for an external data file or unknown features,
     and ImageError for anything unreadable or inconsistent. The file is only read.
+    ``vectorised`` picks numpy (True) or Python (False) for standard L2 tables; by default
+    numpy reads large tables, or any table once numpy is loaded anyway. ``header``, when the
+    caller has just parsed it, spares a second read of the header.
     """
-    return own_allocation_and_zeros(path)[0]
+    return own_allocation_and_zeros(path, vectorised=vectorised, header=header)[0]
 
 
-def own_allocation_and_zeros(path: str) -> tuple[ExtentSet, ExtentSet]:
+def own_allocation_and_zeros(
+    path: str, *, vectorised: bool | None = None, header: Qcow2Header | None = None
+) -> tuple[ExtentSet, ExtentSet]:
     """The layer's own allocation, and the part of it that are zero clusters (read as zeros)."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError as err:
         raise image_error_from_os(path, err) from err
     try:
-        return _own_allocation(path, fd)
+        geo = _read_geometry(path, fd) if header is None else _header_geometry(header)
+        return _allocation(path, fd, geo, vectorised)
     except OSError as err:
         raise image_error_from_os(path, err) from err
     finally:
@@ -167,51 +200,87 @@ def snapshot_allocations(path: str, entries: Sequence[SnapshotEntry]) -> tuple[E
         os.close(fd)
 
 
-def _own_allocation(path: str, fd: int) -> tuple[ExtentSet, ExtentSet]:
-    return _allocation(path, fd, _read_geometry(path, fd))
-
-
-def _allocation(path: str, fd: int, geo: _Geometry) -> tuple[ExtentSet, ExtentSet]:
+def _allocation(
+    path: str, fd: int, geo: _Geometry, vectorised: bool | None = None
+) -> tuple[ExtentSet, ExtentSet]:
     """(own allocation, zero clusters) of the L1 table that ``geo`` describes."""
-    import numpy as np
-
     cluster = 1 << geo.cluster_bits
     nothing = (ExtentSet.empty(), ExtentSet.empty())
     if geo.l1_size == 0 or geo.virtual_size == 0:
         return nothing
     l1_raw = _read_exact(path, fd, geo.l1_size * 8, geo.l1_offset, "the L1 table")
-    l1 = np.frombuffer(l1_raw, dtype=">u8").astype(np.uint64)
-    l2_offsets = l1 & np.uint64(_L1_OFFSET_MASK)
-    used = np.flatnonzero(l2_offsets)
     # L1 entries past the virtual size cannot hold guest data that qemu-img would report.
     entries_per_table = cluster // (16 if geo.extended_l2 else 8)
     tables_needed = -(-geo.virtual_size // (entries_per_table * cluster))
-    used = used[used < tables_needed]
-    if used.size == 0:
+    l1 = struct.unpack(f">{geo.l1_size}Q", l1_raw)[:tables_needed]
+    used = [(table, entry & _L1_OFFSET_MASK) for table, entry in enumerate(l1)]
+    used = [(table, offset) for table, offset in used if offset]
+    if not used:
         return nothing
     chunks = []
-    for table in used.tolist():
-        offset = int(l2_offsets[table])
+    for _, offset in used:
         if offset % cluster:
             raise ImageError(path, f"has an unaligned L2 table at offset {offset} (corrupt)")
         chunks.append(_read_exact(path, fd, cluster, offset, "an L2 table"))
-    entries = np.frombuffer(b"".join(chunks), dtype=">u8").astype(np.uint64)
-    # Guest cluster number of every entry read, table by table.
-    first = used.astype(np.int64) * entries_per_table
-    local = np.arange(entries_per_table, dtype=np.int64)
-    clusters = (first[:, None] + local[None, :]).reshape(-1)
+    tables = [table for table, _ in used]
+    raw = b"".join(chunks)
+    if vectorised is None:
+        vectorised = len(raw) // 8 > _PURE_ENTRIES or "numpy" in sys.modules
+    if geo.extended_l2 or vectorised:
+        own, zeros = _allocation_numpy(raw, tables, entries_per_table, cluster, geo.extended_l2)
+    else:
+        own, zeros = _allocation_pure(raw, tables, entries_per_table, cluster)
+    return own.clip(geo.virtual_size), zeros.clip(geo.virtual_size)
 
-    if geo.extended_l2:
+
+def _pure_runs(
+    indices: Iterable[int], tables: list[int], per_table: int, cluster: int
+) -> ExtentSet:
+    """Entry numbers (ascending) to the guest byte ranges of their clusters, merged."""
+    starts: list[int] = []
+    ends: list[int] = []
+    for index in indices:
+        guest = tables[index // per_table] * per_table + index % per_table
+        if ends and ends[-1] == guest:
+            ends[-1] = guest + 1
+        else:
+            starts.append(guest)
+            ends.append(guest + 1)
+    return ExtentSet([s * cluster for s in starts], [e * cluster for e in ends], normalised=True)
+
+
+def _allocation_pure(
+    raw: bytes, tables: list[int], per_table: int, cluster: int
+) -> tuple[ExtentSet, ExtentSet]:
+    """Standard L2 entries scanned in Python: the clusters defined, and the zero clusters."""
+    entries = memoryview(raw).cast("Q")
+    defined = list(itertools.compress(range(len(entries)), map(_DEFINED_NATIVE.__and__, entries)))
+    zero = [i for i in defined if entries[i] & _ZERO_NATIVE and not entries[i] & _COMPRESSED_NATIVE]
+    own = _pure_runs(defined, tables, per_table, cluster)
+    return own, _pure_runs(zero, tables, per_table, cluster)
+
+
+def _allocation_numpy(
+    raw: bytes, tables: list[int], per_table: int, cluster: int, extended: bool
+) -> tuple[ExtentSet, ExtentSet]:
+    """The same, vectorised, for large tables and for extended L2 entries (subclusters)."""
+    import numpy as np
+
+    entries = np.frombuffer(raw, dtype=">u8").astype(np.uint64)
+    # Guest cluster number of every entry read, table by table.
+    first = np.array(tables, dtype=np.int64) * per_table
+    local = np.arange(per_table, dtype=np.int64)
+    clusters = (first[:, None] + local[None, :]).reshape(-1)
+    if extended:
         (starts, ends), (z_starts, z_ends), unit = _extended(entries, clusters, cluster)
     else:
         compressed = (entries & np.uint64(_OFLAG_COMPRESSED)) != 0
         zero = ((entries & np.uint64(_OFLAG_ZERO)) != 0) & ~compressed
-        allocated = compressed | zero | ((entries & np.uint64(_OFFSET_MASK)) != 0)
+        allocated = (entries & np.uint64(_DEFINED)) != 0
         starts, ends = _runs(allocated, clusters)
         z_starts, z_ends = _runs(zero, clusters)
         unit = cluster
-    own = ExtentSet(starts * unit, ends * unit).clip(geo.virtual_size)
-    return own, ExtentSet(z_starts * unit, z_ends * unit).clip(geo.virtual_size)
+    return ExtentSet(starts * unit, ends * unit), ExtentSet(z_starts * unit, z_ends * unit)
 
 
 def _extended(
