@@ -23,17 +23,29 @@ import backchain
 from backchain.engines.demo import make_demo
 from tests.bench.bench_commit import copy_chain
 from tests.bench.bench_scan import build_forest
-from tests.bench.common import GiB, MiB, Row, create, log, qemu_io, scratch, seconds, yes
+from tests.bench.common import (
+    GiB,
+    MiB,
+    Row,
+    child_env,
+    create,
+    log,
+    qemu_io,
+    scratch,
+    seconds,
+    yes,
+)
 
 RUNS = 15
 COMMIT_ROUNDS = {192 * MiB: 7, GiB: 5}
 PYTHON = sys.executable
+ENV = child_env()
 
 
 def _run(argv: Sequence[str], cwd: Path | None = None) -> float:
     """Wall seconds of one whole process; its output is discarded, a failure raises."""
     start = time.perf_counter()
-    result = subprocess.run(list(argv), cwd=cwd, stdout=subprocess.DEVNULL,
+    result = subprocess.run(list(argv), cwd=cwd, stdout=subprocess.DEVNULL, env=ENV,
                             stderr=subprocess.PIPE, check=False)  # fmt: skip
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
@@ -196,7 +208,7 @@ def scan_rows() -> list[Row]:
 
 def _until_painted(argv: Sequence[str]) -> float:
     """From starting ``argv`` to its ``painted`` line (the child then exits at once)."""
-    env = dict(os.environ, QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
+    env = dict(ENV, QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
     start = time.perf_counter()
     with subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                           env=env, text=True) as child:  # fmt: skip
