@@ -67,6 +67,10 @@ def paired(
     return ours, theirs
 
 
+def _signed(value: float) -> str:
+    return ("+" if value >= 0 else "−") + seconds(abs(value))
+
+
 def _spread(values: list[float]) -> str:
     return f"min {seconds(min(values))}, median {seconds(statistics.median(values))}"
 
@@ -94,7 +98,7 @@ def startup_rows() -> list[Row]:
                 item=f"7a. `backchain {flag}`, whole process, {RUNS} runs each in turn",
                 backchain=_spread(ours),
                 comparison=f"`python -c pass`: {_spread(theirs)}",
-                ratio=f"+{seconds(extra)} (difference of minima)",
+                ratio=f"{_signed(extra)} (difference of minima)",
                 target="within 40 ms",
                 met=yes(extra <= 0.040),
             )
@@ -117,7 +121,7 @@ def demo_rows(demo: Path) -> list[Row]:
                 f"{RUNS} runs each in turn",
                 backchain=_spread(ours),
                 comparison=f"`qemu-img info --backing-chain`: {_spread(theirs)}",
-                ratio=f"+{seconds(min(ours) - min(theirs))} (difference of minima)",
+                ratio=f"{_signed(min(ours) - min(theirs))} (difference of minima)",
                 target="< 150 ms in all",
                 met=yes(statistics.median(ours) < 0.150),
             )
@@ -174,7 +178,7 @@ def commit_rows() -> list[Row]:
                 f"whole process, {rounds} rounds each in turn",
                 backchain=f"`backchain commit --yes`: {_spread(ours)}",
                 comparison=f"`qemu-img commit -b` + `rebase -u`: {_spread(theirs)}",
-                ratio=f"+{seconds(extra)} fixed cost; {ratio:.3f} (ratio of minima)",
+                ratio=f"{_signed(extra)} fixed cost; {ratio:.3f} (ratio of minima)",
                 target="< 150 ms fixed cost" + ("; ratio ≤ 1.10" if big else ""),
                 met=yes(extra < 0.150 and (ratio <= 1.10 or not big)),
             )
@@ -233,7 +237,7 @@ def window_rows(demo: Path) -> list[Row]:
             "process, 7 runs each in turn",
             backchain=f"`backchain gui DEMO`: {_spread(ours)}",
             comparison=f"a bare PySide6 QLabel to its first paint: {_spread(theirs)}",
-            ratio=f"+{seconds(min(ours) - min(theirs))} (difference of minima)",
+            ratio=f"{_signed(min(ours) - min(theirs))} (difference of minima)",
             target="< 400 ms in all",
             met=yes(statistics.median(ours) < 0.400),
         )
