@@ -6,7 +6,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from backchain.core.extents import PURE_LIMIT, Bitmap, ExtentSet, union_all
+from backchain.core.bitmap import Bitmap, bitmap_of
+from backchain.core.extents import PURE_LIMIT, ExtentSet, union_all
 from backchain.core.graph import ImageGraph, Layer
 
 T = TypeVar("T")
@@ -97,7 +98,7 @@ class BitmapAlgebra:
         found = self._alignment(layer)
         if found < self.shift:
             raise Misaligned(found)
-        return extents.as_bitmap(self.shift, self.units)
+        return bitmap_of(extents, self.shift, self.units)
 
     def union(self, items: Iterable[Bitmap]) -> Bitmap:
         """Word-wise OR, one item at a time (so a generator never holds them all)."""
