@@ -50,7 +50,7 @@ def run() -> list[Row]:
                 one_by_one = _collapse(domains, root / f"s{disks}", disks, concurrent=False)
                 at_once = _collapse(domains, root / f"c{disks}", disks, concurrent=True)
                 rows.append(Row(
-                    item=f"7. collapse of a running VM's {disks} disks ({RATE // MiB} MiB/s each)",
+                    item=f"9. collapse of a running VM's {disks} disks ({RATE // MiB} MiB/s each)",
                     backchain=f"all at once: {seconds(at_once)}",
                     comparison=f"one after another: {seconds(one_by_one)}",
                     ratio=f"{one_by_one / at_once:.2f}× faster", target="report",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import random
+import time
+from functools import partial
 
 import numpy as np
 
@@ -20,6 +22,7 @@ EXTENTS = 100_000
 VIRTUAL = 100 * GiB
 # Layers share a few immutable extent sets, so that 1,000 × 100,000 extents fit in memory.
 DISTINCT_SETS = 16
+FRESH_GRAPHS = 5
 
 
 def random_extents(rng: np.random.Generator) -> ExtentSet:
@@ -112,21 +115,39 @@ def run() -> list[Row]:
         rows.extend(_ranges_only(graph, chain))
     for label, spec in CASES:
         request = _request(chain, spec)
-        fresh, _ = build_graph(sets=sets)
-        _, cold = timed(lambda request=request, fresh=fresh: plan(fresh, request))
+        cold, cold_cpu, fresh = _first_plans(sets, request)
         # The window re-plans the same graph on every click; layers keep what they derived.
         result, warm = best_of(lambda request=request, fresh=fresh: plan(fresh, request), 3)
-        log(f"plan: {label}: first {seconds(cold)}, again {seconds(warm)}")
+        log(f"plan: {label}: first {seconds(cold)} (CPU {seconds(cold_cpu)}), "
+            f"again {seconds(warm)}")  # fmt: skip
         rows.append(
             Row(
                 item=f"4. plan(), {IMAGES} images × {EXTENTS:,} extents: {label} "
                 f"({len(result.merged)} merged, {len(result.at_risk)} siblings at risk)",
-                backchain=f"first {seconds(cold)}; re-plan {seconds(warm)}",
+                backchain=f"first {seconds(cold)} (CPU {seconds(cold_cpu)}), best of "
+                f"{FRESH_GRAPHS} fresh graphs; re-plan {seconds(warm)}",
                 target="< 50 ms",
                 met=yes(cold < 0.050) if cold < 0.050 else f"re-plan {yes(warm < 0.050)}",
             )
         )
     return rows
+
+
+def _first_plans(sets: list[ExtentSet], request: CommitRequest) -> tuple[float, float, ImageGraph]:
+    """The best wall and CPU times of the first plan on several fresh graphs, and the last graph.
+
+    Each graph is new, so nothing derived by an earlier plan helps; the best of a few is the
+    run the other jobs on a shared machine disturbed least.
+    """
+    walls: list[float] = []
+    cpus: list[float] = []
+    for _ in range(FRESH_GRAPHS):
+        fresh, _ = build_graph(sets=sets)
+        cpu = time.process_time()
+        _, wall = timed(partial(plan, fresh, request))
+        cpus.append(time.process_time() - cpu)
+        walls.append(wall)
+    return min(walls), min(cpus), fresh
 
 
 def _ranges_only(graph: ImageGraph, chain: list[str]) -> list[Row]:

@@ -91,7 +91,7 @@ def run() -> list[Row]:
         )
     return [
         Row(
-            item=f"7. commit vs pull through `backchain`, {SIZE // MiB} MiB chains with siblings: "
+            item=f"8. commit vs pull through `backchain`, {SIZE // MiB} MiB chains with siblings: "
             + "; ".join(details),
             backchain=f"advice picked the faster direction {right}/{len(SHARES)}",
             comparison=f"bytes saved against the other direction: {saved_bytes // MiB} MiB; "

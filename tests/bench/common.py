@@ -96,9 +96,25 @@ def scratch(name: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def child_env() -> dict[str, str]:
+    """The environment for child processes, with PYTHONPATH made absolute.
+
+    A relative entry (``PYTHONPATH=gui``) would be looked up from the child's own working
+    directory, and the child would then import another checkout's backchain, if any.
+    """
+    import backchain
+
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(backchain.__file__)))
+    entries = [package_root, os.getcwd()]
+    entries += [os.path.abspath(e) for e in os.environ.get("PYTHONPATH", "").split(os.pathsep) if e]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(entries))}
+
+
 def sh(argv: Sequence[str], cwd: Path | str | None = None) -> str:
     """Run a command; raise with its output if it fails."""
-    result = subprocess.run(list(argv), cwd=cwd, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        list(argv), cwd=cwd, capture_output=True, text=True, check=False, env=child_env()
+    )
     if result.returncode != 0:
         raise RuntimeError(f"{list(argv)} failed ({result.returncode}): {result.stderr.strip()}")
     return result.stdout

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backchain.core.extents import PURE_LIMIT, Bitmap, ExtentSet, union_all
+from backchain.core.bitmap import Bitmap
+from backchain.core.extents import PURE_LIMIT, ExtentSet, union_all
 
 ranges = st.lists(st.tuples(st.integers(0, 200), st.integers(0, 40)), max_size=12)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Protocol, TypeVar
 
-from backchain.core.extents import Bitmap, ExtentSet, union_all
+from backchain.core.bitmap import Bitmap, bitmap_of
+from backchain.core.extents import ExtentSet, union_all
 from backchain.core.graph import Layer
 
 T = TypeVar("T")
@@ -96,7 +97,7 @@ class BitmapAlgebra:
         found = self._alignment(layer)
         if found < self.shift:
             raise Misaligned(found)
-        return extents.as_bitmap(self.shift, self.units)
+        return bitmap_of(extents, self.shift, self.units)
 
     def union(self, items: Iterable[Bitmap]) -> Bitmap:
         """Word-wise OR, one item at a time (so a generator never holds them all)."""
@@ -125,7 +126,7 @@ class BitmapAlgebra:
         """Convert, or raise Misaligned when the set has finer boundaries than a unit."""
         if extents.alignment_shift < self.shift:
             raise Misaligned(extents.alignment_shift)
-        return extents.as_bitmap(self.shift, self.units)
+        return bitmap_of(extents, self.shift, self.units)
 
     def clip(self, a: Bitmap, limit: int) -> Bitmap:
         """AND NOT the units from ``limit`` on (Misaligned when limit splits a unit)."""

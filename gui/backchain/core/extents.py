@@ -8,95 +8,30 @@ Either way a set is normalised, so both give the same ranges, int for int.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from backchain.core.ranges import (
+    Lists,
+    intersect_lists,
+    merge,
+    normalise,
+    normalise_pairs,
+    sorted_runs,
+)
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
     Offsets = npt.NDArray[np.int64]
-    Words = npt.NDArray[np.uint64]
 
-# np.sort(kind="stable") is a timsort, which merges already sorted runs in about linear time;
-# beyond a few runs the default (introsort or SIMD) sort of the whole array is faster.
-_FEW_RUNS = 4
+
+T = TypeVar("T")
 _NO_ALIGNMENT = 62
 PURE_LIMIT = 4096
 """Up to this many ranges in all, an operation on list-held sets stays in pure Python: below it,
 numpy's import (tens of milliseconds) costs more than the arithmetic it would speed up."""
-
-Lists = tuple[list[int], list[int]]
-
-
-def _sorted(parts: Sequence[Offsets], runs: int | None) -> Offsets:
-    import numpy as np
-
-    joined = np.concatenate(parts) if len(parts) != 1 else parts[0]
-    if runs is not None and runs <= _FEW_RUNS:
-        return np.sort(joined, kind="stable")
-    return np.sort(joined)
-
-
-def _merge(starts: Offsets, ends: Offsets) -> tuple[Offsets, Offsets]:
-    """Union of ranges given as separately sorted starts and ends (all ``start < end``).
-
-    The i-th smallest start is below the i-th smallest end, so coverage drops to zero right
-    after the i-th end exactly when the next start lies beyond it; touching ranges merge.
-    """
-    import numpy as np
-
-    if starts.size == 0:
-        return starts, ends
-    gap = starts[1:] > ends[:-1]
-    first = np.empty(starts.size, dtype=bool)
-    first[0] = True
-    first[1:] = gap
-    last = np.empty(ends.size, dtype=bool)
-    last[-1] = True
-    last[:-1] = gap
-    return starts[first], ends[last]
-
-
-def _normalise(starts: Offsets, ends: Offsets) -> tuple[Offsets, Offsets]:
-    """Sort, drop empty ranges and merge overlapping or touching ones."""
-    import numpy as np
-
-    keep = ends > starts
-    return _merge(np.sort(starts[keep]), np.sort(ends[keep]))
-
-
-def _normalise_pairs(pairs: Iterable[tuple[int, int]]) -> Lists:
-    """The pure-Python _normalise: sort the non-empty ranges, merge overlapping or touching."""
-    starts: list[int] = []
-    ends: list[int] = []
-    for start, end in sorted((s, e) for s, e in pairs if e > s):
-        if ends and start <= ends[-1]:
-            ends[-1] = max(ends[-1], end)
-        else:
-            starts.append(start)
-            ends.append(end)
-    return starts, ends
-
-
-def _intersect_lists(a: Lists, b: Lists) -> Lists:
-    """A sweep over two normalised sets; the pieces come out sorted and never touching."""
-    a_starts, a_ends = a
-    b_starts, b_ends = b
-    starts: list[int] = []
-    ends: list[int] = []
-    i = j = 0
-    while i < len(a_starts) and j < len(b_starts):
-        low = max(a_starts[i], b_starts[j])
-        high = min(a_ends[i], b_ends[j])
-        if low < high:
-            starts.append(low)
-            ends.append(high)
-        if a_ends[i] < b_ends[j]:
-            i += 1
-        else:
-            j += 1
-    return starts, ends
 
 
 class ExtentSet:
@@ -106,17 +41,17 @@ class ExtentSet:
     are sweeps over already sorted boundaries rather than fresh sorts of arbitrary ranges.
     """
 
-    __slots__ = ("_arrays", "_bitmaps", "_lists", "_shift")
+    __slots__ = ("_arrays", "_derived", "_lists", "_shift")
 
     def __init__(self, starts: Any, ends: Any, *, normalised: bool = False) -> None:
         # Derived forms are cached: the window re-plans the same graph on every click.
-        self._bitmaps: dict[tuple[int, int], Bitmap] = {}
+        self._derived: dict[Hashable, Any] = {}
         self._shift: int | None = None
         self._lists: Lists | None = None
         self._arrays: tuple[Offsets, Offsets] | None = None
         if isinstance(starts, list) and isinstance(ends, list) and len(starts) <= PURE_LIMIT:
             self._lists = (
-                (starts, ends) if normalised else _normalise_pairs(zip(starts, ends, strict=True))
+                (starts, ends) if normalised else normalise_pairs(zip(starts, ends, strict=True))
             )
             return
         import numpy as np
@@ -124,7 +59,7 @@ class ExtentSet:
         starts = np.asarray(starts, dtype=np.int64)
         ends = np.asarray(ends, dtype=np.int64)
         if not normalised:
-            starts, ends = _normalise(starts, ends)
+            starts, ends = normalise(starts, ends)
         starts.setflags(write=False)
         ends.setflags(write=False)
         self._arrays = (starts, ends)
@@ -252,8 +187,8 @@ class ExtentSet:
         Each set is disjoint, so at most two ranges cover a byte: a byte is in both sets
         exactly when more than k+1 starts and at most k ends lie at or below it.
         """
-        starts = _sorted([self.starts, other.starts], 2)
-        ends = _sorted([self.ends, other.ends], 2)
+        starts = sorted_runs([self.starts, other.starts], 2)
+        ends = sorted_runs([self.ends, other.ends], 2)
         return starts[1:], ends[:-1]
 
     def intersection(self, other: ExtentSet) -> ExtentSet:
@@ -261,7 +196,7 @@ class ExtentSet:
         if len(self) == 0 or len(other) == 0:
             return ExtentSet.empty()
         if _all_pure(self, other):
-            starts, ends = _intersect_lists(self._as_lists(), other._as_lists())
+            starts, ends = intersect_lists(self._as_lists(), other._as_lists())
             return ExtentSet(starts, ends, normalised=True)
         starts_a, ends_a = self._overlaps(other)
         keep = starts_a < ends_a
@@ -272,7 +207,7 @@ class ExtentSet:
         if len(self) == 0 or len(other) == 0:
             return 0
         if _all_pure(self, other):
-            starts, ends = _intersect_lists(self._as_lists(), other._as_lists())
+            starts, ends = intersect_lists(self._as_lists(), other._as_lists())
             return sum(ends) - sum(starts)
         starts_a, ends_a = self._overlaps(other)
         lengths = ends_a - starts_a
@@ -335,15 +270,12 @@ class ExtentSet:
             return _NO_ALIGNMENT
         return min((bits & -bits).bit_length() - 1, _NO_ALIGNMENT)
 
-    def as_bitmap(self, shift: int, units: int) -> Bitmap:
-        """This set as a read-only Bitmap of ``2**shift``-byte units (computed once)."""
-        key = (shift, units)
-        cached = self._bitmaps.get(key)
-        if cached is None:
-            cached = Bitmap.from_extents(self, shift, units)
-            cached.words.setflags(write=False)
-            self._bitmaps[key] = cached
-        return cached
+    def derived(self, key: Hashable, make: Callable[[ExtentSet], T]) -> T:
+        """``make(self)``, computed once per ``key`` (core.bitmap keeps its bitmaps here)."""
+        if key not in self._derived:
+            self._derived[key] = make(self)
+        found: T = self._derived[key]
+        return found
 
 
 def _all_pure(*sets: ExtentSet) -> bool:
@@ -366,127 +298,8 @@ def union_all(sets: Iterable[ExtentSet]) -> ExtentSet:
         return present[0]
     if _all_pure(*present):
         pairs = [pair for extents in present for pair in extents]
-        return ExtentSet(*_normalise_pairs(pairs), normalised=True)
-    starts = _sorted([s.starts for s in present], len(present))
-    ends = _sorted([s.ends for s in present], len(present))
-    merged_starts, merged_ends = _merge(starts, ends)
+        return ExtentSet(*normalise_pairs(pairs), normalised=True)
+    starts = sorted_runs([s.starts for s in present], len(present))
+    ends = sorted_runs([s.ends for s in present], len(present))
+    merged_starts, merged_ends = merge(starts, ends)
     return ExtentSet(merged_starts, merged_ends, normalised=True)
-
-
-class Bitmap:
-    """A set of aligned units of ``2**shift`` bytes in ``[0, units)``, as packed bits.
-
-    When every boundary is a multiple of one unit (qcow2 clusters), union and difference are
-    word-wise AND/OR over ``units / 64`` words, whatever the number of ranges.
-    """
-
-    __slots__ = ("_any", "shift", "units", "words")
-
-    def __init__(self, words: Words, shift: int, units: int) -> None:
-        self.words = words
-        self.shift = shift
-        self.units = units
-        # Siblings share their parent's bitmap in the exposure walk, and each asks whether it
-        # is empty: scan the words once.
-        self._any: bool | None = None
-
-    @classmethod
-    def empty(cls, shift: int, units: int) -> Bitmap:
-        """No unit set."""
-        import numpy as np
-
-        return cls(np.zeros((units + 63) // 64, dtype=np.uint64), shift, units)
-
-    @classmethod
-    def from_extents(
-        cls, extents: ExtentSet, shift: int, units: int, *, aligned: bool = False
-    ) -> Bitmap:
-        """The units of ``extents`` below ``units``; its boundaries must be unit-aligned.
-
-        ``aligned=True`` skips the check, for callers that already know the alignment.
-        """
-        import numpy as np
-
-        if not aligned and extents.alignment_shift < shift:
-            raise ValueError(f"{extents!r} is not aligned to units of {1 << shift} bytes")
-        unit_starts = extents.starts >> shift
-        unit_ends = extents.ends >> shift
-        if extents.end >> shift > units:
-            count = int(np.searchsorted(unit_starts, units, side="left"))
-            unit_starts = unit_starts[:count]
-            unit_ends = np.minimum(unit_ends[:count], units)
-        size = (units + 63) // 64 * 64
-        # Toggle a bit at every boundary (all distinct, since ranges do not touch), then a
-        # prefix XOR turns toggles into coverage: within words by doubling shifts, across
-        # words by the running parity of the words before.
-        toggles = np.zeros(size + 1, dtype=np.uint8)
-        toggles[unit_starts] = 1
-        toggles[unit_ends] = 1
-        words = (
-            np.packbits(toggles[:size], bitorder="little").view("<u8").astype(np.uint64, copy=False)
-        )
-        for step in (1, 2, 4, 8, 16, 32):
-            words ^= words << np.uint64(step)
-        # The running parity is the low bit of a running count; uint8 wraps, keeping that bit.
-        parity = (words >> np.uint64(63)).astype(np.uint8)
-        carry = np.zeros(words.size, dtype=bool)
-        np.bitwise_and(np.cumsum(parity[:-1], dtype=np.uint8), 1, out=carry[1:], casting="unsafe")
-        np.invert(words, out=words, where=carry)
-        return cls(words, shift, units)
-
-    def __or__(self, other: Bitmap) -> Bitmap:
-        return Bitmap(self.words | other.words, self.shift, self.units)
-
-    def minus(self, other: Bitmap) -> Bitmap:
-        """Units set here and not in ``other``."""
-        return Bitmap(self.words & ~other.words, self.shift, self.units)
-
-    def any(self) -> bool:
-        """Whether any unit is set."""
-        if self._any is None:
-            self._any = bool(self.words.any())
-        return self._any
-
-    @classmethod
-    def union_of(cls, items: Iterable[Bitmap], shift: int, units: int) -> Bitmap:
-        """Word-wise OR of any number of bitmaps into one new array, in place."""
-        import numpy as np
-
-        words = np.zeros((units + 63) // 64, dtype=np.uint64)
-        for item in items:
-            np.bitwise_or(words, item.words, out=words)
-        return cls(words, shift, units)
-
-    @property
-    def size(self) -> int:
-        """Bytes covered."""
-        import numpy as np
-
-        return int(np.bitwise_count(self.words).sum(dtype=np.int64)) << self.shift
-
-    def size_below(self, limit: int) -> int:
-        """Bytes covered below ``limit`` (which need not be aligned)."""
-        import numpy as np
-
-        unit, rest = limit >> self.shift, limit & ((1 << self.shift) - 1)
-        if limit <= 0:
-            return 0
-        if unit >= self.units:
-            return self.size
-        word, bit = divmod(unit, 64)
-        full = int(np.bitwise_count(self.words[:word]).sum(dtype=np.int64))
-        partial = int(self.words[word]) & ((1 << bit) - 1)
-        total = (full + partial.bit_count()) << self.shift
-        if rest and (int(self.words[word]) >> bit) & 1:
-            total += rest
-        return total
-
-    def to_extents(self) -> ExtentSet:
-        """The same bytes as an ExtentSet."""
-        import numpy as np
-
-        bits = np.unpackbits(self.words.astype("<u8").view(np.uint8), bitorder="little")
-        edges = np.diff(bits.view(np.int8), prepend=np.int8(0), append=np.int8(0))
-        starts = np.flatnonzero(edges == 1).astype(np.int64) << self.shift
-        ends = np.flatnonzero(edges == -1).astype(np.int64) << self.shift
-        return ExtentSet(starts, ends, normalised=True)

@@ -1,0 +1,144 @@
+"""Packed bitmaps of aligned units: word-wise union and difference for the exposure walk."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from backchain.core.extents import ExtentSet
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    Words = npt.NDArray[np.uint64]
+
+
+def bitmap_of(extents: ExtentSet, shift: int, units: int) -> Bitmap:
+    """``extents`` as a read-only Bitmap, built once per set and kept on it for re-plans."""
+
+    def make(source: ExtentSet) -> Bitmap:
+        bitmap = Bitmap.from_extents(source, shift, units)
+        bitmap.words.setflags(write=False)
+        return bitmap
+
+    return extents.derived(("bitmap", shift, units), make)
+
+
+class Bitmap:
+    """A set of aligned units of ``2**shift`` bytes in ``[0, units)``, as packed bits.
+
+    When every boundary is a multiple of one unit (qcow2 clusters), union and difference are
+    word-wise AND/OR over ``units / 64`` words, whatever the number of ranges.
+    """
+
+    __slots__ = ("_any", "shift", "units", "words")
+
+    def __init__(self, words: Words, shift: int, units: int) -> None:
+        self.words = words
+        self.shift = shift
+        self.units = units
+        # Siblings share their parent's bitmap in the exposure walk, and each asks whether it
+        # is empty: scan the words once.
+        self._any: bool | None = None
+
+    @classmethod
+    def empty(cls, shift: int, units: int) -> Bitmap:
+        """No unit set."""
+        import numpy as np
+
+        return cls(np.zeros((units + 63) // 64, dtype=np.uint64), shift, units)
+
+    @classmethod
+    def from_extents(
+        cls, extents: ExtentSet, shift: int, units: int, *, aligned: bool = False
+    ) -> Bitmap:
+        """The units of ``extents`` below ``units``; its boundaries must be unit-aligned.
+
+        ``aligned=True`` skips the check, for callers that already know the alignment.
+        """
+        import numpy as np
+
+        if not aligned and extents.alignment_shift < shift:
+            raise ValueError(f"{extents!r} is not aligned to units of {1 << shift} bytes")
+        unit_starts = extents.starts >> shift
+        unit_ends = extents.ends >> shift
+        if extents.end >> shift > units:
+            count = int(np.searchsorted(unit_starts, units, side="left"))
+            unit_starts = unit_starts[:count]
+            unit_ends = np.minimum(unit_ends[:count], units)
+        size = (units + 63) // 64 * 64
+        # Toggle a bit at every boundary (all distinct, since ranges do not touch), then a
+        # prefix XOR turns toggles into coverage: within words by doubling shifts, across
+        # words by the running parity of the words before.
+        toggles = np.zeros(size + 1, dtype=np.uint8)
+        toggles[unit_starts] = 1
+        toggles[unit_ends] = 1
+        words = (
+            np.packbits(toggles[:size], bitorder="little").view("<u8").astype(np.uint64, copy=False)
+        )
+        for step in (1, 2, 4, 8, 16, 32):
+            words ^= words << np.uint64(step)
+        # The running parity is the low bit of a running count; uint8 wraps, keeping that bit.
+        parity = (words >> np.uint64(63)).astype(np.uint8)
+        carry = np.zeros(words.size, dtype=bool)
+        np.bitwise_and(np.cumsum(parity[:-1], dtype=np.uint8), 1, out=carry[1:], casting="unsafe")
+        np.invert(words, out=words, where=carry)
+        return cls(words, shift, units)
+
+    def __or__(self, other: Bitmap) -> Bitmap:
+        return Bitmap(self.words | other.words, self.shift, self.units)
+
+    def minus(self, other: Bitmap) -> Bitmap:
+        """Units set here and not in ``other``."""
+        return Bitmap(self.words & ~other.words, self.shift, self.units)
+
+    def any(self) -> bool:
+        """Whether any unit is set."""
+        if self._any is None:
+            self._any = bool(self.words.any())
+        return self._any
+
+    @classmethod
+    def union_of(cls, items: Iterable[Bitmap], shift: int, units: int) -> Bitmap:
+        """Word-wise OR of any number of bitmaps into one new array, in place."""
+        import numpy as np
+
+        words = np.zeros((units + 63) // 64, dtype=np.uint64)
+        for item in items:
+            np.bitwise_or(words, item.words, out=words)
+        return cls(words, shift, units)
+
+    @property
+    def size(self) -> int:
+        """Bytes covered."""
+        import numpy as np
+
+        return int(np.bitwise_count(self.words).sum(dtype=np.int64)) << self.shift
+
+    def size_below(self, limit: int) -> int:
+        """Bytes covered below ``limit`` (which need not be aligned)."""
+        import numpy as np
+
+        unit, rest = limit >> self.shift, limit & ((1 << self.shift) - 1)
+        if limit <= 0:
+            return 0
+        if unit >= self.units:
+            return self.size
+        word, bit = divmod(unit, 64)
+        full = int(np.bitwise_count(self.words[:word]).sum(dtype=np.int64))
+        partial = int(self.words[word]) & ((1 << bit) - 1)
+        total = (full + partial.bit_count()) << self.shift
+        if rest and (int(self.words[word]) >> bit) & 1:
+            total += rest
+        return total
+
+    def to_extents(self) -> ExtentSet:
+        """The same bytes as an ExtentSet."""
+        import numpy as np
+
+        bits = np.unpackbits(self.words.astype("<u8").view(np.uint8), bitorder="little")
+        edges = np.diff(bits.view(np.int8), prepend=np.int8(0), append=np.int8(0))
+        starts = np.flatnonzero(edges == 1).astype(np.int64) << self.shift
+        ends = np.flatnonzero(edges == -1).astype(np.int64) << self.shift
+        return ExtentSet(starts, ends, normalised=True)
