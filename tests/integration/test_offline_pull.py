@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import threading
 from pathlib import Path
 
@@ -188,9 +189,12 @@ def test_cancel_mid_pull_then_rerun_completes(tmp_path: Path) -> None:
     assert not worker.is_alive()
     assert len(errors) == 1 and isinstance(errors[0], CancelledError), errors
     assert "reads correctly" in errors[0].state or "Nothing was written" in errors[0].state
-    # top is still on its old chain, and reads exactly as before.
+    # top is still on its old chain, and reads exactly as before (qemu-img was killed, so
+    # clusters it had allocated may leak: harmless, and check finds no corruption).
     assert backing_name(active) == "snap.qcow2"
-    assert compare(active, before) and check_clean(active)
+    assert compare(active, before)
+    checked = subprocess.run(["qemu-img", "check", str(active)], capture_output=True, check=False)
+    assert checked.returncode in (0, 3), checked.stdout
     rerun = cli("pull", "--yes", str(active))
     assert rerun.returncode == 0, rerun.stderr
     assert backing_name(active) is None
