@@ -19,9 +19,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from backchain.core.describe import job_title
 from backchain.core.errors import PlanError
 from backchain.core.graph import ImageGraph
-from backchain.core.model import CommitPlan, CommitRequest, OnReady, Operation
+from backchain.core.model import CommitPlan, CommitRequest, OnReady
 from backchain.engines.registry import make_plan
 from backchain.ui.background import run_in_background
 from backchain.ui.chain_view import ChainView
@@ -251,10 +252,7 @@ class MainWindow(QMainWindow):
         worker.logged.connect(self.progress.append_log)
         # A bound method of a GUI-thread object, so Qt queues the call onto the GUI thread.
         worker.ready_reached.connect(self._on_worker_ready_reached)
-        title = f"Committing {os.path.basename(plan.top)} into {os.path.basename(plan.base)}"
-        if plan.operation is Operation.PULL:
-            title = f"Pulling into {os.path.basename(plan.top)}"
-        self.progress.job_started(title, plan.bytes_to_copy)
+        self.progress.job_started(job_title(plan), plan.bytes_to_copy)
         self.job_dock.show()
         self.plan_panel.show_verdict(None, busy=True)
         self.commit_action.setEnabled(False)
