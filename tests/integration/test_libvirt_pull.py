@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from backchain.engines.libvirt import engine as lv
 from backchain.engines.progress import CancelToken, RecordingSink
 from backchain.engines.runner import run_plan
 from tests.images import ChainBuilder, MiB, backing_name, checksums, compare, snapshot_copy, write
+from tests.images import backchain as cli
 from tests.integration.test_libvirt_commit import NAMES, URI, source_of, view_is_intact
 from tests.libvirt_daemon import Domains, domains, libvirtd  # noqa: F401
 
@@ -165,3 +167,25 @@ def test_shut_off_domain_is_pulled_offline_and_redefined(
     assert compare(paths[-1], before)
     graph = lv.read_domain_graph(URI, name, "vda", extents=False)
     assert [layer.path for layer in graph.chain(str(paths[-1]))] == [str(paths[-1]), str(paths[0])]
+
+
+def test_backchain_pull_connect_from_the_command_line(
+    vm: tuple[str, list[Path]],
+    tmp_path: Path,
+    domains: Domains,  # noqa: F811
+) -> None:
+    name, paths = vm
+    before = snapshot_copy(paths[-1], tmp_path / "before.qcow2")
+    source = ["--connect", URI, "--domain", name, "--disk", "vda"]
+    planned = cli("plan", "--pull", *source, "--base", "vda[4]", "--json")
+    assert planned.returncode == 0, planned.stderr
+    document = json.loads(planned.stdout)
+    assert document["operation"] == "pull"
+    assert document["steps"][0]["call"] == "virDomainBlockRebase"
+    result = cli("pull", *source, "--base", "vda[4]", "--rate", str(64 * MiB), "--yes")
+    assert result.returncode == 0, result.stderr
+    refused = cli("pull", *source, "--base", "vda[1]", "--yes")
+    assert refused.returncode == 2 and "beneath" in refused.stderr
+    shut_down(domains, name)
+    assert backing_name(paths[-1]) == str(paths[0]) or backing_name(paths[-1]) == "base.qcow2"
+    assert compare(paths[-1], before)

@@ -189,7 +189,8 @@ def test_cancel_mid_pull_then_rerun_completes(tmp_path: Path) -> None:
     assert not worker.is_alive()
     assert len(errors) == 1 and isinstance(errors[0], CancelledError), errors
     assert "reads correctly" in errors[0].state or "Nothing was written" in errors[0].state
-    # top is still on its old chain, and reads exactly as before.
+    # top is still on its old chain, and reads exactly as before (qemu-img was killed, so
+    # clusters it had allocated may leak: harmless, and check finds no corruption).
     assert backing_name(active) == "snap.qcow2"
     # Killed mid-write, qemu-img may leave leaked clusters in top: no byte of its view changes.
     assert compare(active, before) and check_not_corrupt(active)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from backchain.engines.qmp.job import QmpJobControl
 from backchain.engines.registry import make_plan
 from backchain.engines.runner import run_plan
 from tests.images import ChainBuilder, MiB, backing_name, checksums, compare, snapshot_copy
+from tests.images import backchain as cli
 from tests.integration.test_qmp_commit import assert_view_intact, big_mid, chain_names
 from tests.qemu_vm import running_vm
 
@@ -137,3 +139,21 @@ def test_base_not_below_top_is_refused_online(layers: list[Path], tmp_path: Path
             online_pull(vm.socket, top="mid", base="top")
         with pytest.raises(PlanError, match="could not find image 'nope' in chain"):
             online_pull(vm.socket, top="nope")
+
+
+def test_backchain_pull_qmp_from_the_command_line(layers: list[Path], tmp_path: Path) -> None:
+    top = layers[2]
+    before = snapshot_copy(top, tmp_path / "before.qcow2")
+    with running_vm(layers, tmp_path) as vm:
+        planned = cli("plan", "--pull", "--qmp", vm.socket, "--base", "base", "--json")
+        assert planned.returncode == 0, planned.stderr
+        document = json.loads(planned.stdout)
+        assert document["operation"] == "pull" and document["engine"] == "qmp"
+        assert document["steps"][0]["execute"] == "block-stream"
+        assert document["alternative"]["operation"] == "commit"
+        result = cli("pull", "--qmp", vm.socket, "--base", "base", "--rate", str(64 * MiB), "--yes")
+        assert result.returncode == 0, result.stderr
+        refused = cli("pull", "--qmp", vm.socket, "--base", "top", "--yes")
+        assert refused.returncode == 2 and "beneath" in refused.stderr
+    assert chain_names(top) == ["top.qcow2", "base.qcow2"]
+    assert compare(top, before)

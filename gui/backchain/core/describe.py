@@ -154,6 +154,14 @@ def direction_line(plan: CommitPlan) -> str | None:
     return f"{choice.operation.value.capitalize()} advised: it copies fewer bytes ({figures})."
 
 
+def job_title(plan: CommitPlan) -> str:
+    """What a running job is doing, for the progress panel's title."""
+    name = os.path.basename
+    if plan.operation is Operation.PULL:
+        return f"Pulling into {name(plan.top)}"
+    return f"Committing {name(plan.top)} into {name(plan.base)}"
+
+
 def _runs_a_live_job(plan: CommitPlan) -> bool:
     """Whether the commit runs inside a live VM (which pivots), not with qemu-img."""
     return plan.live

@@ -28,7 +28,9 @@ def make_plan(
     """The plan of ``request`` on a graph already read, with the steps of its engine.
 
     No I/O: the window re-plans on every click. A libvirt request is planned as for a running
-    domain (a shut-off one goes through the libvirt engine's plan_for_graph).
+    domain (a shut-off one goes through the libvirt engine's plan_for_graph). The engine is
+    chosen by ``request.engine``; the operation by ``request.operation``: core.plan resolves a
+    commit or a pull, and each engine builds that operation's steps (commit_steps/pull_steps).
     """
     if request.engine is EngineKind.LIBVIRT:
         from backchain.engines.libvirt.engine import plan_running

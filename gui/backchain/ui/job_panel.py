@@ -8,6 +8,7 @@ from collections.abc import Callable
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QDockWidget, QMessageBox, QWidget
 
+from backchain.core.describe import job_title
 from backchain.core.model import CommitPlan, OnReady
 from backchain.engines.journal import JobRecord
 from backchain.ui.guards import ask, state_if_cancelled
@@ -66,13 +67,10 @@ class JobPanel(QObject):
         worker.logged.connect(self.progress.append_log)
         # A bound method of a GUI-thread object, so Qt queues the call onto the GUI thread.
         worker.ready_reached.connect(self._on_worker_ready_reached)
-        name = os.path.basename
-        verb = "Re-running the commit of" if resume is not None else "Committing"
-        self.progress.job_started(
-            f"{verb} {name(plan.top)} into {name(plan.base)}",
-            plan.bytes_to_copy,
-            plan.request.rate,
-        )
+        title = job_title(plan)
+        if resume is not None:
+            title = f"Re-running the {plan.operation.value} of {os.path.basename(plan.top)}"
+        self.progress.job_started(title, plan.bytes_to_copy, plan.request.rate)
         self.dock.show()
         self.busy_changed.emit(True)
         return worker

@@ -78,15 +78,7 @@ class PlanPanel(QGroupBox):
         self.keep_relative.setToolTip("Write base's name relative to each re-pointed overlay.")
         for box in (self.shallow, self.delete, self.keep_relative):
             box.toggled.connect(self._on_option_changed)
-        self.direction = QComboBox()
-        self.direction.setAccessibleName("Direction")
-        self.direction.setToolTip(
-            "Commit writes the data down into base; Pull copies it up into top, and no other "
-            "image changes. Top and base bound the part of the chain to shorten in both."
-        )
-        self.direction.addItem("Commit", Operation.COMMIT.value)
-        self.direction.addItem("Pull", Operation.PULL.value)
-        self.direction.currentIndexChanged.connect(self._on_direction_changed)
+        self.direction = self._direction_switch()
 
         self.rate = QSpinBox()
         self.rate.setRange(0, 100_000)
@@ -248,6 +240,19 @@ class PlanPanel(QGroupBox):
             engine=self.engine,
         )
         return request if self._adjust is None else self._adjust(request)
+
+    def _direction_switch(self) -> QComboBox:
+        """Commit or Pull: the same selection, the other way round."""
+        switch = QComboBox()
+        switch.setAccessibleName("Direction")
+        switch.setToolTip(
+            "Commit writes the data down into base; Pull copies it up into top, and no other "
+            "image changes. Top and base bound the part of the chain to shorten in both."
+        )
+        switch.addItem("Commit", Operation.COMMIT.value)
+        switch.addItem("Pull", Operation.PULL.value)
+        switch.currentIndexChanged.connect(self._on_direction_changed)
+        return switch
 
     def operation(self) -> Operation:
         """Commit or pull, as the direction switch stands."""
