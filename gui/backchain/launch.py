@@ -16,7 +16,7 @@ def open_window(args: argparse.Namespace) -> int:
         print(f"backchain: the window cannot start ({err}); would open {target}", file=sys.stderr)
         return 1
     return run_gui(args.image, demo=args.demo, quit_after=args.quit_after,
-                   self_test=args.self_test)  # fmt: skip
+                   self_test=args.self_test, scan_dirs=tuple(args.scan or ()))  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -143,3 +145,23 @@ def test_the_cli_window_keeps_its_settings_where_backchain_settings_says(
     assert not (home / ".config").exists()  # QSettings' default place was never written
     recent = QSettings(str(chosen), QSettings.Format.IniFormat).value("recent")
     assert tree["snap1.qcow2"] in list(recent)
+
+
+def test_backchain_image_scan_dir_shows_siblings_from_another_folder(tmp_path: Path) -> None:
+    """``backchain IMAGE --scan DIR``: a clone in another folder is in the window's graph."""
+    from tests.images import ChainBuilder
+
+    paths = ChainBuilder(tmp_path / "vm").chain(["base.qcow2", "active.qcow2"])
+    clones = tmp_path / "clones"
+    clones.mkdir()
+    clone = ChainBuilder(clones).overlay("clone.qcow2", paths[0], relative=False)
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen",
+               BACKCHAIN_SETTINGS=str(tmp_path / "settings.ini"))  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "backchain", str(paths[-1]), "--scan", str(clones),
+         "--quit-after", "0.5"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "quit-after: 3 images in the graph" in result.stdout, result.stdout  # and the clone
+    assert clone.exists()

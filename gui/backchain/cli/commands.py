@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     gui.add_argument("--self-test", action="store_true",
                      help="open the demo, plan a commit, exit 0 when all worked")  # fmt: skip
     gui.add_argument("--quit-after", type=float, metavar="SECONDS")
+    gui.add_argument("--scan", action="append", metavar="DIR", default=None,
+                     help="also search DIR for images that share a layer (repeatable)")  # fmt: skip
     chain = sub.add_parser("chain", help="show the chain and the images that share its layers")
     _add_source(chain)
     plan = sub.add_parser("plan", help="show what a commit would do, without doing it")

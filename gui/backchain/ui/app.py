@@ -105,7 +105,9 @@ def _quit_after(window: MainWindow, seconds: float, opening: bool) -> None:
             return
         what = window.stage if "error" not in shown else "error: " + window.banner.text()
         title = window.windowTitle()
+        count = len(window.graph) if window.graph is not None else 0
         print(f"quit-after: showing {window.image} as {title!r} ({what or 'nothing'})", flush=True)
+        print(f"quit-after: {count} images in the graph", flush=True)
         window.close()
 
     QTimer.singleShot(int(seconds * 1000), close)
@@ -116,8 +118,12 @@ def run_gui(
     demo: bool = False,
     quit_after: float | None = None,
     self_test: bool = False,
+    scan_dirs: tuple[str, ...] = (),
 ) -> int:
-    """Show the window on ``image`` (or the demo) and run until it closes; returns the exit code."""
+    """Show the window on ``image`` (or the demo) and run until it closes; returns the exit code.
+
+    ``scan_dirs`` are searched for siblings too (``backchain IMAGE --scan DIR``).
+    """
     app = make_app()
     crash.install()
     window = MainWindow()
@@ -127,7 +133,7 @@ def run_gui(
     elif demo:
         window.open_demo()
     elif image:
-        window.open_image(image)
+        window.open_image(image, scan_dirs=list(scan_dirs) or None)
     if quit_after is not None:
         _quit_after(window, quit_after, opening=bool(image or demo) and not self_test)
     if not self_test:
