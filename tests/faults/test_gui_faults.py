@@ -4,30 +4,15 @@ shows the error naming the files, reads the graph again, and the journal banner 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from PySide6.QtCore import QSettings, QTimer
+from PySide6.QtCore import QTimer
 from pytestqt.qtbot import QtBot
 
 from backchain.ui.main_window import MainWindow
 from tests.faults.helpers import Scene, children_of, kill, record
+from tests.gui.conftest import window  # noqa: F401  (the one window fixture)
 from tests.images import compare
-
-
-@pytest.fixture
-def window(qtbot: QtBot, tmp_path: Path) -> Iterator[MainWindow]:
-    """The real window with private settings."""
-    win = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(win)
-    win.resize(1200, 800)
-    win.show()
-    qtbot.waitExposed(win)
-    yield win
-    if win.jobs.running:
-        win.jobs.cancel()
-        qtbot.waitUntil(lambda: not win.jobs.running, timeout=30_000)
 
 
 def _commit_child() -> int | None:
@@ -42,7 +27,7 @@ def _commit_child() -> int | None:
 
 
 def test_commit_failing_midway_keeps_the_window_responsive_and_rereads_the_graph(
-    qtbot: QtBot, window: MainWindow, tmp_path: Path
+    qtbot: QtBot, window: MainWindow, tmp_path: Path  # noqa: F811
 ) -> None:
     """Kill qemu-img at the first progress; then check the window, the files and the re-run."""
     scene = Scene.build(tmp_path)

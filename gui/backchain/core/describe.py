@@ -205,3 +205,20 @@ def destructive_effects(plan: CommitPlan) -> list[str]:
                 for v in plan.view_changes]  # fmt: skip
     effects += lost_lines(plan)
     return effects
+
+
+def finished_message(plan: CommitPlan) -> str:
+    """The one sentence that says what a successful job did."""
+    name = os.path.basename
+    if plan.operation is Operation.PULL:
+        where = f"it now stays on {name(plan.base)}" if plan.base else "it is now standalone"
+        text = f"Pulled {', '.join(name(p) for p in plan.merged)} into {name(plan.top)}; {where}."
+        if plan.deleted:
+            text += " Deleted " + ", ".join(name(p) for p in plan.deleted) + "."
+        return text
+    text = f"Committed {name(plan.top)} into {name(plan.base)}."
+    if plan.rebased:
+        text += " Re-pointed " + ", ".join(name(r.image) for r in plan.rebased) + "."
+    if plan.deleted:
+        text += " Deleted " + ", ".join(name(p) for p in plan.deleted) + "."
+    return text

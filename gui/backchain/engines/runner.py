@@ -6,6 +6,7 @@ import os
 import time
 from collections.abc import Sequence
 
+from backchain.core.describe import finished_message
 from backchain.core.errors import CancelledError, EngineError
 from backchain.core.model import CommitPlan, EngineKind, Operation, Step
 from backchain.engines import image_locks, ledger
@@ -168,23 +169,6 @@ def _remember(plan: CommitPlan) -> None:
     except OSError:
         # The job succeeded; a ledger that cannot be written only loses the after-the-fact marks.
         pass
-
-
-def finished_message(plan: CommitPlan) -> str:
-    """The one sentence that says what a successful job did."""
-    name = os.path.basename
-    if plan.operation is Operation.PULL:
-        where = f"it now stays on {name(plan.base)}" if plan.base else "it is now standalone"
-        text = f"Pulled {', '.join(name(p) for p in plan.merged)} into {name(plan.top)}; {where}."
-        if plan.deleted:
-            text += " Deleted " + ", ".join(name(p) for p in plan.deleted) + "."
-        return text
-    text = f"Committed {name(plan.top)} into {name(plan.base)}."
-    if plan.rebased:
-        text += " Re-pointed " + ", ".join(name(r.image) for r in plan.rebased) + "."
-    if plan.deleted:
-        text += " Deleted " + ", ".join(name(p) for p in plan.deleted) + "."
-    return text
 
 
 def _fault_pause(when: str, step: Step) -> None:

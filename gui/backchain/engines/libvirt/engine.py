@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 from backchain.core import plan as planner
+from backchain.core.describe import finished_message
 from backchain.core.errors import EngineError, PlanError
 from backchain.core.graph import ImageGraph
 from backchain.core.model import CommitPlan, CommitRequest, EngineKind, Operation, Step, StepKind
@@ -379,21 +380,10 @@ class LibvirtSession:
             self.outcome = libvirt_snapshots.run_snapshot_delete(uri, domain, step, sink, cancel)
             return
         dropped = libvirt_snapshots.drop_metadata(uri, domain, step, sink)
-        self.outcome = f"{self.outcome or committed(self.plan)} {dropped}"
+        self.outcome = f"{self.outcome or finished_message(self.plan)} {dropped}"
 
 
 def plan_domain(plan: CommitPlan) -> str:
     """The domain a libvirt plan's calls name."""
     return next((str(s.call["domain"]) for s in plan.steps if s.call and "domain" in s.call),
                 "DOMAIN")  # fmt: skip
-
-
-def committed(plan: CommitPlan) -> str:
-    """What a commit did, when no step said it better."""
-    name = os.path.basename
-    text = f"Committed {name(plan.top)} into {name(plan.base)}."
-    if plan.rebased:
-        text += " Re-pointed " + ", ".join(name(r.image) for r in plan.rebased) + "."
-    if plan.deleted:
-        text += " Deleted " + ", ".join(name(p) for p in plan.deleted) + "."
-    return text
