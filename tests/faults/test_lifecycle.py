@@ -18,6 +18,7 @@ from backchain.engines.process import QEMU_IMG_ENV
 from backchain.engines.qemu_img.steps import commit_steps
 from backchain.engines.registry import make_plan
 from tests.faults.helpers import COMMIT_SNAP2_DELETE, Scene, record, wait_for
+from tests.helpers.checks import luks
 from tests.images import MiB, checksums, create, run, tree_checksums, write
 from tests.qemu_vm import running_vm
 
@@ -93,9 +94,7 @@ def test_a_step_that_wrote_nothing_says_so_and_leaves_no_record(tmp_path: Path) 
 def test_luks_layer_without_a_secret_is_refused_at_plan_time(tmp_path: Path) -> None:
     secret = tmp_path / "key"
     secret.write_text("s3cret")
-    base = tmp_path / "base.qcow2"
-    run(["qemu-img", "create", "-q", "--object", f"secret,id=sec0,file={secret}", "-f", "qcow2",
-         "-o", "encrypt.format=luks,encrypt.key-secret=sec0", str(base), "16M"])  # fmt: skip
+    base = luks(tmp_path / "base.qcow2", f"secret,id=sec0,file={secret}")
     top = create(tmp_path / "top.qcow2", backing="base.qcow2", cwd=tmp_path)
     sums = checksums([base, top])
     result = subprocess.run([sys.executable, "-m", "backchain", "commit", "--yes", str(top)],

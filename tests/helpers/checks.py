@@ -39,3 +39,19 @@ def cli(
         cwd=cwd, text=True, capture_output=True, check=False, timeout=timeout,
         input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL,
     )  # fmt: skip
+
+
+def luks(path: Path, secret: str, backing: str | None = None) -> Path:
+    """A LUKS-encrypted qcow2 image (retried: LUKS's key-stretch benchmark fails under load).
+
+    ``secret`` is qemu-img's ``--object secret,id=sec0,file=...`` specification.
+    """
+    argv = ["qemu-img", "create", "-q", "-f", "qcow2", "--object", secret, "-o",
+            "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10"]  # fmt: skip
+    argv += ["-b", backing, "-F", "qcow2", str(path)] if backing else [str(path), "16M"]
+    result = None
+    for _attempt in range(10):
+        result = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if result.returncode == 0:
+            return path
+    raise AssertionError(result.stderr if result else "qemu-img create did not run")

@@ -9,21 +9,10 @@ from pathlib import Path
 import pytest
 
 from backchain.launch import main
+from tests.helpers.checks import luks
 from tests.images import MiB, backing_name
 
 KEY = "123456"
-
-
-def luks(path: Path, secret: str, backing: str | None = None) -> Path:
-    """A LUKS-encrypted qcow2 image (retried: LUKS's key-stretch benchmark fails under load)."""
-    argv = ["qemu-img", "create", "-q", "-f", "qcow2", "--object", secret, "-o",
-            "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10"]  # fmt: skip
-    argv += ["-b", backing, "-F", "qcow2", str(path)] if backing else [str(path), "16M"]
-    for _attempt in range(10):
-        result = subprocess.run(argv, capture_output=True, text=True, check=False)
-        if result.returncode == 0:
-            return path
-    raise AssertionError(result.stderr)
 
 
 def opts(chain: list[Path], encrypted: list[bool]) -> str:
