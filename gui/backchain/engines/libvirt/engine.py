@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -69,8 +70,28 @@ RULES = planner.PlanRules(
 )
 
 
+_INDEX = re.compile(r"^([A-Za-z0-9_-]+)\[(\d+)\]$")
+
+
+def check_indexes(graph: ImageGraph, request: CommitRequest) -> None:
+    """A ``vda[N]`` that names another disk or no layer, refused in libvirt's words."""
+    labels = {layer.extra.get("label") for layer in graph if layer.extra.get("label")}
+    disks = {label.split("[", 1)[0] for label in labels if label}
+    for key in (request.top, request.base):
+        found = _INDEX.match(key or "")
+        if found is None or key in labels or not disks:
+            continue
+        disk = sorted(disks)[0]
+        if found.group(1) != disk:
+            raise PlanError(f"requested target '{found.group(1)}' does not match target '{disk}'")
+        raise PlanError(
+            f"could not find backing store index '{found.group(2)}' in chain for '{disk}'"
+        )
+
+
 def plan_running(graph: ImageGraph, request: CommitRequest) -> CommitPlan:
     """A running domain's plan on a graph: libvirt's rules, then virDomainBlockCommit's calls."""
+    check_indexes(graph, request)
     request = replace(request, engine=EngineKind.LIBVIRT)
     plan = planner.plan(graph, request, RULES)
     build = (
