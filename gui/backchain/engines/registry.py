@@ -22,7 +22,9 @@ def engine_for(kind: EngineKind) -> Engine:
     return QemuImgEngine()
 
 
-def make_plan(graph: ImageGraph, request: CommitRequest, target: Target | None = None) -> CommitPlan:
+def make_plan(
+    graph: ImageGraph, request: CommitRequest, target: Target | None = None
+) -> CommitPlan:
     """The plan of ``request`` on a graph already read, with the steps of its engine.
 
     No I/O: the window re-plans on every click. A libvirt request is planned as for a running
