@@ -119,6 +119,8 @@ def test_cancel_on_first_progress_then_rerun(tmp_path: Path, domains: Domains) -
             {"base": "vda[1]"},
             "could not find image 'vda[1]' beneath 'vda[1]' in chain for 'vda[1]'",
         ),
+        ({"base": "vda[9]"}, "could not find backing store index '9' in chain for 'vda'"),
+        ({"base": "vdb[2]"}, "requested target 'vdb' does not match target 'vda'"),
         ({"top": "vda[2]"}, "streams into the active layer"),
         ({"delete": True}, "cannot delete a pull's removed layers"),
     ],
@@ -143,6 +145,13 @@ def test_virsh_blockpull_gives_the_same_message_for_a_base_above_top(
     )  # fmt: skip
     assert result.returncode != 0
     assert f"could not find image '{paths[-1]}' beneath '{paths[-1]}'" in result.stderr
+    for base, ours in (
+        ("vda[9]", "could not find backing store index '9' in chain for 'vda'"),
+        ("vdb[2]", "requested target 'vdb' does not match target 'vda'"),
+    ):
+        virsh = subprocess.run(["virsh", "-c", URI, "blockpull", name, "vda", "--base", base],
+                               capture_output=True, text=True, check=False)  # fmt: skip
+        assert ours in virsh.stderr, virsh.stderr
 
 
 def test_shut_off_domain_is_pulled_offline_and_redefined(

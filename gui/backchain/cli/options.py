@@ -82,10 +82,16 @@ def operation_from(args: argparse.Namespace) -> Operation:
 
 def add_plan_options(parser: argparse.ArgumentParser) -> None:
     """The options every engine's plan and commit share."""
-    parser.add_argument("--top", metavar="T", help="the highest layer to commit (default: active)")
-    parser.add_argument("--base", metavar="B", help="the layer that receives the data")
+    parser.add_argument("--top", metavar="T", help="the highest layer to commit, or the layer "
+                        "a pull copies into (default: active)")  # fmt: skip
+    parser.add_argument("--base", metavar="B", help="the layer that receives a commit's data, or "
+                        "that stays below top after a pull (default: none)")  # fmt: skip
     parser.add_argument("--shallow", action="store_true", help="commit into top's backing file")
-    parser.add_argument("--delete", action="store_true", help="delete the merged layers after")
+    parser.add_argument(
+        "--delete",
+        action="store_true",
+        help="delete the merged layers (a pull's: the unused removed ones) after",
+    )
     parser.add_argument("--keep-relative", action="store_true", help="keep backing names relative")
     parser.add_argument("--no-verify", action="store_true",
                         help="with --delete: skip comparing top's view with base")  # fmt: skip

@@ -204,7 +204,7 @@ def plan_pull(graph: ImageGraph, request: CommitRequest, rules: PlanRules) -> Co
         bytes_to_copy=copy,
         advice=advice,
         steps=(),
-        active_commit=top_index == 0,
+        active_commit=False,  # a stream never waits in ready, whichever layer top is
         notes=tuple(_notes(request, graph, top, removed, deleted)),
         operation=Operation.PULL,
         alternative=alternative,

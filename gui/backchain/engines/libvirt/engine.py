@@ -35,7 +35,7 @@ from backchain.engines.libvirt.read import (
     require_libvirt,
 )
 from backchain.engines.libvirt.snapshot_xml import Snapshot, guarded, is_metadata_step
-from backchain.engines.libvirt.steps import RULES, libvirt_label
+from backchain.engines.libvirt.steps import RULES, index_error, libvirt_label
 from backchain.engines.progress import CancelToken, ProgressSink
 from backchain.engines.qemu_img.engine import QemuImgEngine, QemuImgSession, written_images
 from backchain.engines.qemu_img.words import describe_state
@@ -61,8 +61,21 @@ _QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 _DEFINE_LOCK = threading.Lock()
 
 
+def check_indexes(graph: ImageGraph, request: CommitRequest) -> None:
+    """A ``vda[N]`` that names another disk or no layer, refused in libvirt's words."""
+    labels = {layer.extra.get("label") for layer in graph if layer.extra.get("label")}
+    disks = sorted({label.split("[", 1)[0] for label in labels if label})
+    for key in (request.top, request.base):
+        if not key or key in labels or not disks:
+            continue
+        words = index_error(key, disks[0])
+        if words is not None:
+            raise PlanError(words)
+
+
 def plan_running(graph: ImageGraph, request: CommitRequest) -> CommitPlan:
     """A running domain's plan on a graph: libvirt's rules, then virDomainBlockCommit's calls."""
+    check_indexes(graph, request)
     request = replace(request, engine=EngineKind.LIBVIRT)
     plan = planner.plan(graph, request, RULES)
     if plan.operation is Operation.COMMIT and not request.keep_relative and plan.rebased:
