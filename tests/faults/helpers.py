@@ -31,8 +31,6 @@ def record(fault_class: str, survived: bool, bytes_lost: int = 0) -> None:
     row[2] += bytes_lost
 
 
-
-
 def bytes_lost(image: Path, reference: Path, scratch: Path) -> int:
     """How many bytes of ``image``'s view differ from ``reference`` (0 when compare agrees)."""
     if not image.exists():

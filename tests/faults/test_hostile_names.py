@@ -29,7 +29,6 @@ from tests.images import (
 HOSTILE = ["-dash base.qcow2", "new\nline.qcow2", "ünï©ødé snap.qcow2", "--delete.qcow2"]
 
 
-
 def committed(result: subprocess.CompletedProcess[str], fault: str) -> None:
     """The commit succeeded, with no traceback."""
     assert result.returncode == 0, result.stderr

@@ -21,7 +21,6 @@ from tests.libvirt_daemon import Domains, domains, libvirtd, ssh_uri  # noqa: F4
 NAMES = ["base.qcow2", "snap1.qcow2", "active.qcow2"]
 
 
-
 def test_collapse_from_the_domains_context_menu_commits_both_disks(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, domains: Domains,  # noqa: F811
 ) -> None:  # fmt: skip

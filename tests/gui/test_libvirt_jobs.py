@@ -18,7 +18,6 @@ from tests.libvirt_daemon import Domains, domains, libvirtd  # noqa: F401
 NAMES = ["base.qcow2", "snap1.qcow2", "active.qcow2"]
 
 
-
 @pytest.mark.parametrize("answer", ["Pivot to base", "Keep overlay"])
 def test_active_commit_from_the_side_tree_shows_progress_and_asks_pivot_or_keep(
     qtbot: QtBot, window: MainWindow, tmp_path: Path, domains: Domains, answer: str,  # noqa: F811

@@ -25,7 +25,6 @@ def sources(name: str, inactive: bool = False) -> dict[str, str]:
     return {disk.target: disk.chain[0].path for disk in parse_disks(xml)}
 
 
-
 @pytest.fixture
 def two_disks(tmp_path: Path) -> tuple[list[Path], list[Path]]:
     """vda on base <- snap1 <- active, vdb on base <- snap1."""

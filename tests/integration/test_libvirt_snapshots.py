@@ -101,8 +101,13 @@ def test_chain_json_shows_each_layers_snapshots(
             (chain[1]["path"], chain[2]["path"])
         ]
         assert preview["steps"] == [
-            {"call": "virDomainSnapshotDelete", "domain": vm.name, "snapshot": "s1", "flags": 0,
-             "disks": [{"disk": "hda", "top": chain[1]["path"], "base": chain[2]["path"]}]}
+            {
+                "call": "virDomainSnapshotDelete",
+                "domain": vm.name,
+                "snapshot": "s1",
+                "flags": 0,
+                "disks": [{"disk": "hda", "top": chain[1]["path"], "base": chain[2]["path"]}],
+            }
         ]
         assert cli.main(["snapshot-delete", *argv, "nope", "--yes"]) == 2
         assert "no domain snapshot with matching name 'nope'" in capsys.readouterr().err

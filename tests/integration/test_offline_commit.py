@@ -237,7 +237,6 @@ def test_too_little_free_space_is_refused(tmp_path: Path) -> None:
         run(["umount", str(mount)])
 
 
-
 def view_array(image: Path, dest: Path) -> np.ndarray:
     """The whole view as an array of bytes, for counting the bytes that differ."""
     return np.frombuffer(raw_view(image, dest), dtype=np.uint8)

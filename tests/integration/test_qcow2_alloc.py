@@ -36,7 +36,6 @@ def qemu_img_own_extents(path: Path, zeros: bool = False) -> ExtentSet:
     )
 
 
-
 def random_ops(
     rng: random.Random, size: int, cluster: int, v3: bool, count: int, preallocated: bool
 ) -> list[str]:

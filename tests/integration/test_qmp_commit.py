@@ -227,7 +227,10 @@ def test_qemu_killed_mid_job_gives_a_clear_error_and_files_stay_readable(
             run_qmp_plan(plan, KillingSink(), CancelToken(), vm.socket)
         assert vm.socket in caught.value.message
         assert "QEMU exited or crashed" in caught.value.message
-        assert "still read correctly" in caught.value.state
+        # QEMU's first progress may come from skipping a region mid does not allocate: then
+        # nothing was written yet, and the runner (which compares base before and after) says so.
+        state = caught.value.state
+        assert "still read correctly" in state or "Nothing was written" in state, state
     assert chain_names(top) == ["top.qcow2", "mid.qcow2", "base.qcow2"]
     assert_view_intact(top)
     assert reads(mid, P_MID, 40 * MiB, 8 * MiB)

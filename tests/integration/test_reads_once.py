@@ -77,7 +77,7 @@ def test_the_parsed_header_gives_the_same_geometry_as_reading_it_again(
         header = qcow2.read_header(str(path))
         with open(path, "rb") as handle:
             fd = handle.fileno()
-            assert qcow2_alloc._header_geometry(header) == qcow2_alloc._read_geometry(str(path), fd)
+            assert qcow2_alloc.header_geometry(header) == qcow2_alloc._read_geometry(str(path), fd)
         assert qcow2_alloc.own_allocation(str(path), header=header) == qcow2_alloc.own_allocation(
             str(path)
         )

@@ -122,8 +122,11 @@ def _check_writes(rules: PlanRules, base: Layer, touched: Sequence[Layer], need:
     if rules.writes is WriteCheck.NONE:
         return
     if rules.refuse_in_use:
-        # Base first: it is the file a second job on the same base fights over.
-        locked = sorted((x for x in touched if x.in_use), key=lambda x: x is not base)
+        locked = [x for x in touched if x.in_use]
+        ours = [x for x in locked if x.in_use_by]
+        if ours:
+            # A Backchain job's lock: name base first, the file a second job on it fights over.
+            locked = sorted(ours, key=lambda x: x is not base)
         if locked:
             more = f" (and {len(locked) - 1} more of its layers)" if len(locked) > 1 else ""
             holder = locked[0].in_use_by

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from backchain.core.errors import ImageError
 from backchain.core.extents import ExtentSet
-from backchain.engines.files.qcow2 import image_error_from_os
+from backchain.engines.files.qcow2 import Qcow2Header, image_error_from_os
 from backchain.engines.files.qcow2_tables import SnapshotEntry
 
 if TYPE_CHECKING:
@@ -74,13 +74,27 @@ def _read_geometry(path: str, fd: int) -> _Geometry:
         raise FallbackRequired(
             path, f"has qcow2 version {version}, which this reader does not know"
         )
-    if not 9 <= cluster_bits <= 21:
-        raise ImageError(path, f"has a corrupt qcow2 header (cluster bits {cluster_bits})")
     incompatible = 0
     if version == 3:
         if len(blob) < _HEADER.size + _V3_FEATURES.size:
             raise ImageError(path, "has a truncated qcow2 version 3 header")
         incompatible = _V3_FEATURES.unpack_from(blob, _HEADER.size)[0]
+    return _checked_geometry(path, cluster_bits, virtual_size, l1_size, l1_offset, incompatible)
+
+
+def header_geometry(header: Qcow2Header) -> _Geometry:
+    """The same geometry from a header already parsed by qcow2.read_header (no second read)."""
+    cluster_bits = header.cluster_size.bit_length() - 1
+    return _checked_geometry(header.path, cluster_bits, header.virtual_size, header.l1_size,
+                             header.l1_offset, header.incompatible_features)  # fmt: skip
+
+
+def _checked_geometry(
+    path: str, cluster_bits: int, virtual_size: int, l1_size: int, l1_offset: int,
+    incompatible: int,
+) -> _Geometry:  # fmt: skip
+    if not 9 <= cluster_bits <= 21:
+        raise ImageError(path, f"has a corrupt qcow2 header (cluster bits {cluster_bits})")
     if incompatible & _INCOMPAT_DATA_FILE:
         raise FallbackRequired(path, "keeps its data in an external data file")
     unknown = incompatible & ~(_HARMLESS | _INCOMPAT_EXTL2)
@@ -123,18 +137,20 @@ def _runs(
     return starts, ends
 
 
-def own_allocation(path: str) -> ExtentSet:
+def own_allocation(
+    path: str, vectorised: bool | None = None, header: Qcow2Header | None = None
+) -> ExtentSet:
     """The byte ranges this qcow2 layer defines itself, as data or as zero clusters.
 
     This equals the ``present`` entries of ``qemu-img map`` on the layer opened alone (with
     ``"backing": null``). Raises FallbackRequired for an external data file or unknown features,
     and ImageError for anything unreadable or inconsistent. The file is only read.
     """
-    return own_allocation_and_zeros(path)[0]
+    return own_allocation_and_zeros(path, vectorised, header)[0]
 
 
 def own_allocation_and_zeros(
-    path: str, vectorised: bool | None = None
+    path: str, vectorised: bool | None = None, header: Qcow2Header | None = None
 ) -> tuple[ExtentSet, ExtentSet]:
     """The layer's own allocation, and the part of it that are zero clusters (read as zeros).
 
@@ -146,14 +162,17 @@ def own_allocation_and_zeros(
     except OSError as err:
         raise image_error_from_os(path, err) from err
     try:
-        return _own_allocation(path, fd, vectorised)
+        geo = _read_geometry(path, fd) if header is None else header_geometry(header)
+        return _allocation(path, fd, geo, vectorised)
     except OSError as err:
         raise image_error_from_os(path, err) from err
     finally:
         os.close(fd)
 
 
-def snapshot_allocations(path: str, entries: Sequence[SnapshotEntry]) -> tuple[ExtentSet, ...]:
+def snapshot_allocations(
+    path: str, entries: Sequence[SnapshotEntry], header: Qcow2Header | None = None
+) -> tuple[ExtentSet, ...]:
     """What each internal snapshot's own L1 table allocates (same rules as own_allocation)."""
     if not entries:
         return ()
@@ -162,7 +181,7 @@ def snapshot_allocations(path: str, entries: Sequence[SnapshotEntry]) -> tuple[E
     except OSError as err:
         raise image_error_from_os(path, err) from err
     try:
-        geo = _read_geometry(path, fd)
+        geo = _read_geometry(path, fd) if header is None else header_geometry(header)
         found = []
         for entry in entries:
             if entry.l1_size and entry.l1_offset % (1 << geo.cluster_bits):
@@ -175,12 +194,6 @@ def snapshot_allocations(path: str, entries: Sequence[SnapshotEntry]) -> tuple[E
         raise image_error_from_os(path, err) from err
     finally:
         os.close(fd)
-
-
-def _own_allocation(
-    path: str, fd: int, vectorised: bool | None = None
-) -> tuple[ExtentSet, ExtentSet]:
-    return _allocation(path, fd, _read_geometry(path, fd), vectorised)
 
 
 def _allocation(

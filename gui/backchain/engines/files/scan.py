@@ -295,12 +295,15 @@ def probe_facts(graph: ImageGraph) -> ImageGraph:
     return graph.with_layers(layers)
 
 
-def _read_tables(layer: Layer) -> Layer | None:
-    """The layer with its own and its snapshots' allocation from its qcow2 tables, or None."""
+def _read_tables(layer: Layer, header: Qcow2Header | None = None) -> Layer | None:
+    """The layer with its own and its snapshots' allocation from its qcow2 tables, or None.
+
+    ``header``, parsed earlier in this command, spares reading the header again.
+    """
     try:
-        extents, zeros = qcow2_alloc.own_allocation_and_zeros(layer.path)
-        header = read_header(layer.path)
-        found = qcow2_alloc.snapshot_allocations(layer.path, header.snapshots)
+        header = header if header is not None else read_header(layer.path)
+        extents, zeros = qcow2_alloc.own_allocation_and_zeros(layer.path, header=header)
+        found = qcow2_alloc.snapshot_allocations(layer.path, header.snapshots, header)
     except ImageError:
         return None
     views = tuple(
@@ -325,7 +328,7 @@ def load_extents(
     which then gives the authoritative answer or error. ``"qemu-img"`` always runs qemu-img map,
     several runs at a time. A scanned image whose map cannot be read keeps ``extents=None``: the
     plan lists it with its whole size rather than fail for an image that is not in the chain.
-    ``headers`` is accepted for callers that parsed them already (the tables are read anew).
+    ``headers`` (parsed earlier in this command) spare reading them again.
     """
     wanted = [graph.layer(p) for p in (paths if paths is not None else graph.paths)]
     wanted = [layer for layer in wanted if layer.extents is None]
@@ -334,7 +337,8 @@ def load_extents(
     read: list[Layer] = []
     if reader == "tables":
         for layer in wanted:
-            done = _read_tables(layer) if layer.format == "qcow2" else None
+            parsed = None if headers is None else headers.get(layer.path)
+            done = _read_tables(layer, parsed) if layer.format == "qcow2" else None
             if done is not None:
                 read.append(done)
         known = {layer.path for layer in read}
