@@ -28,7 +28,7 @@ def _commit_child() -> int | None:
 
 def test_commit_failing_midway_keeps_the_window_responsive_and_rereads_the_graph(
     qtbot: QtBot,
-    window: MainWindow,
+    window: MainWindow,  # noqa: F811
     tmp_path: Path,
 ) -> None:
     """Kill qemu-img at the first progress; then check the window, the files and the re-run."""
