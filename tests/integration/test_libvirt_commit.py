@@ -15,7 +15,7 @@ from backchain.engines.libvirt import collapse
 from backchain.engines.libvirt import engine as lv
 from backchain.engines.progress import CancelToken, RecordingSink
 from backchain.engines.runner import run_plan
-from tests.images import ChainBuilder, MiB, backing_name, reads
+from tests.images import ChainBuilder, MiB, backing_name, reads, write
 from tests.libvirt_daemon import Domains, domains, libvirtd  # noqa: F401
 
 URI = "qemu:///system"
@@ -117,8 +117,12 @@ def test_without_relative_libvirt_writes_an_absolute_backing_name(
     vm: tuple[str, list[Path]],
 ) -> None:
     name, paths = vm
-    run(name, CommitRequest(image="", top="vda[2]", base="vda[3]"))
+    request = CommitRequest(image="", top="vda[2]", base="vda[3]")
+    previewed = lv.plan_commit(lv.LibvirtTarget(URI, name, "vda"), request).rebased
+    run(name, request)
     assert backing_name(paths[-1]) == str(paths[1])
+    # The preview shows the name libvirt writes (not qemu-img's relative one).
+    assert [(r.image, r.backing_name) for r in previewed] == [(str(paths[-1]), str(paths[1]))]
     assert view_is_intact(paths[-1])
 
 
@@ -271,3 +275,49 @@ def test_missing_domain_reports_libvirts_message(libvirtd: object) -> None:  # n
     with pytest.raises(EngineError, match="Domain not found"):
         lv.read_domain_graph(URI, "bc-no-such-domain", "vda")
     assert os.path.exists("/run/libvirt")
+
+
+def test_a_resumed_running_domain_job_reattaches_to_the_block_job_libvirt_kept(
+    tmp_path: Path,
+    domains: Domains,  # noqa: F811
+) -> None:
+    """Backchain killed mid-job: libvirt keeps the block job; resume follows it to its end."""
+    import json
+    import signal
+    import sys
+    import time
+
+    paths = ChainBuilder(tmp_path / "vm").chain(NAMES)
+    write(paths[2], 0x5A, 40 * MiB, 16 * MiB)  # snap2 copies for a few seconds at 4 MiB/s
+    name = domains.start({"vda": str(paths[-1])})
+    env = dict(os.environ, BACKCHAIN_STATE_DIR=str(tmp_path / "state"))
+    argv = ["commit", "--connect", URI, "--domain", name, "--disk", "vda", "--top", "vda[2]",
+            "--base", "vda[3]", "--rate", str(4 * MiB), "--yes"]  # fmt: skip
+    first = subprocess.Popen([sys.executable, "-m", "backchain", *argv], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    jobs = tmp_path / "state" / "jobs"
+    deadline = time.monotonic() + 60
+    while not (jobs.is_dir() and any(jobs.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    shown = ""
+    while "Bandwidth" not in shown and time.monotonic() < deadline:  # libvirt runs the job
+        shown = subprocess.run(["virsh", "-c", URI, "blockjob", name, "vda"],
+                               capture_output=True, text=True, check=False).stdout  # fmt: skip
+        time.sleep(0.1)
+    if "Bandwidth" not in shown:
+        first.kill()
+        err = first.communicate()[1]
+        pytest.fail(f"the block job never showed: {shown} / exit {first.returncode} / {err}")
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    listed = subprocess.run([sys.executable, "-m", "backchain", "resume", "--json"], env=env,
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    records = json.loads(listed.stdout)
+    assert len(records) == 1 and "was interrupted" in records[0]["message"], listed.stdout
+    rerun = subprocess.run([sys.executable, "-m", "backchain", "resume", "--yes", records[0]["id"]],
+                           env=env, capture_output=True, text=True, timeout=180, check=False)  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr
+    assert not any(jobs.iterdir())
+    assert backing_name(paths[-1]) == str(paths[1])  # active now reads through snap1
+    assert view_is_intact(paths[-1])
+    assert reads(paths[-1], 0x5A, 40 * MiB, 16 * MiB)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -132,3 +134,29 @@ def test_iotest_040_active_zero_length_image(
             capsys.readouterr().err
         )
     assert len(chain_info(base)) == 1
+
+
+def test_iotest_040_relative_paths_top_and_base_named_exactly_as_the_chain_records_them(
+    tmp_path: Path,
+) -> None:
+    """040 TestRelativePaths: ``top='../mid.img' base='../dir1/backing.img'`` as recorded."""
+    (tmp_path / "dir1").mkdir()
+    (tmp_path / "sub" / "dir2").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    backing = create(tmp_path / "dir1" / "backing.img", "8M")
+    write(backing, 0x11, 0, MiB)
+    mid = create(tmp_path / "sub" / "mid.img", backing="../dir1/backing.img",
+                 cwd=tmp_path / "sub")  # fmt: skip
+    write(mid, 0x22, MiB, MiB)
+    top = create(tmp_path / "sub" / "dir2" / "top.img", backing="../mid.img",
+                 cwd=tmp_path / "sub" / "dir2")  # fmt: skip
+    write(top, 0x33, 2 * MiB, MiB)
+    argv = ["commit", "--yes", str(top), "--top", "../mid.img", "--base", "../dir1/backing.img"]
+    result = subprocess.run([sys.executable, "-m", "backchain", *argv], cwd=tmp_path / "elsewhere",
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert backing_name(top) == "../../dir1/backing.img"  # re-pointed, still relative
+    assert (
+        reads(top, 0x11, 0, MiB) and reads(top, 0x22, MiB, MiB) and reads(top, 0x33, 2 * MiB, MiB)
+    )
+    assert reads(backing, 0x22, MiB, MiB)
