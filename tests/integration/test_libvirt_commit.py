@@ -293,8 +293,10 @@ def test_a_resumed_running_domain_job_reattaches_to_the_block_job_libvirt_kept(
     env = dict(os.environ, BACKCHAIN_STATE_DIR=str(tmp_path / "state"))
     argv = ["commit", "--connect", URI, "--domain", name, "--disk", "vda", "--top", "vda[2]",
             "--base", "vda[3]", "--rate", str(4 * MiB), "--yes"]  # fmt: skip
-    first = subprocess.Popen([sys.executable, "-m", "backchain", *argv], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    first = subprocess.Popen(
+        [sys.executable, "-m", "backchain", *argv],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
     jobs = tmp_path / "state" / "jobs"
     deadline = time.monotonic() + 60
     while not (jobs.is_dir() and any(jobs.iterdir())) and time.monotonic() < deadline:
@@ -314,8 +316,10 @@ def test_a_resumed_running_domain_job_reattaches_to_the_block_job_libvirt_kept(
                             capture_output=True, text=True, check=False)  # fmt: skip
     records = json.loads(listed.stdout)
     assert len(records) == 1 and "was interrupted" in records[0]["message"], listed.stdout
-    rerun = subprocess.run([sys.executable, "-m", "backchain", "resume", "--yes", records[0]["id"]],
-                           env=env, capture_output=True, text=True, timeout=180, check=False)  # fmt: skip
+    rerun = subprocess.run(
+        [sys.executable, "-m", "backchain", "resume", "--yes", records[0]["id"]],
+        env=env, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
     assert rerun.returncode == 0, rerun.stderr
     assert not any(jobs.iterdir())
     assert backing_name(paths[-1]) == str(paths[1])  # active now reads through snap1
