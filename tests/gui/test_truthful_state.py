@@ -228,3 +228,48 @@ def test_a_bad_qmp_socket_clears_the_graph_and_says_nobody_listens(
     _assert_cleared(window)
     assert window.banner.text().startswith(f"no QEMU is listening at {socket}")
     assert "Errno" not in window.banner.text() and "Errno" in window.banner.toolTip()
+
+
+def test_rerun_of_an_interrupted_active_commit_keeps_the_overlay_it_was_asked_to_keep(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    """A killed `commit --qmp --keep-overlay`, re-run from the window's banner: QEMU's job is
+    taken over and ends as recorded (top stays the active layer), with no Pivot question."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    from tests.images import create
+    from tests.qemu_vm import running_vm
+
+    images = [tmp_path / "vm" / n for n in ("base.qcow2", "top.qcow2")]
+    images[0].parent.mkdir()
+    create(images[0], "256M")
+    create(images[1], backing="base.qcow2", cwd=images[0].parent)
+    write(images[1], 0x33, 0, 48 * MiB)
+    jobs = Path(os.environ["BACKCHAIN_STATE_DIR"]) / "jobs"
+    with running_vm(images, tmp_path, names=["base", "top"]) as vm:
+        argv = ["commit", "--qmp", vm.socket, "--active", "--keep-overlay",
+                "--rate", str(4 * MiB), "--yes"]  # fmt: skip
+        first = subprocess.Popen([sys.executable, "-m", "backchain", *argv],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not (jobs.is_dir() and any(jobs.glob("*.json"))) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # QEMU copies; the job survives its client
+        first.kill()
+        first.wait(timeout=30)
+        record = json.loads(next(jobs.glob("*.json")).read_text())
+        assert record["record"]["plan"]["request"]["on_ready"] == "keep-overlay"
+        window.open_image(str(images[1]))
+        banner = window.journal_banner
+        qtbot.waitUntil(lambda: not banner.isHidden(), timeout=30_000)
+        resumed: list[bool] = []
+        banner.resumed.connect(lambda ok, _s, _d: resumed.append(ok))
+        banner.rerun_button.click()
+        qtbot.waitUntil(lambda: bool(resumed), timeout=120_000)
+        assert resumed == [True]
+        inserted = [b["inserted"] for b in vm.execute("query-block") if b.get("inserted")]  # type: ignore[union-attr]
+        assert inserted and inserted[0]["node-name"] == "top"  # not pivoted
+        assert not any(jobs.glob(f"{record['id']}.json"))
