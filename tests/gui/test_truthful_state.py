@@ -249,18 +249,20 @@ def test_rerun_of_an_interrupted_active_commit_keeps_the_overlay_it_was_asked_to
     create(images[1], backing="base.qcow2", cwd=images[0].parent)
     write(images[1], 0x33, 0, 48 * MiB)
     jobs = Path(os.environ["BACKCHAIN_STATE_DIR"]) / "jobs"
+    earlier = set(jobs.glob("*.json"))
     with running_vm(images, tmp_path, names=["base", "top"]) as vm:
         argv = ["commit", "--qmp", vm.socket, "--active", "--keep-overlay",
                 "--rate", str(4 * MiB), "--yes"]  # fmt: skip
         first = subprocess.Popen([sys.executable, "-m", "backchain", *argv],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         deadline = time.monotonic() + 60
-        while not (jobs.is_dir() and any(jobs.glob("*.json"))) and time.monotonic() < deadline:
+        while not set(jobs.glob("*.json")) - earlier and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.5)  # QEMU copies; the job survives its client
         first.kill()
         first.wait(timeout=30)
-        record = json.loads(next(jobs.glob("*.json")).read_text())
+        (made,) = set(jobs.glob("*.json")) - earlier  # the session's state dir holds others
+        record = json.loads(made.read_text())
         assert record["record"]["plan"]["request"]["on_ready"] == "keep-overlay"
         window.open_image(str(images[1]))
         banner = window.journal_banner
