@@ -36,7 +36,9 @@ def test_chain_layers_record_paths_names_formats_and_own_extents(
     assert list(snap1.extents or []) == [(MiB, 2 * MiB), (33 * MiB, 35 * MiB), (60 * MiB, 61 * MiB)]
 
 
-def test_relative_names_resolve_against_the_referencing_image_directory(tmp_path: Path) -> None:
+def test_relative_names_resolve_against_the_referencing_image_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b" / "c").mkdir(parents=True)
     base = create(tmp_path / "a" / "base.qcow2", "16M")
@@ -44,7 +46,7 @@ def test_relative_names_resolve_against_the_referencing_image_directory(tmp_path
     top = create(
         tmp_path / "b" / "c" / "top.qcow2", backing="../mid.qcow2", cwd=tmp_path / "b" / "c"
     )
-    os.chdir(tmp_path / "b" / "c")
+    monkeypatch.chdir(tmp_path / "b" / "c")  # restored after the test, unlike os.chdir
     graph = read_chain("top.qcow2")
     assert [layer.path for layer in graph.chain(str(top))] == [str(top), str(mid), str(base)]
 
