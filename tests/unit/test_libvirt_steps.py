@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from backchain.core.graph import ImageGraph, Layer
 from backchain.core.model import CommitRequest, OnReady
-from backchain.engines.libvirt.engine import repointed_xml
 from backchain.engines.libvirt.read import labels_for, parse_disks
+from backchain.engines.libvirt.repoint import repointed_xml
 from backchain.engines.libvirt.steps import offline_part, shut_off_plan
 from backchain.engines.registry import make_plan as plan
 
