@@ -24,7 +24,7 @@ def test_the_window_counts_cached_writes_from_qemu(
             session.connect_to(vm.socket)
         plan = window.plan
         assert plan is not None and plan.active_commit
-        assert (plan.bytes_to_copy, plan.bytes_to_copy_exact) == (9 * MiB, True)
+        assert (plan.bytes_to_copy, plan.bytes_to_copy_exact) == (10 * MiB, True)
         assert [(Path(a.image).name, a.bytes, a.exact) for a in plan.at_risk] == [
             ("clone.qcow2", 9 * MiB, True)
         ]

@@ -193,7 +193,9 @@ async def from_the_writer(
     Each such layer records how far its figures hold (``Layer.live_writes``); where QEMU cannot
     tell, the disk's reading stays, marked as a lower bound with the reason.
     """
-    targets = [(graph.layer(path), node) for path, node in written.items() if path in graph]
+    # A chain in a block job is refused by the planner: no export is added to it meanwhile.
+    targets = [(graph.layer(path), node) for path, node in written.items()
+               if path in graph and not graph.layer(path).block_job]  # fmt: skip
     if not targets:
         return graph
     try:
