@@ -7,7 +7,6 @@ start on a unix socket in a private directory, and both are removed again before
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import shutil
@@ -68,7 +67,7 @@ def _own_allocation(found: dict[str, list[tuple[int, int, int]]]) -> tuple[Exten
 
 
 def _read_export(path: str, name: str, timeout: float) -> dict[str, list[tuple[int, int, int]]]:
-    """Both contexts over the whole export (runs in a worker thread: the socket blocks)."""
+    """Both contexts over the whole export (blocking reads, each with the timeout)."""
     with NbdClient.connect_unix(path, timeout) as client:
         client.negotiate(name, [ALLOCATION_DEPTH, BASE_ALLOCATION])
         found = client.map_contexts()
@@ -151,7 +150,9 @@ async def read_node_allocation(session: QmpSession, node: str) -> Reading:
             raise Unavailable(f"QEMU could not export node '{node}': {err.message}") from err
         exported = True
         try:
-            found = await asyncio.to_thread(_read_export, path, export, session.timeout)
+            # Read in this thread: QEMU serves NBD from its own main loop, so nothing waits on
+            # our QMP loop meanwhile, and no extra thread is started inside a worker thread.
+            found = _read_export(path, export, session.timeout)
         except EngineError as err:
             raise Unavailable(f"reading QEMU's NBD export failed: {err.message}") from err
     except Unavailable as err:
