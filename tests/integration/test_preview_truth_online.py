@@ -1,7 +1,7 @@
 """Online previews against a real QEMU: figures that depend on the written layer are lower bounds.
 
-A running VM writes its active layer (and QEMU may cache writes), so an active commit's bytes to
-copy and every figure that depends on top are marked ``exact: false``; the layers below it are
+A running VM writes its active layer during the job, so an active commit's bytes to copy and
+every figure that depends on top are marked ``exact: false``; the layers below it are
 read-only in QEMU, so an intermediate commit's figures stay exact. Each plan is then run for
 real, and every sibling's view is measured byte by byte (tests/views.py).
 """
@@ -49,6 +49,7 @@ def online(vm: QemuVM, **options: object) -> CommitPlan:
 def test_active_commit_on_a_running_vm_gives_lower_bounds_and_says_why(
     vm: QemuVM, layers: list[Path], tmp_path: Path
 ) -> None:
+    vm.execute("cont")  # the guest runs: it may write top while the job copies it
     plan = online(vm, active=True, on_ready=OnReady.PIVOT)
     assert not plan.bytes_to_copy_exact
     assert [(os.path.basename(a.image), a.exact) for a in plan.at_risk] == [("clone.qcow2", False)]

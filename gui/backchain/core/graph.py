@@ -26,6 +26,16 @@ class InternalSnapshot:
 
 
 @dataclass(frozen=True)
+class LiveWrites:
+    """A layer that a running VM holds open read-write, and how far its allocation holds."""
+
+    exact: bool
+    """The allocation came from the writer itself, and nothing writes until the job runs."""
+    reason: str
+    """Why the figures that depend on the layer are exact or lower bounds, in words."""
+
+
+@dataclass(frozen=True)
 class Layer:
     """One image file (or one QMP node) and what its header says about its backing file."""
 
@@ -66,6 +76,8 @@ class Layer:
     """The qcow2 snapshot table (each snapshot with its own allocation once known)."""
     bitmaps: tuple[str, ...] = ()
     """Names of the persistent dirty bitmaps stored in the image."""
+    live_writes: LiveWrites | None = None
+    """Set when a running VM writes this layer: whether its allocation is exact, and why."""
 
     @property
     def name(self) -> str:

@@ -155,10 +155,22 @@ def _check_rate(rate: int) -> None:
         raise PlanError(f"bandwidth must be less than {MAX_RATE}")
 
 
-_LIVE_NOTE = (
-    "the running VM writes top during the job, and QEMU may still cache writes: bytes to copy "
-    "and every figure that depends on top are lower bounds"
-)
+def _live_bound(rules: PlanRules, merged: Sequence[Layer], active: bool) -> tuple[bool, str]:
+    """Whether the figures are lower bounds because a running VM writes a merged layer, and why.
+
+    The engine says how it read a written layer (``Layer.live_writes``): from the writer itself
+    while nothing writes, the figures are exact; otherwise they are lower bounds. Without that
+    fact, a live active commit is a lower bound for the engine's stated reason.
+    """
+    facts = [layer.live_writes for layer in merged if layer.live_writes is not None]
+    loose = [fact for fact in facts if not fact.exact]
+    if loose:
+        return True, loose[0].reason
+    if facts:
+        return False, facts[0].reason
+    if rules.live and active:
+        return True, rules.live_note
+    return False, ""
 
 
 def _affected(graph: ImageGraph, path: str, view: View, lower: bool) -> Affected:
@@ -208,14 +220,16 @@ def _lost(graph: ImageGraph, deleted: Sequence[str]) -> tuple[Lost, ...]:
     return tuple(lost)
 
 
-def _notes(graph: ImageGraph, request: CommitRequest, plan: CommitPlan, lower: bool) -> list[str]:
+def _notes(
+    graph: ImageGraph, request: CommitRequest, plan: CommitPlan, lower: bool, live: str
+) -> list[str]:
     notes: list[str] = []
     if plan.deleted and not request.verify:
         notes.append("--no-verify: files are deleted without comparing top's view with base")
     if any(layer.found_by_scan for layer in graph):
         notes.append("other images were found by scanning their directories")
-    if lower:
-        notes.append(_LIVE_NOTE)
+    if live:
+        notes.append(live)
     if any(not a.exact and not lower for a in (*plan.at_risk, *plan.invalid)):
         notes.append("an image whose allocation cannot be read is counted with its whole size")
     if plan.base_grows_to is not None:
@@ -261,7 +275,7 @@ def plan(graph: ImageGraph, request: CommitRequest, rules: PlanRules = OFFLINE_R
     exposure = expose(graph, chain, top_index, base_index)
     # A running VM writes its active layer: what QEMU has not flushed, and what the guest
     # writes during the job, is copied too. Layers below it are read-only in QEMU.
-    lower = rules.live and top_index == 0
+    lower, live = _live_bound(rules, merged, top_index == 0)
     views = exposure.views
     invalid = tuple(_affected(graph, layer.path, views[layer.path], lower) for layer in merged[1:])
     at_risk = tuple(_affected(graph, path, views[path], lower)
@@ -304,7 +318,7 @@ def plan(graph: ImageGraph, request: CommitRequest, rules: PlanRules = OFFLINE_R
         live=rules.live,
         alternative=_pull_instead(chain, top_index, base_index, exposure.pull_bytes[0]),
     )
-    return replace(result, notes=tuple(_notes(graph, request, result, lower)))
+    return replace(result, notes=tuple(_notes(graph, request, result, lower, live)))
 
 
 def _pull_instead(

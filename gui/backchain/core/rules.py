@@ -50,6 +50,12 @@ class PlanRules:
     """A pull can only stream into the chain's active layer (libvirt's virDomainBlockPull)."""
     pull_deletes: bool = True
     """The engine can delete a pull's removed layers afterwards."""
+    live_note: str = (
+        "the running VM writes top during the job, and QEMU may still cache writes: bytes to "
+        "copy and every figure that depends on top are lower bounds"
+    )
+    """Why an active commit's figures are lower bounds when the graph says nothing about how
+    the active layer's allocation was read (``Layer.live_writes``)."""
 
 
 OFFLINE_RULES = PlanRules()

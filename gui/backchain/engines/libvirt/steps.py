@@ -54,6 +54,13 @@ RULES = planner.PlanRules(
     lookup_error=index_error,
     pull_into_active_only=True,
     pull_deletes=False,
+    # Asking QEMU itself (an NBD export of the node) needs virDomainQemuMonitorCommand, which
+    # taints the domain; so the active layer is read from disk.
+    live_note=(
+        "libvirt cannot ask QEMU for the active layer's allocation without tainting the domain, "
+        "so it was read from disk: QEMU may still cache writes, and the guest writes during "
+        "the job; bytes to copy and every figure that depends on top are lower bounds"
+    ),
 )
 """The planner's rules for a running domain: libvirt opens the images, and it writes them."""
 

@@ -11,6 +11,7 @@ from typing import Any
 from backchain.core.errors import PlanError
 from backchain.core.graph import ImageGraph, Layer
 from backchain.engines.files.scan import load_extents
+from backchain.engines.qmp.live_alloc import from_the_writer
 from backchain.engines.qmp.session import DEFAULT_TIMEOUT, QmpSession
 
 __all__ = ["DEFAULT_TIMEOUT", "QmpSession", "file_path_of", "live_layers", "read_qmp_graph",
@@ -196,6 +197,28 @@ def live_layers(
     return list(layers.values())
 
 
+def written_nodes(
+    nodes: Sequence[Mapping[str, Any]], blocks: Sequence[Mapping[str, Any]]
+) -> dict[str, str]:
+    """Image path -> node name, for each device's top image that QEMU opened read-write.
+
+    Those are the layers a guest writes. A backing node given with -blockdev may be read-write
+    too (``ro`` false), yet nothing writes it: only a device, through any filters, does.
+    """
+    devices = _devices(blocks)
+    roots = _filtered_roots(nodes, devices)
+    written: dict[str, str] = {}
+    for node in nodes:
+        name = str(node.get("node-name") or "")
+        if node.get("drv") in _NOT_IMAGES or node.get("ro", True) or not name:
+            continue
+        image: Mapping[str, Any] = node.get("image") or {}
+        path = _real(file_path_of(str(node.get("file") or image.get("filename") or "")))
+        if name in devices or path in roots:
+            written.setdefault(path, name)
+    return written
+
+
 async def read_layers(session: QmpSession) -> list[Layer]:
     """The live layers, from one connected session."""
     nodes = await session.execute("query-named-block-nodes")
@@ -242,18 +265,23 @@ def read_qmp_graph(
     """The live block graph (runs in the calling thread, with its own event loop).
 
     With ``device``, only that device's chain is returned. Allocation extents come from the files'
-    own maps, read with shared locks, so that online plans count bytes as offline ones do.
+    own maps, read with shared locks, so that online plans count bytes as offline ones do; a
+    layer QEMU writes is then read from QEMU itself, which counts the writes it still caches.
     """
 
-    async def read() -> list[Layer]:
+    async def read() -> ImageGraph:
         async with QmpSession(address, timeout) as session:
-            return await read_layers(session)
+            nodes = await session.execute("query-named-block-nodes")
+            blocks = await session.execute("query-block")
+            jobs = await session.execute("query-block-jobs")
+            graph = ImageGraph(live_layers(nodes, blocks, jobs))
+            if device is not None:
+                root = root_for(graph, device)
+                graph = ImageGraph(graph.chain(root.path))
+            if not extents:
+                return graph
+            files = [p for p in graph.paths if os.path.isabs(p) and os.path.exists(p)]
+            graph = load_extents(graph, files)
+            return await from_the_writer(session, graph, written_nodes(nodes, blocks))
 
-    graph = ImageGraph(asyncio.run(read()))
-    if device is not None:
-        root = root_for(graph, device)
-        graph = ImageGraph(graph.chain(root.path))
-    if extents:
-        files = [p for p in graph.paths if os.path.isabs(p) and os.path.exists(p)]
-        graph = load_extents(graph, files)
-    return graph
+    return asyncio.run(read())
