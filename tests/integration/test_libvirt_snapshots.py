@@ -301,3 +301,59 @@ def test_dropping_metadata_is_a_journalled_step_that_resume_completes(
         assert "Removed the metadata of libvirt snapshots s4, s3, s2." in sink.outcome[1]
         assert journal.unfinished_jobs([chain[2]]) == []
         vm.check_consistent(["s1"], one_layer_each=False)
+
+
+def _pull_argv(vm_name: str, *extra: str) -> list[str]:
+    return ["pull", "--connect", URI, "--domain", vm_name, "--disk", "hda", "--yes", *extra]
+
+
+@pytest.mark.parametrize(
+    ("running", "keep"),
+    [(True, "s1"), (False, "s1"), (True, "flatten")],
+    ids=["running", "shut-off", "running-flatten"],
+)
+def test_pull_guard_refuses_dropping_a_snapshotted_layer_until_metadata_may_go(
+    made_vm: Made,  # noqa: F811
+    running: bool,
+    keep: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with snap_vm(*made_vm, 1, running) as vm:
+        with_snapshots(vm, 3)
+        chain = [Path(p) for p in vm.chain("hda")]  # vm.s3 (active), vm.s2, vm.s1, base
+        # Pulling into vm.s3 down to vm.s1 takes vm.s2 out of the chain: s2 created it and it
+        # holds s3's point in time. libvirt's pull does not touch the snapshot XML.
+        base = ["--base", str(chain[2])] if keep == "s1" else []
+        hit = ["s3", "s2"] if keep == "s1" else ["s3", "s2", "s1"]
+        # libvirt's pull cannot delete the layers it leaves; qemu-img's (shut off) can.
+        delete = [] if running else ["--delete"]
+        before = tree_checksums(vm.directory)
+        assert cli.main(_pull_argv(vm.name, *base, *delete)) == 2
+        err = capsys.readouterr().err
+        verb = "take" if running else "delete"
+        assert f"this pull would {verb} vm" in err and ", ".join(hit) in err
+        assert f"backchain snapshot-delete --connect {URI} --domain {vm.name} s3" in err
+        assert tree_checksums(vm.directory) == before
+        assert vm.listed() == ["s1", "s2", "s3"]
+
+        plan_argv = ["plan", "--pull", *_pull_argv(vm.name, *base)[1:], "--json"]
+        plan_argv.remove("--yes")
+        assert cli.main([*plan_argv, "--drop-snapshot-metadata"]) == 0
+        plan = json.loads(capsys.readouterr().out)
+        note = f"--drop-snapshot-metadata: libvirt snapshots {', '.join(hit)} name files this pull"
+        assert plan["notes"][0].startswith(note)
+        assert plan["steps"][-1]["snapshots"] == hit
+
+        argv = _pull_argv(vm.name, *base, *delete, "--drop-snapshot-metadata")
+        assert cli.main(argv) == 0
+        assert "Removed the metadata of libvirt snapshots" in capsys.readouterr().out
+        assert chain[1].exists() == running
+        remaining = ["s1"] if keep == "s1" else []
+        vm.check_consistent(remaining, one_layer_each=False)
+        if not running:
+            # libvirt 9.0 finds a shut-off domain's overlays only in its XML (the source).
+            virsh("start", vm.name)
+            vm.running = True
+        for name in remaining:
+            virsh("snapshot-delete", vm.name, name)
+        vm.check_consistent([], one_layer_each=False)

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from backchain.core.errors import PlanError
-from backchain.core.model import CommitPlan, Step, StepKind
+from backchain.core.model import CommitPlan, Operation, Step, StepKind
 
 METADATA_ONLY = "VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY"
 
@@ -215,12 +215,40 @@ def changed_files(plan: CommitPlan) -> set[str]:
     return {os.path.realpath(p) for p in paths}
 
 
+def hit_files(snap: Snapshot, plan: CommitPlan) -> set[str]:
+    """The files of ``snap`` that the plan breaks for libvirt.
+
+    A commit: any file the snapshot's XML names that the commit changes. A pull changes no
+    file's view, but libvirt's snapshot deletion needs each overlay a snapshot created to be in
+    the disk's chain with its point in time right below it (qemuSnapshotDeleteExternalPrepare),
+    and virDomainBlockPull never rewrites snapshot XML: a snapshot is broken when its overlay
+    or its point in time leaves the chain, or when a file its XML names is deleted. Base and
+    top stay in the chain; top's new backing file is base only when top's old one left it.
+    """
+    if plan.operation is not Operation.PULL:
+        return changed_files(plan) & snap.named_files()
+    removed = {os.path.realpath(p) for p in plan.merged}
+    deleted = {os.path.realpath(p) for p in plan.deleted}
+    roles = {os.path.realpath(path) for path, _role in snap.roles()}
+    return (roles & removed) | (snap.named_files() & deleted)
+
+
+def _what(plan: CommitPlan, files: Sequence[str]) -> str:
+    names = ", ".join(os.path.basename(f) for f in files)
+    if plan.operation is not Operation.PULL:
+        return f"this commit would change {names}"
+    gone = {os.path.realpath(p) for p in plan.deleted}
+    if gone >= set(files):
+        return f"this pull would delete {names}"
+    return f"this pull would take {names} out of the disk's chain"
+
+
 def guard_check(
     snapshots: Sequence[Snapshot], plan: CommitPlan, domain: str, uri: str, drop_metadata: bool
 ) -> tuple[str, ...]:
-    """The snapshots whose files the commit changes (leaves first); PlanError if not allowed."""
-    changed = changed_files(plan)
-    hit = {s.name: sorted(changed & s.named_files()) for s in snapshots}
+    """The snapshots whose files the commit or pull breaks (leaves first); PlanError if not
+    allowed."""
+    hit = {s.name: sorted(hit_files(s, plan)) for s in snapshots}
     hit = {name: files for name, files in hit.items() if files}
     if not hit:
         return ()
@@ -228,21 +256,23 @@ def guard_check(
     if drop_metadata:
         return names
     files = sorted({f for found in hit.values() for f in found})
+    operation = "pull" if plan.operation is Operation.PULL else "commit"
     raise PlanError(
-        f"this commit would change {', '.join(os.path.basename(f) for f in files)}, which "
+        f"{_what(plan, files)}, which "
         f"libvirt snapshot{'s' if len(names) > 1 else ''} {', '.join(names)} of domain "
         f"'{domain}' name{'' if len(names) > 1 else 's'}, and libvirt could no longer delete "
         f"{'them' if len(names) > 1 else 'it'}. Delete snapshots the libvirt way, newest first "
         f"(backchain snapshot-delete --connect {uri} --domain {domain} {names[0]}), or add "
-        "--drop-snapshot-metadata to remove their metadata after the commit"
+        f"--drop-snapshot-metadata to remove their metadata after the {operation}"
     )
 
 
-def guard_note(names: Sequence[str]) -> str:
-    """The plan's first note when --drop-snapshot-metadata lets a commit go ahead."""
+def guard_note(names: Sequence[str], operation: Operation = Operation.COMMIT) -> str:
+    """The plan's first note when --drop-snapshot-metadata lets a commit or pull go ahead."""
+    what = "pull" if operation is Operation.PULL else "commit"
     return (
         f"--drop-snapshot-metadata: libvirt snapshot{'s' if len(names) > 1 else ''} "
-        f"{', '.join(names)} name files this commit changes; after it succeeds their metadata "
+        f"{', '.join(names)} name files this {what} changes; after it succeeds their metadata "
         f"is removed ({METADATA_ONLY}), and the data they held is no longer a snapshot"
     )
 
@@ -285,4 +315,4 @@ def guarded(
     if not names:
         return plan
     return replace(plan, steps=(*plan.steps, metadata_step(domain, names)),
-                   notes=(guard_note(names), *plan.notes))  # fmt: skip
+                   notes=(guard_note(names, plan.operation), *plan.notes))  # fmt: skip
