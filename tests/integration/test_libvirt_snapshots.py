@@ -357,3 +357,55 @@ def test_pull_guard_refuses_dropping_a_snapshotted_layer_until_metadata_may_go(
         for name in remaining:
             virsh("snapshot-delete", vm.name, name)
         vm.check_consistent([], one_layer_each=False)
+
+
+@pytest.mark.parametrize("operation", ["commit", "pull"])
+def test_offline_job_on_a_named_domains_files_is_guarded_and_refused_while_it_runs(
+    made_vm: Made,  # noqa: F811
+    operation: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with snap_vm(*made_vm, 1, False) as vm:
+        with_snapshots(vm, 4)
+        chain = [Path(p) for p in vm.chain("hda")]  # vm.s4 (source), vm.s3, vm.s2, vm.s1, base
+        if operation == "commit":
+            # IMAGE is vm.s3, no disk's source: vm.s3 into vm.s2, vm.s4 re-pointed, vm.s3 gone.
+            image, extra, hit = chain[1], ["--base", str(chain[2])], "s4, s3, s2"
+        else:
+            # IMAGE is the disk's source: pull vm.s3 into it, keep vm.s2 below, delete vm.s3.
+            image, extra, hit = chain[0], ["--base", str(chain[2])], "s4, s3"
+        argv = [operation, str(image), "--connect", URI, "--domain", vm.name, *extra, "--delete"]
+        before = tree_checksums(vm.directory)
+        virsh("start", vm.name)
+        assert cli.main([*argv, "--yes"]) == 2
+        err = capsys.readouterr().err
+        assert f"domain '{vm.name}' is running and uses vm" in err and "(disk hda)" in err
+        virsh("destroy", vm.name)
+        assert cli.main([*argv, "--disk", "hda", "--yes"]) == 2
+        assert "not both" in capsys.readouterr().err
+
+        assert cli.main([*argv, "--yes"]) == 2
+        err = capsys.readouterr().err
+        assert f"libvirt snapshots {hit} of domain '{vm.name}'" in err
+        assert "backchain snapshot-delete" in err and "--drop-snapshot-metadata" in err
+        assert tree_checksums(vm.directory) == before
+        assert vm.listed() == ["s1", "s2", "s3", "s4"]
+
+        plan_argv = ["plan", *argv[1:], "--json", "--drop-snapshot-metadata"]
+        plan_argv += ["--pull"] if operation == "pull" else []
+        assert cli.main(plan_argv) == 0
+        plan = json.loads(capsys.readouterr().out)
+        assert plan["engine"] == "libvirt"
+        assert plan["steps"][0]["call"] == "virDomainGetState"
+        assert plan["steps"][-1]["snapshots"] == hit.split(", ")
+
+        assert cli.main([*argv, "--drop-snapshot-metadata", "--yes"]) == 0
+        assert "Removed the metadata of libvirt snapshots" in capsys.readouterr().out
+        assert not chain[1].exists()
+        remaining = ["s1"] if operation == "commit" else ["s1", "s2"]
+        vm.check_consistent(remaining, one_layer_each=False)
+        virsh("start", vm.name)
+        vm.running = True
+        while remaining:
+            virsh("snapshot-delete", vm.name, remaining.pop())
+            vm.check_consistent(remaining, one_layer_each=False)

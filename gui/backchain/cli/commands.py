@@ -167,6 +167,8 @@ def compute_plan(args: argparse.Namespace) -> tuple[CommitPlan, object]:
 
     graph = load_graph(args)
     request = request_from(args, _active_of(graph, args.image), graph=graph)
+    if getattr(args, "connect", None):  # IMAGE --connect URI --domain NAME: offline, guarded
+        return cli_libvirt.offline_plan(args, graph, request, image_target(args))
     if args.qmp:
         request = cli_qmp.online_request(args, request)
         target: object = cli_qmp.target_of(args)

@@ -43,8 +43,11 @@ def dispatch(args: argparse.Namespace) -> int | None:
     """Run chain/plan/commit for --connect; None when --connect was not given."""
     if not getattr(args, "connect", None):
         return None
-    if getattr(args, "image", None) or getattr(args, "qmp", None):
+    if getattr(args, "qmp", None):
         raise PlanError("give either IMAGE, --qmp SOCKET or --connect URI, not several")
+    if getattr(args, "image", None):
+        check_offline(args)
+        return None  # commands.compute_plan plans it, through offline_plan
     handled = cli_snapshots.dispatch(args)  # --delete-snapshot
     if handled is not None:
         return handled
@@ -55,6 +58,28 @@ def dispatch(args: argparse.Namespace) -> int | None:
     if args.command in ("plan", "commit", "pull"):
         return cmd_commit(args, run=args.command in ("commit", "pull"))
     return None
+
+
+def check_offline(args: argparse.Namespace) -> None:
+    """IMAGE with ``--connect URI --domain NAME``: plan, commit or pull, without --disk."""
+    if args.command not in ("plan", "commit", "pull") or not args.domain:
+        raise PlanError("IMAGE with --connect URI needs --domain NAME and plan, commit or pull: "
+                        "the domain whose snapshots and state an offline job respects")  # fmt: skip
+    if args.disk or getattr(args, "all_disks", False) or getattr(args, "delete_snapshot", None):
+        raise PlanError("give IMAGE (an offline qemu-img job on a shut-off domain's files) or "
+                        "--disk/--all-disks/--delete-snapshot (the domain's own jobs), "
+                        "not both")  # fmt: skip
+
+
+def offline_plan(
+    args: argparse.Namespace, graph: Any, request: Any, image: Any
+) -> tuple[CommitPlan, object]:
+    """qemu-img's plan for IMAGE, refused while the domain runs, under its snapshots' guard."""
+    from backchain.engines.libvirt.offline import plan_domain_files
+
+    drop = bool(getattr(args, "drop_snapshot_metadata", False))
+    return plan_domain_files(graph, request, image, args.connect, args.domain,
+                             repoint=args.repoint, drop_snapshot_metadata=drop)  # fmt: skip
 
 
 def _layer(layer: Any) -> dict[str, Any]:
