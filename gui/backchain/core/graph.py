@@ -26,6 +26,17 @@ class InternalSnapshot:
 
 
 @dataclass(frozen=True)
+class NamedSnapshot:
+    """A snapshot kept outside the image (a hypervisor's metadata) that gives this layer a role."""
+
+    name: str
+    role: str
+    """``created`` (the overlay the snapshot made) or ``point-in-time`` (it holds its state)."""
+    created: int
+    """Creation time, seconds since the epoch."""
+
+
+@dataclass(frozen=True)
 class Layer:
     """One image file (or one QMP node) and what its header says about its backing file."""
 
@@ -66,6 +77,8 @@ class Layer:
     """The qcow2 snapshot table (each snapshot with its own allocation once known)."""
     bitmaps: tuple[str, ...] = ()
     """Names of the persistent dirty bitmaps stored in the image."""
+    named_by: tuple[NamedSnapshot, ...] = ()
+    """Snapshots outside the image that name it (libvirt's), oldest first."""
 
     @property
     def name(self) -> str:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import enum
 import os
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from backchain.core.describe import snapshot_stamp
 from backchain.core.errors import PlanError
+from backchain.core.graph import ImageGraph, NamedSnapshot
 from backchain.core.model import CommitPlan, Operation, Step, StepKind
 
 METADATA_ONLY = "VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY"
@@ -159,8 +160,7 @@ def parse_snapshot(xml: str, *, current: bool = False) -> Snapshot:
 
 def snapshot_label(snapshot: Snapshot) -> str:
     """``s2 · 2026-12-01 19:33``, as the CLI and the cards show a snapshot."""
-    stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(snapshot.created))
-    return f"{snapshot.name} · {stamp}"
+    return snapshot_stamp(snapshot.name, snapshot.created)
 
 
 def roles_of(snapshots: Iterable[Snapshot], path: str) -> list[tuple[Snapshot, SnapshotRole]]:
@@ -173,6 +173,17 @@ def roles_of(snapshots: Iterable[Snapshot], path: str) -> list[tuple[Snapshot, S
         if os.path.realpath(named) == real
     ]
     return sorted(found, key=lambda item: (item[0].created, item[0].name))
+
+
+def attach(graph: ImageGraph, snapshots: Sequence[Snapshot]) -> ImageGraph:
+    """The graph with each layer's ``named_by``: the snapshots that created it or that it holds."""
+    named = []
+    for layer in graph:
+        found = tuple(NamedSnapshot(s.name, str(role), s.created) for s, role in
+                      roles_of(snapshots, layer.path))  # fmt: skip
+        if found != layer.named_by:
+            named.append(replace(layer, named_by=found))
+    return graph.with_layers(named) if named else graph
 
 
 def children(snapshots: Sequence[Snapshot], name: str) -> list[Snapshot]:
@@ -243,6 +254,16 @@ def _what(plan: CommitPlan, files: Sequence[str]) -> str:
     return f"this pull would take {names} out of the disk's chain"
 
 
+class SnapshotGuardError(PlanError):
+    """The guard's refusal: the snapshots a plain commit or pull would break, leaves first."""
+
+    def __init__(self, message: str, names: Sequence[str], what: str) -> None:
+        super().__init__(message)
+        self.names = tuple(names)
+        self.what = what
+        """``this commit would change vm.s2`` (the message's first words)."""
+
+
 def guard_check(
     snapshots: Sequence[Snapshot], plan: CommitPlan, domain: str, uri: str, drop_metadata: bool
 ) -> tuple[str, ...]:
@@ -257,13 +278,16 @@ def guard_check(
         return names
     files = sorted({f for found in hit.values() for f in found})
     operation = "pull" if plan.operation is Operation.PULL else "commit"
-    raise PlanError(
-        f"{_what(plan, files)}, which "
+    what = _what(plan, files)
+    raise SnapshotGuardError(
+        f"{what}, which "
         f"libvirt snapshot{'s' if len(names) > 1 else ''} {', '.join(names)} of domain "
         f"'{domain}' name{'' if len(names) > 1 else 's'}, and libvirt could no longer delete "
         f"{'them' if len(names) > 1 else 'it'}. Delete snapshots the libvirt way, newest first "
         f"(backchain snapshot-delete --connect {uri} --domain {domain} {names[0]}), or add "
-        f"--drop-snapshot-metadata to remove their metadata after the {operation}"
+        f"--drop-snapshot-metadata to remove their metadata after the {operation}",
+        names,
+        what,
     )
 
 
@@ -293,6 +317,13 @@ def metadata_step(domain: str, names: Sequence[str]) -> Step:
     call = {"call": StepKind.LIBVIRT_SNAPSHOT_DELETE.value, "domain": domain,
             "snapshots": list(names), "flags": [METADATA_ONLY]}  # fmt: skip
     return Step(StepKind.LIBVIRT_SNAPSHOT_DELETE, call=call)
+
+
+def dropped_snapshots(plan: CommitPlan) -> tuple[str, ...]:
+    """The snapshots whose metadata the plan's last step removes (--drop-snapshot-metadata)."""
+    if not plan.steps or not is_metadata_step(plan.steps[-1]):
+        return ()
+    return tuple(str(n) for n in (plan.steps[-1].call or {}).get("snapshots", []))
 
 
 def is_metadata_step(step: Step) -> bool:
