@@ -54,7 +54,7 @@ def test_the_guard_names_the_snapshots_and_the_drop_choice_makes_the_plan_that_r
         assert "Delete snapshot…" in window.plan_error
         assert not window.commit_action.isEnabled()
         assert guard.isVisible() and guard.names == ("s3", "s2", "s1")
-        assert "Delete snapshot…" in guard.text.text()
+        assert "this job breaks: <b>s3</b>, <b>s2</b>, <b>s1</b>" in guard.text.text()
 
         guard.drop.setChecked(True)  # the window plans again with the choice
         plan = window.plan

@@ -13,6 +13,7 @@ from backchain.cli import snapshots as cli_snapshots
 from backchain.cli.options import ready_choice, request_from
 from backchain.cli.output import ask, confirm, layer_json, nothing_changed, print_plan
 from backchain.cli.progress import execute, run_cancellable
+from backchain.core.describe import internal_snapshots_text
 from backchain.core.errors import PlanError
 from backchain.core.model import CommitPlan, EngineKind, OnReady, Operation, Step, StepKind
 
@@ -117,8 +118,10 @@ def cmd_chain(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"{args.domain} {disk}:")
             for depth, layer in enumerate(chain):
+                internal = internal_snapshots_text(layer)
                 print(f"  {'  ' * depth}{layer.extra['label']}  {layer.path}"
-                      f"{cli_snapshots.snapshot_text(snaps, layer.path)}")  # fmt: skip
+                      f"{cli_snapshots.snapshot_text(snaps, layer.path)}"
+                      f"{f'  [{internal}]' if internal else ''}")  # fmt: skip
             for layer in others:
                 print(f"  also on this chain: {layer.path} -> {layer.backing_path}")
     if args.json:

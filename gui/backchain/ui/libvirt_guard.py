@@ -67,8 +67,9 @@ class GuardBox(QFrame):
             words = (f"After the job, the metadata of libvirt snapshot"
                      f"{'s' if len(self.names) > 1 else ''} {listed} is removed.")  # fmt: skip
         else:
-            words = (f"libvirt snapshot{'s' if len(self.names) > 1 else ''} {listed} name files "
-                     f"this job breaks. Use {html.escape(DELETE_HINT)} to delete them the "
-                     "libvirt way, or:")  # fmt: skip
+            # The planner's message above says why and how to delete them; this names them.
+            words = (
+                f"libvirt snapshot{'s' if len(self.names) > 1 else ''} this job breaks: {listed}"
+            )
         self.text.setText(words)
         self.show()
