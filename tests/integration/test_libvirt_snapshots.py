@@ -376,6 +376,8 @@ def test_offline_job_on_a_named_domains_files_is_guarded_and_refused_while_it_ru
             image, extra, hit = chain[0], ["--base", str(chain[2])], "s4, s3"
         argv = [operation, str(image), "--connect", URI, "--domain", vm.name, *extra, "--delete"]
         before = tree_checksums(vm.directory)
+        assert cli.main([operation, str(image), "--domain", vm.name, "--yes"]) == 2
+        assert "add --connect URI" in capsys.readouterr().err
         virsh("start", vm.name)
         assert cli.main([*argv, "--yes"]) == 2
         err = capsys.readouterr().err
