@@ -411,3 +411,25 @@ def test_offline_job_on_a_named_domains_files_is_guarded_and_refused_while_it_ru
         while remaining:
             virsh("snapshot-delete", vm.name, remaining.pop())
             vm.check_consistent(remaining, one_layer_each=False)
+
+
+def test_a_plan_made_without_the_snapshots_is_refused_before_the_first_write(
+    made_vm: Made,  # noqa: F811
+) -> None:
+    from backchain.engines.libvirt import engine as lv
+    from backchain.engines.libvirt.read import domain_graph
+    from backchain.engines.runner import run_plan
+
+    with snap_vm(*made_vm, 1, True) as vm:
+        with_snapshots(vm, 2)
+        chain = vm.chain("hda")  # vm.s2 (active), vm.s1, base
+        target = lv.LibvirtTarget(URI, vm.name, "hda")
+        graph, info, running = domain_graph(URI, vm.name, "hda")
+        request = CommitRequest(image="", top=chain[1], base=chain[2], engine=EngineKind.LIBVIRT)
+        # As the window plans on a graph it read before the snapshots were taken.
+        unguarded = lv.plan_for_graph(target, graph, info, running, request)
+        before = tree_checksums(vm.directory)
+        with pytest.raises(PlanError, match="libvirt snapshots s2, s1 of domain"):
+            run_plan(unguarded, RecordingSink(), CancelToken(), target)
+        assert tree_checksums(vm.directory) == before
+        vm.check_consistent(["s1", "s2"])

@@ -347,3 +347,15 @@ def guarded(
         return plan
     return replace(plan, steps=(*plan.steps, metadata_step(domain, names)),
                    notes=(guard_note(names, plan.operation), *plan.notes))  # fmt: skip
+
+
+def check_guard_still_holds(
+    plan: CommitPlan, snapshots: Sequence[Snapshot], uri: str, domain: str
+) -> None:
+    """Just before the first write: no snapshot the job would break is missing from the plan
+    (one taken after the plan was made, or a plan made without the domain's snapshots)."""
+    found = tuple(normalised(s) for s in snapshots)
+    hit = guard_check(found, plan, domain, uri, drop_metadata=True)
+    new = [name for name in hit if name not in dropped_snapshots(plan)]
+    if new:
+        guard_check([s for s in found if s.name in new], plan, domain, uri, drop_metadata=False)
