@@ -35,7 +35,7 @@ from backchain.ui.roles import dark_palette
 OUT = Path(__file__).resolve().parent.parent / "resources" / "screenshots"
 CONFIGS = {
     # name: (screen, extra environment, arguments)
-    "light": ("1400x900", {}, ["--after"]),
+    "light": ("1400x900", {}, ["--after", "--snapshots"]),
     "dark": ("1400x900", {}, ["--dark", "--banner"]),
     "small": ("1366x768", {}, ["--prefix=1366x768-", "--busy", "--tall"]),
     "scaled": ("1920x1080", {"QT_SCALE_FACTOR": "1.5"}, ["--prefix=1920x1080-scale1.5-"]),
@@ -99,6 +99,28 @@ def _tall_chain(directory: str) -> str:
     names = [f"prod-webserver-2024-{i:02d}-15-pre-update.qcow2" for i in range(30)]
     paths = builder.chain(names, data=False)
     return str(paths[-1])
+
+
+def _snapshot_chain(directory: str) -> str:
+    """base <- system <- active, with internal snapshots in base and system (qemu-img snapshot)."""
+    paths = ChainBuilder(Path(directory)).chain(["base.qcow2", "system.qcow2", "active.qcow2"])
+    tables = {paths[0]: ["installed", "before-upgrade-2026-with-a-long-name", "after-upgrade"],
+              paths[1]: ["clean"]}  # fmt: skip
+    for image, names in tables.items():
+        for name in names:
+            subprocess.run(["qemu-img", "snapshot", "-c", name, str(image)], check=True)
+    return str(paths[-1])
+
+
+def _snapshots_step(window: MainWindow, directory: str) -> Step:
+    def apply() -> None:
+        image = _snapshot_chain(os.path.join(directory, "snapshots"))
+        if window.jobs.running:
+            window.job_done.connect(lambda *_a: window.open_image(image))
+        else:
+            window.open_image(image)
+
+    return ("10-internal-snapshots-on-cards", apply)
 
 
 class Shooter:
@@ -221,6 +243,9 @@ def _one(out: Path) -> int:
         shooter.reads.add(shooter.steps[-1][0])
     if "--tall" in sys.argv:
         shooter.steps.append(_tall_step(window, scratch))
+        shooter.reads.add(shooter.steps[-1][0])
+    if "--snapshots" in sys.argv:
+        shooter.steps.append(_snapshots_step(window, scratch))
         shooter.reads.add(shooter.steps[-1][0])
     if "--banner" in sys.argv:
         shooter.steps.insert(0, ("00-interrupted-job-banner", lambda: None))

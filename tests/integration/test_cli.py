@@ -107,3 +107,14 @@ def test_chain_marks_what_a_finished_commit_left_invalid_or_at_risk(tmp_path: Pa
     write_pattern(other, 0x77, 0, MiB)  # a changed file drops out of the ledger
     again = json.loads(cli("chain", "--json", str(active)).stdout)
     assert {x["path"]: x["ledger"] for x in again["others"]}[str(other)] is None
+
+
+def test_chain_text_names_each_layers_internal_snapshots(chain_builder: ChainBuilder) -> None:
+    import subprocess
+
+    paths = chain_builder.chain(["base.qcow2", "active.qcow2"])
+    for name in ("installed", "upgraded"):
+        subprocess.run(["qemu-img", "snapshot", "-c", name, str(paths[0])], check=True)
+    lines = cli("chain", str(paths[-1])).stdout.splitlines()
+    assert lines[1].endswith("[2 internal snapshots: installed, upgraded]"), lines
+    assert "internal" not in lines[0]

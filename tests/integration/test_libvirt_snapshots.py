@@ -301,3 +301,135 @@ def test_dropping_metadata_is_a_journalled_step_that_resume_completes(
         assert "Removed the metadata of libvirt snapshots s4, s3, s2." in sink.outcome[1]
         assert journal.unfinished_jobs([chain[2]]) == []
         vm.check_consistent(["s1"], one_layer_each=False)
+
+
+def _pull_argv(vm_name: str, *extra: str) -> list[str]:
+    return ["pull", "--connect", URI, "--domain", vm_name, "--disk", "hda", "--yes", *extra]
+
+
+@pytest.mark.parametrize(
+    ("running", "keep"),
+    [(True, "s1"), (False, "s1"), (True, "flatten")],
+    ids=["running", "shut-off", "running-flatten"],
+)
+def test_pull_guard_refuses_dropping_a_snapshotted_layer_until_metadata_may_go(
+    made_vm: Made,  # noqa: F811
+    running: bool,
+    keep: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with snap_vm(*made_vm, 1, running) as vm:
+        with_snapshots(vm, 3)
+        chain = [Path(p) for p in vm.chain("hda")]  # vm.s3 (active), vm.s2, vm.s1, base
+        # Pulling into vm.s3 down to vm.s1 takes vm.s2 out of the chain: s2 created it and it
+        # holds s3's point in time. libvirt's pull does not touch the snapshot XML.
+        base = ["--base", str(chain[2])] if keep == "s1" else []
+        hit = ["s3", "s2"] if keep == "s1" else ["s3", "s2", "s1"]
+        # libvirt's pull cannot delete the layers it leaves; qemu-img's (shut off) can.
+        delete = [] if running else ["--delete"]
+        before = tree_checksums(vm.directory)
+        assert cli.main(_pull_argv(vm.name, *base, *delete)) == 2
+        err = capsys.readouterr().err
+        verb = "take" if running else "delete"
+        assert f"this pull would {verb} vm" in err and ", ".join(hit) in err
+        assert f"backchain snapshot-delete --connect {URI} --domain {vm.name} s3" in err
+        assert tree_checksums(vm.directory) == before
+        assert vm.listed() == ["s1", "s2", "s3"]
+
+        plan_argv = ["plan", "--pull", *_pull_argv(vm.name, *base)[1:], "--json"]
+        plan_argv.remove("--yes")
+        assert cli.main([*plan_argv, "--drop-snapshot-metadata"]) == 0
+        plan = json.loads(capsys.readouterr().out)
+        note = f"--drop-snapshot-metadata: libvirt snapshots {', '.join(hit)} name files this pull"
+        assert plan["notes"][0].startswith(note)
+        assert plan["steps"][-1]["snapshots"] == hit
+
+        argv = _pull_argv(vm.name, *base, *delete, "--drop-snapshot-metadata")
+        assert cli.main(argv) == 0
+        assert "Removed the metadata of libvirt snapshots" in capsys.readouterr().out
+        assert chain[1].exists() == running
+        remaining = ["s1"] if keep == "s1" else []
+        vm.check_consistent(remaining, one_layer_each=False)
+        if not running:
+            # libvirt 9.0 finds a shut-off domain's overlays only in its XML (the source).
+            virsh("start", vm.name)
+            vm.running = True
+        for name in remaining:
+            virsh("snapshot-delete", vm.name, name)
+        vm.check_consistent([], one_layer_each=False)
+
+
+@pytest.mark.parametrize("operation", ["commit", "pull"])
+def test_offline_job_on_a_named_domains_files_is_guarded_and_refused_while_it_runs(
+    made_vm: Made,  # noqa: F811
+    operation: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with snap_vm(*made_vm, 1, False) as vm:
+        with_snapshots(vm, 4)
+        chain = [Path(p) for p in vm.chain("hda")]  # vm.s4 (source), vm.s3, vm.s2, vm.s1, base
+        if operation == "commit":
+            # IMAGE is vm.s3, no disk's source: vm.s3 into vm.s2, vm.s4 re-pointed, vm.s3 gone.
+            image, extra, hit = chain[1], ["--base", str(chain[2])], "s4, s3, s2"
+        else:
+            # IMAGE is the disk's source: pull vm.s3 into it, keep vm.s2 below, delete vm.s3.
+            image, extra, hit = chain[0], ["--base", str(chain[2])], "s4, s3"
+        argv = [operation, str(image), "--connect", URI, "--domain", vm.name, *extra, "--delete"]
+        before = tree_checksums(vm.directory)
+        assert cli.main([operation, str(image), "--domain", vm.name, "--yes"]) == 2
+        assert "add --connect URI" in capsys.readouterr().err
+        virsh("start", vm.name)
+        assert cli.main([*argv, "--yes"]) == 2
+        err = capsys.readouterr().err
+        assert f"domain '{vm.name}' is running and uses vm" in err and "(disk hda)" in err
+        virsh("destroy", vm.name)
+        assert cli.main([*argv, "--disk", "hda", "--yes"]) == 2
+        assert "not both" in capsys.readouterr().err
+
+        assert cli.main([*argv, "--yes"]) == 2
+        err = capsys.readouterr().err
+        assert f"libvirt snapshots {hit} of domain '{vm.name}'" in err
+        assert "backchain snapshot-delete" in err and "--drop-snapshot-metadata" in err
+        assert tree_checksums(vm.directory) == before
+        assert vm.listed() == ["s1", "s2", "s3", "s4"]
+
+        plan_argv = ["plan", *argv[1:], "--json", "--drop-snapshot-metadata"]
+        plan_argv += ["--pull"] if operation == "pull" else []
+        assert cli.main(plan_argv) == 0
+        plan = json.loads(capsys.readouterr().out)
+        assert plan["engine"] == "libvirt"
+        assert plan["steps"][0]["call"] == "virDomainGetState"
+        assert plan["steps"][-1]["snapshots"] == hit.split(", ")
+
+        assert cli.main([*argv, "--drop-snapshot-metadata", "--yes"]) == 0
+        assert "Removed the metadata of libvirt snapshots" in capsys.readouterr().out
+        assert not chain[1].exists()
+        remaining = ["s1"] if operation == "commit" else ["s1", "s2"]
+        vm.check_consistent(remaining, one_layer_each=False)
+        virsh("start", vm.name)
+        vm.running = True
+        while remaining:
+            virsh("snapshot-delete", vm.name, remaining.pop())
+            vm.check_consistent(remaining, one_layer_each=False)
+
+
+def test_a_plan_made_without_the_snapshots_is_refused_before_the_first_write(
+    made_vm: Made,  # noqa: F811
+) -> None:
+    from backchain.engines.libvirt import engine as lv
+    from backchain.engines.libvirt.read import domain_graph
+    from backchain.engines.runner import run_plan
+
+    with snap_vm(*made_vm, 1, True) as vm:
+        with_snapshots(vm, 2)
+        chain = vm.chain("hda")  # vm.s2 (active), vm.s1, base
+        target = lv.LibvirtTarget(URI, vm.name, "hda")
+        graph, info, running = domain_graph(URI, vm.name, "hda")
+        request = CommitRequest(image="", top=chain[1], base=chain[2], engine=EngineKind.LIBVIRT)
+        # As the window plans on a graph it read before the snapshots were taken.
+        unguarded = lv.plan_for_graph(target, graph, info, running, request)
+        before = tree_checksums(vm.directory)
+        with pytest.raises(PlanError, match="libvirt snapshots s2, s1 of domain"):
+            run_plan(unguarded, RecordingSink(), CancelToken(), target)
+        assert tree_checksums(vm.directory) == before
+        vm.check_consistent(["s1", "s2"])

@@ -8,7 +8,7 @@ import pytest
 
 from backchain.core.codec import plan_from_record, plan_to_record
 from backchain.core.errors import PlanError
-from backchain.core.model import CommitPlan, CommitRequest, EngineKind, StepKind
+from backchain.core.model import CommitPlan, CommitRequest, EngineKind, Operation, StepKind
 from backchain.engines.base import LibvirtTarget
 from backchain.engines.libvirt.snapshot_delete import SnapshotDeletePlan, merges, refusal
 from backchain.engines.libvirt.snapshot_xml import (
@@ -141,6 +141,31 @@ def test_guard_names_the_snapshots_leaves_first_and_points_to_snapshot_delete() 
     )
     assert guard_check(SNAPS, plan, "dom", "u", drop_metadata=True) == ("s3", "s2", "s1")
     assert leaves_first(SNAPS, ["s1", "s3"]) == ("s3", "s1")
+
+
+def _pull(base: str, deleted: tuple[str, ...] = ()) -> CommitPlan:
+    """A pull into the active vm.s3 that keeps ``base`` below it ("" flattens)."""
+    end = CHAIN.index(base) if base else len(CHAIN)
+    plan = replace(_plan(CHAIN[0], base), operation=Operation.PULL)
+    return replace(plan, merged=tuple(CHAIN[1:end]), stale=(), deleted=deleted)
+
+
+def test_pull_guard_counts_what_leaves_the_chain_not_the_base_that_stays() -> None:
+    # vm.s2 leaves: s2 created it, s3's point in time is it; s1 (vm.s1 on vm.qcow2) stays whole.
+    with pytest.raises(PlanError) as refused:
+        guard_check(SNAPS, _pull("/vm/vm.s1"), "dom", "u", drop_metadata=False)
+    assert str(refused.value).startswith("this pull would take vm.s2 out of the disk's chain,")
+    assert "snapshots s3, s2 of domain 'dom'" in str(refused.value)
+    assert "metadata after the pull" in str(refused.value)
+    assert guard_check(SNAPS, _pull("/vm/vm.s1"), "dom", "u", drop_metadata=True) == ("s3", "s2")
+    deleting = _pull("/vm/vm.s1", deleted=("/vm/vm.s2",))
+    with pytest.raises(PlanError, match=r"^this pull would delete vm\.s2,"):
+        guard_check(SNAPS, deleting, "dom", "u", drop_metadata=False)
+    flatten = _pull("")
+    assert guard_check(SNAPS, flatten, "dom", "u", drop_metadata=True) == ("s3", "s2", "s1")
+    noted = guarded(_pull("/vm/vm.s1"), SNAPS, "u", "dom", True)
+    assert noted.notes[0].startswith("--drop-snapshot-metadata: libvirt snapshots s3, s2 name")
+    assert "this pull changes" in noted.notes[0]
 
 
 def test_dropping_metadata_is_the_plans_last_step_and_survives_the_journal() -> None:

@@ -24,7 +24,7 @@ from backchain.cli.output import (
     print_plan,
 )
 from backchain.cli.progress import execute
-from backchain.core.describe import human_bytes
+from backchain.core.describe import human_bytes, internal_snapshots_text
 from backchain.core.errors import BackchainError, EngineError
 from backchain.core.graph import ImageGraph
 from backchain.core.model import CommitPlan
@@ -153,6 +153,8 @@ def cmd_chain(args: argparse.Namespace) -> int:
         badges = " [in use]" if layer.in_use else ""
         badges += f" node {layer.node_name}" if layer.node_name else ""
         badges += f" [{marks[layer.path]}]" if layer.path in marks else ""
+        internal = internal_snapshots_text(layer)
+        badges += f" [{internal}]" if internal else ""
         print(f"{'  ' * depth}{layer.path}  {layer.format} {human_bytes(layer.virtual_size)}, "
               f"own {human_bytes(layer.allocated_bytes)}{badges}")  # fmt: skip
     for layer in others:
@@ -167,6 +169,8 @@ def compute_plan(args: argparse.Namespace) -> tuple[CommitPlan, object]:
 
     graph = load_graph(args)
     request = request_from(args, _active_of(graph, args.image), graph=graph)
+    if getattr(args, "connect", None):  # IMAGE --connect URI --domain NAME: offline, guarded
+        return cli_libvirt.offline_plan(args, graph, request, image_target(args))
     if args.qmp:
         request = cli_qmp.online_request(args, request)
         target: object = cli_qmp.target_of(args)

@@ -13,6 +13,7 @@ from backchain.cli import snapshots as cli_snapshots
 from backchain.cli.options import ready_choice, request_from
 from backchain.cli.output import ask, confirm, layer_json, nothing_changed, print_plan
 from backchain.cli.progress import execute, run_cancellable
+from backchain.core.describe import internal_snapshots_text
 from backchain.core.errors import PlanError
 from backchain.core.model import CommitPlan, EngineKind, OnReady, Operation, Step, StepKind
 
@@ -42,9 +43,14 @@ def add_plan_options(parser: argparse.ArgumentParser) -> None:
 def dispatch(args: argparse.Namespace) -> int | None:
     """Run chain/plan/commit for --connect; None when --connect was not given."""
     if not getattr(args, "connect", None):
+        if getattr(args, "domain", None) or getattr(args, "disk", None):
+            raise PlanError("--domain and --disk name a libvirt domain's disk: add --connect URI")
         return None
-    if getattr(args, "image", None) or getattr(args, "qmp", None):
+    if getattr(args, "qmp", None):
         raise PlanError("give either IMAGE, --qmp SOCKET or --connect URI, not several")
+    if getattr(args, "image", None):
+        check_offline(args)
+        return None  # commands.compute_plan plans it, through offline_plan
     handled = cli_snapshots.dispatch(args)  # --delete-snapshot
     if handled is not None:
         return handled
@@ -55,6 +61,28 @@ def dispatch(args: argparse.Namespace) -> int | None:
     if args.command in ("plan", "commit", "pull"):
         return cmd_commit(args, run=args.command in ("commit", "pull"))
     return None
+
+
+def check_offline(args: argparse.Namespace) -> None:
+    """IMAGE with ``--connect URI --domain NAME``: plan, commit or pull, without --disk."""
+    if args.command not in ("plan", "commit", "pull") or not args.domain:
+        raise PlanError("IMAGE with --connect URI needs --domain NAME and plan, commit or pull: "
+                        "the domain whose snapshots and state an offline job respects")  # fmt: skip
+    if args.disk or getattr(args, "all_disks", False) or getattr(args, "delete_snapshot", None):
+        raise PlanError("give IMAGE (an offline qemu-img job on a shut-off domain's files) or "
+                        "--disk/--all-disks/--delete-snapshot (the domain's own jobs), "
+                        "not both")  # fmt: skip
+
+
+def offline_plan(
+    args: argparse.Namespace, graph: Any, request: Any, image: Any
+) -> tuple[CommitPlan, object]:
+    """qemu-img's plan for IMAGE, refused while the domain runs, under its snapshots' guard."""
+    from backchain.engines.libvirt.offline import plan_domain_files
+
+    drop = bool(getattr(args, "drop_snapshot_metadata", False))
+    return plan_domain_files(graph, request, image, args.connect, args.domain,
+                             repoint=args.repoint, drop_snapshot_metadata=drop)  # fmt: skip
 
 
 def _layer(layer: Any) -> dict[str, Any]:
@@ -92,8 +120,10 @@ def cmd_chain(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"{args.domain} {disk}:")
             for depth, layer in enumerate(chain):
+                internal = internal_snapshots_text(layer)
                 print(f"  {'  ' * depth}{layer.extra['label']}  {layer.path}"
-                      f"{cli_snapshots.snapshot_text(snaps, layer.path)}")  # fmt: skip
+                      f"{cli_snapshots.snapshot_text(snaps, layer.path)}"
+                      f"{f'  [{internal}]' if internal else ''}")  # fmt: skip
             for layer in others:
                 print(f"  also on this chain: {layer.path} -> {layer.backing_path}")
     if args.json:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os.path
+import time
 
 from backchain.core.advice import advise
+from backchain.core.graph import Layer
 from backchain.core.model import Affected, CommitPlan, LostKind, Operation, Role
 
 
@@ -222,3 +224,21 @@ def finished_message(plan: CommitPlan) -> str:
     if plan.deleted:
         text += " Deleted " + ", ".join(name(p) for p in plan.deleted) + "."
     return text
+
+
+def snapshot_stamp(name: str, created: int) -> str:
+    """``s2 · 2026-12-01 19:33`` (local time), as the CLI and the cards name a snapshot."""
+    return f"{name} · {time.strftime('%Y-%m-%d %H:%M', time.localtime(created))}"
+
+
+def named_snapshot_lines(layer: Layer) -> list[str]:
+    """``s2 · 2026-12-01 19:33 (created)`` for each snapshot outside the image that names it."""
+    return [f"{snapshot_stamp(s.name, s.created)} ({s.role})" for s in layer.named_by]
+
+
+def internal_snapshots_text(layer: Layer) -> str:
+    """``2 internal snapshots: a, b`` from the qcow2 snapshot table, or nothing."""
+    names = [s.name for s in layer.snapshots]
+    if not names:
+        return ""
+    return f"{len(names)} internal snapshot{'' if len(names) == 1 else 's'}: {', '.join(names)}"

@@ -36,6 +36,17 @@ class LiveWrites:
 
 
 @dataclass(frozen=True)
+class NamedSnapshot:
+    """A snapshot kept outside the image (a hypervisor's metadata) that gives this layer a role."""
+
+    name: str
+    role: str
+    """``created`` (the overlay the snapshot made) or ``point-in-time`` (it holds its state)."""
+    created: int
+    """Creation time, seconds since the epoch."""
+
+
+@dataclass(frozen=True)
 class Layer:
     """One image file (or one QMP node) and what its header says about its backing file."""
 
@@ -78,6 +89,8 @@ class Layer:
     """Names of the persistent dirty bitmaps stored in the image."""
     live_writes: LiveWrites | None = None
     """Set when a running VM writes this layer: whether its allocation is exact, and why."""
+    named_by: tuple[NamedSnapshot, ...] = ()
+    """Snapshots outside the image that name it (libvirt's), oldest first."""
 
     @property
     def name(self) -> str:

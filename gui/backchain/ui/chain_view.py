@@ -31,7 +31,8 @@ from backchain.core.graph import ImageGraph
 from backchain.core.model import Role
 from backchain.ui.elide import distinct_names
 from backchain.ui.graph_layout import layout
-from backchain.ui.node_item import NODE_HEIGHT, NODE_WIDTH, NodeItem
+from backchain.ui.menus import snapshot_actions
+from backchain.ui.node_item import NODE_HEIGHT, NODE_WIDTH, NodeItem, card_height
 
 PLACEHOLDER = "Open an image (Ctrl+O), drop one here, or try the demo (File → Open demo)."
 
@@ -52,7 +53,7 @@ class EdgeItem(QGraphicsItem):
     def __init__(self, overlay: NodeItem, backing: NodeItem) -> None:
         super().__init__()
         self.setZValue(-1)
-        start = overlay.pos() + QPointF(NODE_WIDTH / 2, NODE_HEIGHT)
+        start = overlay.pos() + QPointF(NODE_WIDTH / 2, overlay.height)
         end = backing.pos() + QPointF(NODE_WIDTH / 2, 0)
         path = QPainterPath(start)
         if abs(start.x() - end.x()) < 1:
@@ -88,6 +89,8 @@ class ChainView(QGraphicsView):
 
     top_chosen = Signal(str)
     base_chosen = Signal(str)
+    snapshot_delete_requested = Signal(str)
+    """A layer card's "Delete snapshot NAME…": the libvirt snapshot's name."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -141,7 +144,8 @@ class ChainView(QGraphicsView):
         marks = marks or {}
         if graph is not None and old is not None and set(graph.paths) == set(self.nodes):
             same_edges = all(graph.backing_of(p) == old.backing_of(p) for p in graph.paths)
-            if same_edges:
+            same_sizes = all(card_height(x) == self.nodes[x.path].height for x in graph)
+            if same_edges and same_sizes:
                 for path, item in self.nodes.items():
                     active = graph.is_active(path)
                     item.set_layer(graph.layer(path), active, marks.get(path, ""))
@@ -154,12 +158,16 @@ class ChainView(QGraphicsView):
             self._placeholder()
             return
         slots = layout(graph, focus)
+        # Cards with snapshot lines are taller: every row makes room for the tallest card.
+        row_step = (
+            ROW_STEP + max((card_height(x) for x in graph), default=NODE_HEIGHT) - NODE_HEIGHT
+        )
         names = dict(zip(slots, distinct_names([graph.layer(p).name for p in slots]), strict=True))
         for path, slot in slots.items():
             item = NodeItem(graph.layer(path), active=graph.is_active(path))
             item.display_name = names[path]
             item.set_layer(item.layer, item.active, marks.get(path, ""))
-            item.setPos(slot.column * COLUMN_STEP, -slot.row * ROW_STEP)
+            item.setPos(slot.column * COLUMN_STEP, -slot.row * row_step)
             scene.addItem(item)
             self.nodes[path] = item
         for overlay, backing in graph.edges:
@@ -318,11 +326,15 @@ class ChainView(QGraphicsView):
         super().mousePressEvent(event)
 
     def contextMenuEvent(self, event: QContextMenuEvent) -> None:
-        """Make top / Commit into this layer / Copy path."""
+        """Make top / Commit into this layer / Copy path / Delete snapshot NAME…."""
         node = self._node_at(event.pos())
         if node is None or self.locked:
             return
-        path = node.layer.path
+        self.context_menu_for(node.layer.path).exec(event.globalPos())
+
+    def context_menu_for(self, path: str) -> QMenu:
+        """A layer card's context menu (tests read its actions without opening it)."""
+        node = self.nodes[path]
         menu = QMenu(self)
         as_top = QAction("Make this layer top", menu)
         as_top.triggered.connect(lambda: self.top_chosen.emit(path))
@@ -333,4 +345,8 @@ class ChainView(QGraphicsView):
         menu.addActions([as_top, as_base])
         menu.addSeparator()
         menu.addAction(copy)
-        menu.exec(event.globalPos())
+        snapshots = snapshot_actions(node.layer, menu, self.snapshot_delete_requested.emit)
+        if snapshots:
+            menu.addSeparator()
+            menu.addActions(snapshots)
+        return menu

@@ -8,10 +8,11 @@ import shiboken6
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QCheckBox
 
-from backchain.core.model import StepKind
+from backchain.core.model import CommitRequest, StepKind
 from backchain.engines.libvirt.engine import LibvirtTarget, set_speed
 from backchain.ui.background import run_in_background
 from backchain.ui.job_worker import JobController
+from backchain.ui.libvirt_guard import GuardBox
 from backchain.ui.plan_panel import PlanPanel
 from backchain.ui.progress_panel import ProgressPanel
 from backchain.ui.sources import Source, SourceEvents
@@ -50,6 +51,10 @@ class DiskSession(QObject):
         self.repoint.hide()
         self.repoint.toggled.connect(self._on_repoint_toggled)
         plan_panel.add_option(self.repoint)
+        self._plan_panel = plan_panel
+        self.guard = GuardBox()
+        self.guard.drop_toggled.connect(self._on_guard_drop_toggled)
+        plan_panel.add_option(self.guard)
         jobs.job_started.connect(self._on_jobs_job_started)
 
     @property
@@ -71,9 +76,18 @@ class DiskSession(QObject):
 
     def make_source(self, target: LibvirtTarget, events: SourceEvents) -> LibvirtSource:
         """A source for ``target`` whose plans read this session's re-point option."""
-        return LibvirtSource(
-            target, events, self.repoint.isChecked, self._set_speed, self._on_source_read
-        )
+        return LibvirtSource(target, events, self.repoint.isChecked, self._set_speed,
+                             self._on_source_read, drop_metadata=self.guard.drop.isChecked,
+                             on_guard=self._on_source_guard)  # fmt: skip
+
+    def _on_source_guard(self, request: CommitRequest, names: tuple[str, ...]) -> None:
+        """The snapshots the selected request breaks (a probe of another request is ignored)."""
+        if request == self._plan_panel.request():
+            self.guard.show_names(names)
+
+    def _on_guard_drop_toggled(self, _checked: bool) -> None:
+        if self.active:
+            self._replan()
 
     def _on_source_read(self, source: LibvirtSource) -> None:
         self.repoint.setVisible(not source.running)
@@ -81,6 +95,7 @@ class DiskSession(QObject):
     def hide_controls(self) -> None:
         """Another source took the window."""
         self.repoint.hide()
+        self.guard.show_names(())
 
     def _on_repoint_toggled(self, _checked: bool) -> None:
         if self.active:

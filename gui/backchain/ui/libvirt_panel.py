@@ -269,13 +269,20 @@ class LibvirtPanel(QObject):
         dialog.show()
         return dialog
 
-    def delete_snapshot(self, uri: str, domain: str) -> QDialog:
+    def delete_snapshot(self, uri: str, domain: str, chosen: str | None = None) -> QDialog:
         """Open "Delete snapshot…" for ``domain``; when it ends, the host and disk are re-read."""
-        dialog = SnapshotDeleteDialog(uri, domain, self._parent)
+        dialog = SnapshotDeleteDialog(uri, domain, self._parent, chosen)
         dialog.deleted.connect(lambda text: self._on_collapsed(uri, domain, text))
         self.snapshot_dialog = dialog
         dialog.show()
         return dialog
+
+    def delete_layer_snapshot(self, name: str) -> QDialog | None:
+        """A layer card's "Delete snapshot NAME…": the same dialog, on the open disk's domain."""
+        target = self.disk_session.target
+        if target is None:
+            return None
+        return self.delete_snapshot(target.uri, target.domain, name)
 
     def _on_collapsed(self, uri: str, domain: str, text: str) -> None:
         self._host.events.status(text.splitlines()[-1] if text else "")

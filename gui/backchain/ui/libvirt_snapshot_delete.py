@@ -75,9 +75,13 @@ class SnapshotDeleteDialog(QDialog):
     deleted = Signal(str)
     """The outcome, once the deletion has ended (successfully or not)."""
 
-    def __init__(self, uri: str, domain: str, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, uri: str, domain: str, parent: QWidget | None = None, chosen: str | None = None
+    ) -> None:
         super().__init__(parent)
         self.uri, self.domain = uri, domain
+        self.chosen = chosen
+        """The snapshot to preview first (a layer card's "Delete snapshot NAME…")."""
         self.plan: SnapshotDeletePlan | None = None
         self.token = CancelToken()
         self.running = False
@@ -131,6 +135,10 @@ class SnapshotDeleteDialog(QDialog):
         self.choice.clear()
         for name, label in found:
             self.choice.addItem(label, name)
+        index = self.choice.findData(self.chosen) if self.chosen else -1
+        if index >= 0:
+            self.choice.setCurrentIndex(index)
+        self.chosen = None  # after a deletion, the re-read list starts at its first entry
         self.choice.blockSignals(False)
         count = len(found)
         self.intro.setText(f"<b>{html.escape(self.domain)}</b> has {count} snapshot"

@@ -151,6 +151,7 @@ class MainWindow(OpeningMixin):
         )
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.libvirt_panel.dock)
         self.libvirt_panel.dock.hide()
+        self.view.snapshot_delete_requested.connect(self.libvirt_panel.delete_layer_snapshot)
 
     # -- parts the tests and panels read --------------------------------------------------------
 

@@ -17,6 +17,8 @@ from PySide6.QtWidgets import (
 )
 
 from backchain import __version__
+from backchain.core.describe import snapshot_stamp
+from backchain.core.graph import Layer
 
 
 @dataclass(frozen=True)
@@ -180,3 +182,14 @@ def about(parent: QWidget) -> QMessageBox:
     box.setStandardButtons(QMessageBox.StandardButton.Close)
     box.open()
     return box
+
+
+def snapshot_actions(layer: Layer, parent: QMenu, chosen: Callable[[str], None]) -> list[QAction]:
+    """A layer card's "Delete snapshot NAME…", one per libvirt snapshot that names the layer."""
+    actions = []
+    for name, created in dict((s.name, s.created) for s in layer.named_by).items():
+        action = QAction(f"Delete snapshot {snapshot_stamp(name, created)}…", parent)
+        action.setToolTip(f"Delete libvirt snapshot {name} as libvirt does (preview first)")
+        action.triggered.connect(lambda _checked=False, n=name: chosen(n))
+        actions.append(action)
+    return actions

@@ -8,6 +8,7 @@ from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QGuiApplication, QPainter, QPalette, QPen
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
+from backchain.core.describe import internal_snapshots_text, named_snapshot_lines
 from backchain.core.graph import Layer
 from backchain.core.model import Role
 from backchain.ui.roles import STYLES, border_colour, fill_colour, selection_colour, text_on
@@ -15,7 +16,25 @@ from backchain.ui.text import human_bytes, percent
 
 NODE_WIDTH = 260.0
 NODE_HEIGHT = 96.0
+SNAPSHOT_LINE = 15.0
+"""Each line of snapshots below the badges makes the card this much taller."""
 _PAD = 10.0
+_MAX_NAMED_LINES = 2
+
+
+def snapshot_lines(layer: Layer) -> list[str]:
+    """The card's snapshot lines: libvirt's (two at most, then how many more), then internal."""
+    named = named_snapshot_lines(layer)
+    if len(named) > _MAX_NAMED_LINES:
+        more = len(named) - _MAX_NAMED_LINES + 1
+        named = [*named[: _MAX_NAMED_LINES - 1], f"+{more} more libvirt snapshots (tooltip)"]
+    internal = internal_snapshots_text(layer)
+    return [*named, *([internal] if internal else [])]
+
+
+def card_height(layer: Layer) -> float:
+    """A card's height: the fixed part, and a line per snapshot line."""
+    return NODE_HEIGHT + SNAPSHOT_LINE * len(snapshot_lines(layer))
 
 
 def layer_tooltip(layer: Layer, active: bool, mark: str = "") -> str:
@@ -45,6 +64,9 @@ def layer_tooltip(layer: Layer, active: bool, mark: str = "") -> str:
     ]
     if any(flags):
         rows.append(("State", ", ".join(f for f in flags if f)))
+    rows += [("libvirt snapshot", line) for line in named_snapshot_lines(layer)]
+    if layer.snapshots:
+        rows.append(("Internal snapshots", internal_snapshots_text(layer).split(": ", 1)[1]))
     body = "".join(
         f"<tr><td><b>{html.escape(k)}</b>&nbsp;</td><td>{html.escape(v)}</td></tr>" for k, v in rows
     )
@@ -63,14 +85,20 @@ class NodeItem(QGraphicsItem):
         self.mark = ""
         """The ledger's word on this file ("invalid since commit into base.qcow2 on …")."""
         self.display_name = layer.name
+        self.height: float = card_height(layer)
+        self.lines: list[str] = []
         self.setAcceptHoverEvents(True)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
         self.set_layer(layer, active)
 
     def set_layer(self, layer: Layer, active: bool, mark: str | None = None) -> None:
         """New data for the same file (allocation arrived, or the file was re-read)."""
+        if card_height(layer) != self.height:
+            self.prepareGeometryChange()
         self.layer = layer
         self.active = active
+        self.lines = snapshot_lines(layer)
+        self.height = card_height(layer)
         if mark is not None:
             self.mark = mark
         self.setToolTip(layer_tooltip(layer, active, self.mark))
@@ -90,7 +118,7 @@ class NodeItem(QGraphicsItem):
 
     def boundingRect(self) -> QRectF:
         """The card plus room for the selection outline."""
-        return QRectF(-4, -4, NODE_WIDTH + 8, NODE_HEIGHT + 8)
+        return QRectF(-4, -4, NODE_WIDTH + 8, self.height + 8)
 
     def paint(
         self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None
@@ -98,7 +126,7 @@ class NodeItem(QGraphicsItem):
         """Draw the card; when zoomed far out only the box and the name, to stay fast."""
         palette = QGuiApplication.palette()
         text = palette.color(QPalette.ColorRole.Text)
-        card = QRectF(0, 0, NODE_WIDTH, NODE_HEIGHT)
+        card = QRectF(0, 0, NODE_WIDTH, self.height)
         selected = self.is_top or self.is_base
         outline = selection_colour(palette) if selected else border_colour(self.role, palette)
         pen = QPen(outline, 3.0 if selected else 1.5)
@@ -116,7 +144,7 @@ class NodeItem(QGraphicsItem):
             # A solid stripe on the left keeps the role visible even when the tint is faint.
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(border_colour(self.role, palette))
-            painter.drawRoundedRect(QRectF(0, 0, 7, NODE_HEIGHT), 3, 3)
+            painter.drawRoundedRect(QRectF(0, 0, 7, self.height), 3, 3)
 
         detail = option.levelOfDetailFromTransform(painter.worldTransform())
         base_font = QFont(painter.font())
@@ -147,6 +175,22 @@ class NodeItem(QGraphicsItem):
 
         y = self._paint_details(painter, palette, inner, inner.top() + line + 2, base_font)
         self._paint_badges(painter, palette, inner.left(), y, base_font)
+        self._paint_snapshots(painter, palette, inner, base_font)
+
+    def _paint_snapshots(
+        self, painter: QPainter, palette: QPalette, inner: QRectF, base_font: QFont
+    ) -> None:
+        """The snapshot lines, at the bottom of the taller card, elided to its width."""
+        small = QFont(base_font)
+        small.setPointSizeF(max(6.0, base_font.pointSizeF() * 0.85))
+        metrics = QFontMetricsF(small)
+        painter.setFont(small)
+        painter.setPen(palette.color(QPalette.ColorRole.Text))
+        y = NODE_HEIGHT - _PAD + 2
+        for line in self.lines:
+            text = metrics.elidedText(line, Qt.TextElideMode.ElideRight, inner.width())
+            painter.drawText(QRectF(inner.left(), y, inner.width(), SNAPSHOT_LINE), text)
+            y += SNAPSHOT_LINE
 
     def _paint_details(
         self, painter: QPainter, palette: QPalette, inner: QRectF, y: float, base_font: QFont

@@ -31,7 +31,12 @@ from backchain.engines.libvirt.read import (
     read_domain_graph,
 )
 from backchain.engines.libvirt.repoint import repoint_disk
-from backchain.engines.libvirt.snapshot_xml import Snapshot, guarded, is_metadata_step
+from backchain.engines.libvirt.snapshot_xml import (
+    Snapshot,
+    check_guard_still_holds,
+    guarded,
+    is_metadata_step,
+)
 from backchain.engines.libvirt.steps import RULES, index_error, libvirt_label
 from backchain.engines.progress import CancelToken, ProgressSink
 from backchain.engines.qemu_img.engine import QemuImgEngine, QemuImgSession, written_images
@@ -227,6 +232,8 @@ class LibvirtEngine:
             return
         shut_off = is_shut_off_plan(plan)
         check_state(lv, want_running=not shut_off)
+        found = libvirt_snapshots.read_snapshots(lv.uri, lv.domain)
+        check_guard_still_holds(plan, found, lv.uri, lv.domain)
         if shut_off:
             QemuImgEngine().preflight(libvirt_steps.offline_part(plan), ImageTarget(plan.image))
             return

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import enum
 import os
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from backchain.core.describe import snapshot_stamp
 from backchain.core.errors import PlanError
-from backchain.core.model import CommitPlan, Step, StepKind
+from backchain.core.graph import ImageGraph, NamedSnapshot
+from backchain.core.model import CommitPlan, Operation, Step, StepKind
 
 METADATA_ONLY = "VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY"
 
@@ -159,8 +160,7 @@ def parse_snapshot(xml: str, *, current: bool = False) -> Snapshot:
 
 def snapshot_label(snapshot: Snapshot) -> str:
     """``s2 · 2026-12-01 19:33``, as the CLI and the cards show a snapshot."""
-    stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(snapshot.created))
-    return f"{snapshot.name} · {stamp}"
+    return snapshot_stamp(snapshot.name, snapshot.created)
 
 
 def roles_of(snapshots: Iterable[Snapshot], path: str) -> list[tuple[Snapshot, SnapshotRole]]:
@@ -173,6 +173,17 @@ def roles_of(snapshots: Iterable[Snapshot], path: str) -> list[tuple[Snapshot, S
         if os.path.realpath(named) == real
     ]
     return sorted(found, key=lambda item: (item[0].created, item[0].name))
+
+
+def attach(graph: ImageGraph, snapshots: Sequence[Snapshot]) -> ImageGraph:
+    """The graph with each layer's ``named_by``: the snapshots that created it or that it holds."""
+    named = []
+    for layer in graph:
+        found = tuple(NamedSnapshot(s.name, str(role), s.created) for s, role in
+                      roles_of(snapshots, layer.path))  # fmt: skip
+        if found != layer.named_by:
+            named.append(replace(layer, named_by=found))
+    return graph.with_layers(named) if named else graph
 
 
 def children(snapshots: Sequence[Snapshot], name: str) -> list[Snapshot]:
@@ -215,12 +226,50 @@ def changed_files(plan: CommitPlan) -> set[str]:
     return {os.path.realpath(p) for p in paths}
 
 
+def hit_files(snap: Snapshot, plan: CommitPlan) -> set[str]:
+    """The files of ``snap`` that the plan breaks for libvirt.
+
+    A commit: any file the snapshot's XML names that the commit changes. A pull changes no
+    file's view, but libvirt's snapshot deletion needs each overlay a snapshot created to be in
+    the disk's chain with its point in time right below it (qemuSnapshotDeleteExternalPrepare),
+    and virDomainBlockPull never rewrites snapshot XML: a snapshot is broken when its overlay
+    or its point in time leaves the chain, or when a file its XML names is deleted. Base and
+    top stay in the chain; top's new backing file is base only when top's old one left it.
+    """
+    if plan.operation is not Operation.PULL:
+        return changed_files(plan) & snap.named_files()
+    removed = {os.path.realpath(p) for p in plan.merged}
+    deleted = {os.path.realpath(p) for p in plan.deleted}
+    roles = {os.path.realpath(path) for path, _role in snap.roles()}
+    return (roles & removed) | (snap.named_files() & deleted)
+
+
+def _what(plan: CommitPlan, files: Sequence[str]) -> str:
+    names = ", ".join(os.path.basename(f) for f in files)
+    if plan.operation is not Operation.PULL:
+        return f"this commit would change {names}"
+    gone = {os.path.realpath(p) for p in plan.deleted}
+    if gone >= set(files):
+        return f"this pull would delete {names}"
+    return f"this pull would take {names} out of the disk's chain"
+
+
+class SnapshotGuardError(PlanError):
+    """The guard's refusal: the snapshots a plain commit or pull would break, leaves first."""
+
+    def __init__(self, message: str, names: Sequence[str], what: str) -> None:
+        super().__init__(message)
+        self.names = tuple(names)
+        self.what = what
+        """``this commit would change vm.s2`` (the message's first words)."""
+
+
 def guard_check(
     snapshots: Sequence[Snapshot], plan: CommitPlan, domain: str, uri: str, drop_metadata: bool
 ) -> tuple[str, ...]:
-    """The snapshots whose files the commit changes (leaves first); PlanError if not allowed."""
-    changed = changed_files(plan)
-    hit = {s.name: sorted(changed & s.named_files()) for s in snapshots}
+    """The snapshots whose files the commit or pull breaks (leaves first); PlanError if not
+    allowed."""
+    hit = {s.name: sorted(hit_files(s, plan)) for s in snapshots}
     hit = {name: files for name, files in hit.items() if files}
     if not hit:
         return ()
@@ -228,21 +277,26 @@ def guard_check(
     if drop_metadata:
         return names
     files = sorted({f for found in hit.values() for f in found})
-    raise PlanError(
-        f"this commit would change {', '.join(os.path.basename(f) for f in files)}, which "
+    operation = "pull" if plan.operation is Operation.PULL else "commit"
+    what = _what(plan, files)
+    raise SnapshotGuardError(
+        f"{what}, which "
         f"libvirt snapshot{'s' if len(names) > 1 else ''} {', '.join(names)} of domain "
         f"'{domain}' name{'' if len(names) > 1 else 's'}, and libvirt could no longer delete "
         f"{'them' if len(names) > 1 else 'it'}. Delete snapshots the libvirt way, newest first "
         f"(backchain snapshot-delete --connect {uri} --domain {domain} {names[0]}), or add "
-        "--drop-snapshot-metadata to remove their metadata after the commit"
+        f"--drop-snapshot-metadata to remove their metadata after the {operation}",
+        names,
+        what,
     )
 
 
-def guard_note(names: Sequence[str]) -> str:
-    """The plan's first note when --drop-snapshot-metadata lets a commit go ahead."""
+def guard_note(names: Sequence[str], operation: Operation = Operation.COMMIT) -> str:
+    """The plan's first note when --drop-snapshot-metadata lets a commit or pull go ahead."""
+    what = "pull" if operation is Operation.PULL else "commit"
     return (
         f"--drop-snapshot-metadata: libvirt snapshot{'s' if len(names) > 1 else ''} "
-        f"{', '.join(names)} name files this commit changes; after it succeeds their metadata "
+        f"{', '.join(names)} name files this {what} changes; after it succeeds their metadata "
         f"is removed ({METADATA_ONLY}), and the data they held is no longer a snapshot"
     )
 
@@ -265,6 +319,13 @@ def metadata_step(domain: str, names: Sequence[str]) -> Step:
     return Step(StepKind.LIBVIRT_SNAPSHOT_DELETE, call=call)
 
 
+def dropped_snapshots(plan: CommitPlan) -> tuple[str, ...]:
+    """The snapshots whose metadata the plan's last step removes (--drop-snapshot-metadata)."""
+    if not plan.steps or not is_metadata_step(plan.steps[-1]):
+        return ()
+    return tuple(str(n) for n in (plan.steps[-1].call or {}).get("snapshots", []))
+
+
 def is_metadata_step(step: Step) -> bool:
     """The step that drops snapshot metadata after a commit (not a snapshot deletion)."""
     flags = (step.call or {}).get("flags")
@@ -285,4 +346,16 @@ def guarded(
     if not names:
         return plan
     return replace(plan, steps=(*plan.steps, metadata_step(domain, names)),
-                   notes=(guard_note(names), *plan.notes))  # fmt: skip
+                   notes=(guard_note(names, plan.operation), *plan.notes))  # fmt: skip
+
+
+def check_guard_still_holds(
+    plan: CommitPlan, snapshots: Sequence[Snapshot], uri: str, domain: str
+) -> None:
+    """Just before the first write: no snapshot the job would break is missing from the plan
+    (one taken after the plan was made, or a plan made without the domain's snapshots)."""
+    found = tuple(normalised(s) for s in snapshots)
+    hit = guard_check(found, plan, domain, uri, drop_metadata=True)
+    new = [name for name in hit if name not in dropped_snapshots(plan)]
+    if new:
+        guard_check([s for s in found if s.name in new], plan, domain, uri, drop_metadata=False)
