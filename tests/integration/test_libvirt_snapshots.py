@@ -433,3 +433,23 @@ def test_a_plan_made_without_the_snapshots_is_refused_before_the_first_write(
             run_plan(unguarded, RecordingSink(), CancelToken(), target)
         assert tree_checksums(vm.directory) == before
         vm.check_consistent(["s1", "s2"])
+
+
+def test_a_collapse_over_snapshots_is_refused_with_what_a_collapse_can_do(
+    made_vm: Made,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with snap_vm(*made_vm, 2, True) as vm:
+        with_snapshots(vm, 2)
+        before = tree_checksums(vm.directory)
+        argv = ["commit", "--connect", URI, "--domain", vm.name, "--all-disks", "--yes"]
+        assert cli.main(argv) != 0
+        err = capsys.readouterr()
+        text = err.out + err.err
+        for disk in vm.disks:
+            assert f"{disk}: this commit would change" in text
+            assert f"--disk {disk} --drop-snapshot-metadata" in text
+        assert "A collapse does not drop snapshot metadata" in text
+        assert "backchain snapshot-delete" in text
+        assert tree_checksums(vm.directory) == before
+        assert vm.listed() == ["s1", "s2"]

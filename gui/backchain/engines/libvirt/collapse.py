@@ -16,6 +16,7 @@ from backchain.core.model import CommitPlan, CommitRequest, EngineKind, OnReady,
 from backchain.engines.base import LibvirtTarget
 from backchain.engines.libvirt.engine import plan_commit
 from backchain.engines.libvirt.read import lookup_domain, open_connection, parse_disks
+from backchain.engines.libvirt.snapshot_xml import SnapshotGuardError
 from backchain.engines.progress import CancelToken, ProgressSink
 
 DEFAULT_OFFLINE_JOBS = 2
@@ -59,9 +60,29 @@ def plan_collapse(
         try:
             plans.append((disk, plan_commit(LibvirtTarget(uri, domain, disk), request,
                                             repoint=repoint)))  # fmt: skip
+        except SnapshotGuardError as err:
+            plans.append((disk, _collapse_guard_error(err, uri, domain, disk)))
         except BackchainError as err:
             plans.append((disk, err))
     return plans
+
+
+def _collapse_guard_error(
+    err: SnapshotGuardError, uri: str, domain: str, disk: str
+) -> SnapshotGuardError:
+    """The guard's refusal in a collapse's words: a collapse never drops snapshot metadata."""
+    names = err.names
+    many = len(names) > 1
+    message = (
+        f"{disk}: {err.what}, which libvirt snapshot{'s' if many else ''} {', '.join(names)} "
+        f"of domain '{domain}' name{'' if many else 's'}. A collapse does not drop snapshot "
+        f"metadata: delete the snapshot{'s' if many else ''} the libvirt way, newest first "
+        f"(backchain snapshot-delete --connect {uri} --domain {domain} {names[0]}), or commit "
+        f"this disk alone with --disk {disk} --drop-snapshot-metadata"
+    )
+    refused = SnapshotGuardError(message, names, err.what)
+    refused.__cause__ = err
+    return refused
 
 
 class _DiskCancel(CancelToken):
