@@ -61,7 +61,7 @@ def test_the_guard_names_the_snapshots_and_the_drop_choice_makes_the_plan_that_r
         assert plan is not None and window.commit_action.isEnabled()
         assert plan.steps[-1].kind is StepKind.LIBVIRT_SNAPSHOT_DELETE
         assert plan.steps[-1].call is not None and plan.steps[-1].call["flags"] == [METADATA_ONLY]
-        assert plan.notes[0].startswith("--drop-snapshot-metadata: libvirt snapshots s3, s2, s1")
+        assert plan.notes[0].startswith("Metadata dropped: libvirt snapshots s3, s2, s1")
         assert "is removed" in guard.text.text()
         assert tree_checksums(vm.directory) == before  # planning wrote nothing
 

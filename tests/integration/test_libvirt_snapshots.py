@@ -156,7 +156,7 @@ def test_guard_refuses_a_commit_over_snapshotted_files_until_metadata_may_go(
         argv = _commit_argv(vm.name, top, base, "--drop-snapshot-metadata", "--json")
         assert cli.main(["plan", *[a for a in argv[1:] if a != "--yes"]]) == 0
         plan = json.loads(capsys.readouterr().out)
-        assert plan["notes"][0].startswith("--drop-snapshot-metadata: libvirt snapshots s4, s3, s2")
+        assert plan["notes"][0].startswith("Metadata dropped: libvirt snapshots s4, s3, s2")
         assert plan["steps"][-1]["flags"] == ["VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY"]
 
         assert cli.main(_commit_argv(vm.name, top, base, "--drop-snapshot-metadata")) == 0
@@ -340,7 +340,7 @@ def test_pull_guard_refuses_dropping_a_snapshotted_layer_until_metadata_may_go(
         plan_argv.remove("--yes")
         assert cli.main([*plan_argv, "--drop-snapshot-metadata"]) == 0
         plan = json.loads(capsys.readouterr().out)
-        note = f"--drop-snapshot-metadata: libvirt snapshots {', '.join(hit)} name files this pull"
+        note = f"Metadata dropped: libvirt snapshots {', '.join(hit)} name files this pull"
         assert plan["notes"][0].startswith(note)
         assert plan["steps"][-1]["snapshots"] == hit
 

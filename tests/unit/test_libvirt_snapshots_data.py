@@ -164,7 +164,7 @@ def test_pull_guard_counts_what_leaves_the_chain_not_the_base_that_stays() -> No
     flatten = _pull("")
     assert guard_check(SNAPS, flatten, "dom", "u", drop_metadata=True) == ("s3", "s2", "s1")
     noted = guarded(_pull("/vm/vm.s1"), SNAPS, "u", "dom", True)
-    assert noted.notes[0].startswith("--drop-snapshot-metadata: libvirt snapshots s3, s2 name")
+    assert noted.notes[0].startswith("Metadata dropped: libvirt snapshots s3, s2 name")
     assert "this pull changes" in noted.notes[0]
 
 
@@ -175,7 +175,7 @@ def test_dropping_metadata_is_the_plans_last_step_and_survives_the_journal() -> 
     assert last.to_json() == {"call": "virDomainSnapshotDelete", "domain": "dom",
                               "snapshots": ["s3", "s2", "s1"],
                               "flags": ["VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY"]}  # fmt: skip
-    assert plan.notes[0].startswith("--drop-snapshot-metadata: libvirt snapshots s3, s2, s1")
+    assert plan.notes[0].startswith("Metadata dropped: libvirt snapshots s3, s2, s1")
     assert plan_from_record(plan_to_record(plan)) == plan
 
 

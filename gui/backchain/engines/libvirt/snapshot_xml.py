@@ -292,10 +292,10 @@ def guard_check(
 
 
 def guard_note(names: Sequence[str], operation: Operation = Operation.COMMIT) -> str:
-    """The plan's first note when --drop-snapshot-metadata lets a commit or pull go ahead."""
+    """The plan's first note when dropping metadata lets a commit or pull go ahead."""
     what = "pull" if operation is Operation.PULL else "commit"
     return (
-        f"--drop-snapshot-metadata: libvirt snapshot{'s' if len(names) > 1 else ''} "
+        f"Metadata dropped: libvirt snapshot{'s' if len(names) > 1 else ''} "
         f"{', '.join(names)} name files this {what} changes; after it succeeds their metadata "
         f"is removed ({METADATA_ONLY}), and the data they held is no longer a snapshot"
     )
