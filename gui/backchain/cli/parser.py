@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -126,6 +128,40 @@ def _resume_add_parser(sub: Any) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
+def _terminal_columns() -> int:
+    """What shutil.get_terminal_size() says about the width, without importing shutil."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter with the width given: argparse builds one for every option it
+    adds, and its own asks shutil (with bz2 and lzma, 3 ms) for the terminal's width."""
+
+    def __init__(
+        self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:  # fmt: skip
+        width = _terminal_columns() - 2 if width is None else width
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser (and, through add_subparsers, its sub-parsers) with that formatter."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
+
 SUBCOMMANDS = ("chain", "plan", "commit", "pull", "demo", "gui", "resume", "snapshot-delete")
 
 
@@ -150,9 +186,7 @@ def _add_plan_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree for the sub-commands."""
-    parser = argparse.ArgumentParser(
-        prog="backchain", description="Preview and run qcow2 block commits safely."
-    )
+    parser = _Parser(prog="backchain", description="Preview and run qcow2 block commits safely.")
     parser.add_argument("--version", action="version", version=f"backchain {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     gui = sub.add_parser("gui", help="open the window (the default)")
