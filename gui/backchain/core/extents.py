@@ -150,10 +150,10 @@ class ExtentSet:
             if self._lists is not None:
                 self._size = sum(self._lists[1]) - sum(self._lists[0])
             else:
-                import numpy as np
-
                 starts, ends = self.arrays
-                self._size = int(np.sum(ends - starts))
+                # Two sums instead of a sum of differences, which would first build a third
+                # array; each may wrap in int64, but their difference modulo 2**64 is exact.
+                self._size = (int(ends.sum()) - int(starts.sum())) % (1 << 64)
         return self._size
 
     @property
