@@ -88,3 +88,10 @@ def test_an_offline_plan_does_not_load_libvirts_commands(small_chain: Path) -> N
     assert code == 0
     assert "backchain.cli.parser" in found
     assert [m for m in found if m in ("backchain.cli.libvirt", "backchain.cli.snapshots")] == []
+
+
+def test_the_window_on_the_demo_needs_neither_networkx_nor_numpy_nor_an_online_engine() -> None:
+    # Its first paint waits for the layout, which reads the graph's own overlay lists.
+    code, found = imported("gui", "--demo", "--quit-after", "0.2")
+    assert code == 0
+    assert [m for m in found if not m.startswith("PySide6")] == []
