@@ -28,6 +28,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"backchain {__version__}")
         return 0
-    from backchain.cli.commands import main as run
+    # The parser alone first: --help and usage errors end here, before the commands load.
+    from backchain.cli.parser import parse
 
-    return run(args, open_window)
+    parsed = parse(args)
+    from backchain.cli.commands import run_parsed
+
+    return run_parsed(parsed, open_window)

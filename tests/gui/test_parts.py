@@ -45,6 +45,27 @@ def test_layout_puts_bottoms_low_the_focus_chain_in_one_column_and_branches_besi
     assert len(set(slots.values())) == len(slots)  # no two cards on one spot
 
 
+def test_without_a_focus_the_tallest_branch_stays_in_its_parents_column() -> None:
+    graph = ImageGraph(
+        [
+            _layer("base", None),
+            _layer("a-short", "base"),
+            _layer("b-tall", "base"),
+            _layer("b-tall-2", "b-tall"),
+            _layer("b-tall-3", "b-tall-2"),
+            _layer("c-mid", "base"),
+            _layer("c-mid-2", "c-mid"),
+        ]
+    )
+    slots = layout(graph)
+    assert [slots[f"/img/{n}"].column for n in ("base", "b-tall", "b-tall-2", "b-tall-3")] == [
+        0
+    ] * 4
+    # Then by height: the two-layer branch comes before the one-layer one.
+    assert 0 < slots["/img/c-mid"].column < slots["/img/a-short"].column
+    assert slots["/img/c-mid-2"].column == slots["/img/c-mid"].column
+
+
 def test_a_200_layer_chain_lays_out_and_draws_without_recursion_limits(qtbot: QtBot) -> None:
     layers = [_layer("l0", None)] + [_layer(f"l{i}", f"l{i - 1}") for i in range(1, 200)]
     graph = ImageGraph(layers)

@@ -149,3 +149,10 @@ def test_sets_beyond_the_pure_limit_are_held_as_arrays() -> None:
     big = ExtentSet.from_ranges(many)
     assert len(big) == PURE_LIMIT + 1 and big == as_arrays(big)
     assert big.union(ExtentSet.span(1, 2)).size == big.size + 1
+
+
+def test_the_size_of_ranges_near_the_int64_limit_is_exact() -> None:
+    # The sums of the starts and of the ends both wrap around int64 here.
+    starts = np.array([(1 << 62) - 10, (1 << 62) + 100, (1 << 63) - 50], dtype=np.int64)
+    extents = ExtentSet(starts, starts + np.array([5, 7, 9]), normalised=True)
+    assert extents.size == 21

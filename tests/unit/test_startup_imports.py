@@ -31,13 +31,13 @@ print(json.dumps({{"code": code, "found": found}}), file=sys.stderr)
 """
 
 
-def imported(*args: str) -> tuple[object, list[str]]:
-    """Run ``backchain ARGS`` in a fresh interpreter; its exit code and the heavy modules."""
+def imported(*args: str, watch: tuple[str, ...] = HEAVY) -> tuple[object, list[str]]:
+    """Run ``backchain ARGS`` in a fresh interpreter; its exit code and the watched modules."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(GUI), os.environ.get("PYTHONPATH", "")]),
     }
-    script = WRAPPER.format(heavy=json.dumps(list(HEAVY)))
+    script = WRAPPER.format(heavy=json.dumps(list(watch)))
     result = subprocess.run(
         [sys.executable, "-c", script, *args],
         capture_output=True, text=True, env=env, timeout=60, check=False,
@@ -74,3 +74,24 @@ def test_chain_of_a_few_small_images_needs_neither_numpy_nor_networkx(small_chai
     code, found = imported("chain", "--json", str(small_chain))
     assert code == 0
     assert found == []
+
+
+@pytest.mark.parametrize("args", [["--help"], ["commit", "--help"], ["plan", "--no-such-option"]])
+def test_help_and_usage_errors_load_only_the_parser(args: list[str]) -> None:
+    code, found = imported(*args, watch=("backchain",))
+    assert code in (0, 2)
+    assert found == ["backchain", "backchain.cli", "backchain.cli.parser", "backchain.launch"]
+
+
+def test_an_offline_plan_does_not_load_libvirts_commands(small_chain: Path) -> None:
+    code, found = imported("plan", "--json", str(small_chain), watch=("backchain.cli",))
+    assert code == 0
+    assert "backchain.cli.parser" in found
+    assert [m for m in found if m in ("backchain.cli.libvirt", "backchain.cli.snapshots")] == []
+
+
+def test_the_window_on_the_demo_needs_neither_networkx_nor_numpy_nor_an_online_engine() -> None:
+    # Its first paint waits for the layout, which reads the graph's own overlay lists.
+    code, found = imported("gui", "--demo", "--quit-after", "0.2")
+    assert code == 0
+    assert [m for m in found if not m.startswith("PySide6")] == []

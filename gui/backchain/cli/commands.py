@@ -8,12 +8,9 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from backchain import __version__
 from backchain.cli import journal as cli_journal
-from backchain.cli import libvirt as cli_libvirt
 from backchain.cli import qmp as cli_qmp
-from backchain.cli import snapshots as cli_snapshots
-from backchain.cli.options import add_plan_options, request_from, resolve_arg
+from backchain.cli.options import request_from, resolve_arg
 from backchain.cli.output import (
     EXIT_FAILED,
     EXIT_OK,
@@ -23,6 +20,7 @@ from backchain.cli.output import (
     nothing_changed,
     print_plan,
 )
+from backchain.cli.parser import parse
 from backchain.cli.progress import execute
 from backchain.core.describe import human_bytes, internal_snapshots_text
 from backchain.core.errors import BackchainError, EngineError
@@ -30,81 +28,6 @@ from backchain.core.graph import ImageGraph
 from backchain.core.model import CommitPlan
 from backchain.engines import ledger
 from backchain.engines.base import ImageTarget
-
-SUBCOMMANDS = ("chain", "plan", "commit", "pull", "demo", "gui", "resume", "snapshot-delete")
-
-
-def _add_source(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image", metavar="IMAGE", nargs="?", help="the active image of the chain")
-    parser.add_argument("--scan", action="append", metavar="DIR", default=None,
-                        help="also search DIR for images that share a layer (repeatable; the "
-                             "directories of the chain's images are always searched)")  # fmt: skip
-    parser.add_argument("--no-default-scan", action="store_true",
-                        help="search only the --scan directories, not the chain's own")  # fmt: skip
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    cli_libvirt.add_source_options(parser)
-    cli_qmp.add_source_options(parser)
-
-
-def _add_plan_options(parser: argparse.ArgumentParser) -> None:
-    add_plan_options(parser)
-    cli_libvirt.add_plan_options(parser)
-    cli_qmp.add_plan_options(parser)
-    cli_snapshots.add_plan_options(parser)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argparse tree for the sub-commands."""
-    parser = argparse.ArgumentParser(
-        prog="backchain", description="Preview and run qcow2 block commits safely."
-    )
-    parser.add_argument("--version", action="version", version=f"backchain {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    gui = sub.add_parser("gui", help="open the window (the default)")
-    gui.add_argument("image", metavar="IMAGE", nargs="?")
-    gui.add_argument("--demo", action="store_true", help="open a demo chain made for the purpose")
-    gui.add_argument("--self-test", action="store_true",
-                     help="open the demo, plan a commit, exit 0 when all worked")  # fmt: skip
-    gui.add_argument("--quit-after", type=float, metavar="SECONDS")
-    gui.add_argument("--scan", action="append", metavar="DIR", default=None,
-                     help="also search DIR for images that share a layer (repeatable)")  # fmt: skip
-    chain = sub.add_parser("chain", help="show the chain and the images that share its layers")
-    _add_source(chain)
-    plan = sub.add_parser("plan", help="show what a commit would do, without doing it")
-    _add_source(plan)
-    _add_plan_options(plan)
-    commit = sub.add_parser("commit", help="run a commit")
-    _add_source(commit)
-    _add_plan_options(commit)
-    commit.add_argument("--rate", type=int, default=0, metavar="BYTES_PER_S",
-                        help="bandwidth limit in bytes per second")  # fmt: skip
-    commit.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    plan.add_argument(
-        "--pull",
-        action="store_true",
-        help="plan a pull (top receives the data; --base stays below it)",
-    )
-    pull = sub.add_parser("pull", help="run a pull: copy the backing data up into top")
-    _add_source(pull)
-    _add_plan_options(pull)
-    pull.add_argument("--rate", type=int, default=0, metavar="BYTES_PER_S",
-                      help="bandwidth limit in bytes per second (online)")  # fmt: skip
-    pull.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    demo = sub.add_parser("demo", help="create the demo chain and print its active image")
-    demo.add_argument("directory", nargs="?", help="where to create it (default: a temp dir)")
-    cli_journal.add_parser(sub)
-    cli_snapshots.add_parser(sub)
-    return parser
-
-
-def _normalise_argv(argv: Sequence[str]) -> list[str]:
-    args = list(argv)
-    first = next((a for a in args if a not in ("-h", "--help", "--version")), None)
-    if args and args[0] in ("-h", "--help", "--version"):
-        return args
-    if first is None or first not in SUBCOMMANDS:
-        return ["gui", *args]
-    return args
 
 
 def image_target(args: argparse.Namespace) -> ImageTarget:
@@ -221,19 +144,36 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return cli_journal.cmd_resume(args)
 
 
+def cmd_snapshot_delete(args: argparse.Namespace) -> int:
+    """``backchain snapshot-delete``: see cli/snapshots.py."""
+    from backchain.cli import snapshots as cli_snapshots
+
+    return cli_snapshots.cmd_snapshot_delete(args)
+
+
 COMMANDS = {"chain": cmd_chain, "plan": cmd_plan, "commit": cmd_commit, "pull": cmd_commit,
             "demo": cmd_demo, "resume": cmd_resume,
-            "snapshot-delete": cli_snapshots.cmd_snapshot_delete}  # fmt: skip
+            "snapshot-delete": cmd_snapshot_delete}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None, open_window: WindowOpener | None = None) -> int:
     """Entry point: returns 0 on success, 2 for a refused request, 1 for a failed operation."""
-    args = build_parser().parse_args(_normalise_argv(sys.argv[1:] if argv is None else argv))
+    return run_parsed(parse(sys.argv[1:] if argv is None else argv), open_window)
+
+
+def run_parsed(args: argparse.Namespace, open_window: WindowOpener | None = None) -> int:
+    """Run the parsed command, with the CLI's exit statuses."""
     try:
         if args.command == "gui":
             return cmd_gui(args, open_window)
-        handled = cli_libvirt.dispatch(args)  # --connect URI
-        return handled if handled is not None else COMMANDS[args.command](args)
+        if getattr(args, "connect", None):
+            # libvirt's commands (and their XML parsing) load only when --connect asks for them.
+            from backchain.cli import libvirt as cli_libvirt
+
+            handled = cli_libvirt.dispatch(args)
+            if handled is not None:
+                return handled
+        return COMMANDS[args.command](args)
     except EngineError as err:
         print(f"backchain: {err.message}", file=sys.stderr)
         if err.state:

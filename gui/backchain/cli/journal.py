@@ -15,20 +15,6 @@ from backchain.engines import journal
 from backchain.engines.progress import CancelToken
 
 
-def add_parser(sub: Any) -> None:
-    """Add the ``resume`` sub-command to the CLI's sub-parsers."""
-    parser = sub.add_parser(
-        "resume",
-        help="list interrupted commits, run the rest of one, or dismiss it",
-        description="Without ID: list unfinished jobs. With ID: check the files and run the "
-        "steps that did not complete.",
-    )
-    parser.add_argument("job", metavar="ID", nargs="?", help="the job (a unique prefix will do)")
-    parser.add_argument("--dismiss", action="store_true", help="forget the job; change nothing")
-    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    parser.add_argument("--json", action="store_true", help="print JSON")
-
-
 def job_json(record: journal.JobRecord) -> dict[str, Any]:
     """One unfinished job, for --json output."""
     return {

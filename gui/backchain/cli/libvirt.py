@@ -18,28 +18,6 @@ from backchain.core.errors import PlanError
 from backchain.core.model import CommitPlan, EngineKind, OnReady, Operation, Step, StepKind
 
 
-def add_source_options(parser: argparse.ArgumentParser) -> None:
-    """``--connect URI`` in place of IMAGE, with ``--domain`` and ``--disk``."""
-    parser.add_argument(
-        "--connect", metavar="URI", help="a libvirt URI (qemu:///system, qemu+ssh://host/system)"
-    )
-    parser.add_argument("--domain", metavar="NAME", help="with --connect: the domain")
-    parser.add_argument("--disk", metavar="TARGET", help="with --connect: the disk (vda)")
-
-
-def add_plan_options(parser: argparse.ArgumentParser) -> None:
-    """``--repoint`` (shut-off domains) and ``--all-disks`` (collapse a VM's chains)."""
-    parser.add_argument("--repoint", action="store_true",
-                        help="with --connect, domain shut off, top active: point the disk at "
-                             "base (virDomainDefineXML)")  # fmt: skip
-    parser.add_argument("--all-disks", action="store_true",
-                        help="with --connect and --domain: commit every disk's whole chain "
-                             "into its bottom image, all disks at once")  # fmt: skip
-    parser.add_argument("--offline-jobs", type=int, default=2, metavar="N",
-                        help="with --all-disks on a shut-off domain: at most N qemu-img "
-                             "processes at once (default 2)")  # fmt: skip
-
-
 def dispatch(args: argparse.Namespace) -> int | None:
     """Run chain/plan/commit for --connect; None when --connect was not given."""
     if not getattr(args, "connect", None):

@@ -78,23 +78,3 @@ def operation_from(args: argparse.Namespace) -> Operation:
     if getattr(args, "command", None) == "pull" or getattr(args, "pull", False):
         return Operation.PULL
     return Operation.COMMIT
-
-
-def add_plan_options(parser: argparse.ArgumentParser) -> None:
-    """The options every engine's plan and commit share."""
-    parser.add_argument("--top", metavar="T", help="the highest layer to commit, or the layer "
-                        "a pull copies into (default: active)")  # fmt: skip
-    parser.add_argument("--base", metavar="B", help="the layer that receives a commit's data, or "
-                        "that stays below top after a pull (default: none)")  # fmt: skip
-    parser.add_argument("--shallow", action="store_true", help="commit into top's backing file")
-    parser.add_argument(
-        "--delete",
-        action="store_true",
-        help="delete the merged layers (a pull's: the unused removed ones) after",
-    )
-    parser.add_argument("--keep-relative", action="store_true", help="keep backing names relative")
-    parser.add_argument("--no-verify", action="store_true",
-                        help="with --delete: skip comparing top's view with base")  # fmt: skip
-    parser.add_argument("--object", action="append", metavar="SPEC", default=None,
-                        help="offline, encrypted layers: secret,id=ID,file=KEYFILE, as qemu-img "
-                             "takes it (the secret is read from the file)")  # fmt: skip

@@ -12,38 +12,6 @@ from backchain.core.model import CommitPlan, CommitRequest, EngineKind, OnReady,
 from backchain.engines.base import QmpTarget
 
 
-def add_source_options(parser: argparse.ArgumentParser) -> None:
-    """``--qmp SOCKET`` in place of IMAGE, and ``--device`` to pick one of several chains."""
-    parser.add_argument(
-        "--qmp",
-        metavar="SOCKET",
-        help="read the live chain of a running QEMU (unix socket or host:port)",
-    )
-    parser.add_argument(
-        "--device", metavar="NODE", help="with --qmp: the device or root node whose chain to use"
-    )
-
-
-def add_plan_options(parser: argparse.ArgumentParser) -> None:
-    """``--active`` and ``--pivot | --keep-overlay``, as virsh blockcommit has them."""
-    parser.add_argument(
-        "--active",
-        action="store_true",
-        help="with --qmp: top is the active layer (an active commit)",
-    )
-    choice = parser.add_mutually_exclusive_group()
-    choice.add_argument(
-        "--pivot",
-        action="store_true",
-        help="active commit: switch the VM to base once it has caught up",
-    )
-    choice.add_argument(
-        "--keep-overlay",
-        action="store_true",
-        help="active commit: keep top active; base keeps a consistent copy",
-    )
-
-
 def load_graph(args: argparse.Namespace) -> ImageGraph:
     """Read the live graph; ``args.image`` becomes the chosen chain's active layer."""
     from backchain.engines.qmp.engine import QmpEngine

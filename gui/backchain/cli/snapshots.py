@@ -7,7 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TextIO
 
 from backchain.cli.output import EXIT_OK, ask, nothing_changed
 from backchain.cli.progress import run_cancellable
@@ -16,35 +16,6 @@ from backchain.core.model import CommitPlan, OnReady, Step
 from backchain.engines.libvirt.snapshot_delete import SnapshotDeletePlan
 from backchain.engines.libvirt.snapshot_xml import Snapshot, roles_of, snapshot_label
 from backchain.engines.progress import CancelToken, ProgressSink
-
-
-def add_parser(sub: Any) -> None:
-    """``backchain snapshot-delete --connect URI --domain NAME SNAPSHOT [--yes] [--json]``."""
-    parser = sub.add_parser(
-        "snapshot-delete",
-        help="delete a libvirt snapshot the way libvirt does (virDomainSnapshotDelete)",
-    )
-    parser.add_argument("snapshot", metavar="SNAPSHOT", help="the snapshot's name")
-    parser.add_argument("--connect", metavar="URI", required=True, help="a libvirt URI")
-    parser.add_argument("--domain", metavar="NAME", required=True, help="the domain")
-    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    parser.add_argument("--json", action="store_true", help="print JSON")
-
-
-def add_plan_options(parser: argparse.ArgumentParser) -> None:
-    """``--delete-snapshot NAME`` (preview a snapshot deletion) and ``--drop-snapshot-metadata``."""
-    parser.add_argument(
-        "--delete-snapshot",
-        metavar="SNAPSHOT",
-        help="with --connect and --domain: preview deleting this libvirt "
-        "snapshot (what snapshot-delete does)",
-    )
-    parser.add_argument(
-        "--drop-snapshot-metadata",
-        action="store_true",
-        help="with --connect: commit even over files that libvirt snapshots "
-        "name, then remove those snapshots' metadata",
-    )
 
 
 def dispatch(args: argparse.Namespace) -> int | None:

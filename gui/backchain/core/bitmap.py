@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from backchain.core.extents import ExtentSet
 
@@ -12,6 +12,58 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     Words = npt.NDArray[np.uint64]
+    Units = npt.NDArray[np.signedinteger[Any]]
+
+
+# Up to this many units per range on average, marking every covered unit costs less than
+# toggling the boundaries and then sweeping the prefix parity over every word.
+_UNITS_PER_RANGE = 4
+
+
+def words_by_units(starts: Units, ends: Units, covered: int, units: int) -> Words:
+    """The packed words of ranges ``[starts, ends)`` of units below ``units``, by marking each
+    of the ``covered`` units; one scatter when every range is a single unit."""
+    import numpy as np
+
+    marks = np.zeros((units + 63) // 64 * 64, dtype=bool)
+    if covered == starts.size:
+        marks[starts] = True
+    elif covered:
+        lengths = ends - starts
+        # Unit i of the j-th range is starts[j] + i: the run starts repeated, plus a ramp that
+        # restarts at zero at each range.
+        offsets = np.cumsum(lengths) - lengths
+        index = np.repeat(starts - offsets, lengths)
+        index += np.arange(covered, dtype=np.int64)
+        marks[index] = True
+    words: Words = np.packbits(marks, bitorder="little").view("<u8").astype(np.uint64, copy=False)
+    return words
+
+
+def words_by_toggles(starts: Units, ends: Units, units: int) -> Words:
+    """The same words, in time proportional to the ranges and the words, whatever the lengths."""
+    import numpy as np
+
+    size = (units + 63) // 64 * 64
+    # Toggle a bit at every boundary (all distinct, since ranges do not touch), then a
+    # prefix XOR turns toggles into coverage: within words by doubling shifts, across
+    # words by the running parity of the words before.
+    toggles = np.zeros(size + 1, dtype=np.uint8)
+    toggles[starts] = 1
+    toggles[ends] = 1
+    words: Words = (
+        np.packbits(toggles[:size], bitorder="little").view("<u8").astype(np.uint64, copy=False)
+    )
+    scratch = np.empty_like(words)
+    for step in (1, 2, 4, 8, 16, 32):
+        np.left_shift(words, np.uint64(step), out=scratch)
+        np.bitwise_xor(words, scratch, out=words)
+    # The running parity is the low bit of a running count; uint8 wraps, keeping that bit.
+    parity = (words >> np.uint64(63)).astype(np.uint8)
+    carry = np.zeros(words.size, dtype=bool)
+    np.bitwise_and(np.cumsum(parity[:-1], dtype=np.uint8), 1, out=carry[1:], casting="unsafe")
+    np.invert(words, out=words, where=carry)
+    return words
 
 
 def bitmap_of(extents: ExtentSet, shift: int, units: int) -> Bitmap:
@@ -62,28 +114,21 @@ class Bitmap:
         if not aligned and extents.alignment_shift < shift:
             raise ValueError(f"{extents!r} is not aligned to units of {1 << shift} bytes")
         unit_starts = extents.starts >> shift
-        unit_ends = extents.ends >> shift
+        covered = extents.size >> shift
         if extents.end >> shift > units:
             count = int(np.searchsorted(unit_starts, units, side="left"))
             unit_starts = unit_starts[:count]
-            unit_ends = np.minimum(unit_ends[:count], units)
-        size = (units + 63) // 64 * 64
-        # Toggle a bit at every boundary (all distinct, since ranges do not touch), then a
-        # prefix XOR turns toggles into coverage: within words by doubling shifts, across
-        # words by the running parity of the words before.
-        toggles = np.zeros(size + 1, dtype=np.uint8)
-        toggles[unit_starts] = 1
-        toggles[unit_ends] = 1
-        words = (
-            np.packbits(toggles[:size], bitorder="little").view("<u8").astype(np.uint64, copy=False)
-        )
-        for step in (1, 2, 4, 8, 16, 32):
-            words ^= words << np.uint64(step)
-        # The running parity is the low bit of a running count; uint8 wraps, keeping that bit.
-        parity = (words >> np.uint64(63)).astype(np.uint8)
-        carry = np.zeros(words.size, dtype=bool)
-        np.bitwise_and(np.cumsum(parity[:-1], dtype=np.uint8), 1, out=carry[1:], casting="unsafe")
-        np.invert(words, out=words, where=carry)
+            unit_ends = np.minimum(extents.ends[:count] >> shift, units)
+            covered = int(np.sum(unit_ends - unit_starts))
+        elif covered == unit_starts.size:
+            # Single units: the ends are the starts plus one, and need not be computed.
+            return cls(words_by_units(unit_starts, unit_starts, covered, units), shift, units)
+        else:
+            unit_ends = extents.ends >> shift
+        if covered <= _UNITS_PER_RANGE * unit_starts.size:
+            words = words_by_units(unit_starts, unit_ends, covered, units)
+        else:
+            words = words_by_toggles(unit_starts, unit_ends, units)
         return cls(words, shift, units)
 
     def __or__(self, other: Bitmap) -> Bitmap:

@@ -87,6 +87,18 @@ def _reached(algebra: Algebra[T], layers: Sequence[Layer], own: list[T]) -> tupl
     return algebra.union(data), algebra.union(ends), algebra.union(solid)
 
 
+def _copies_only_data(layers: Sequence[Layer]) -> bool:
+    """Whether a commit of these layers (top first) copies only data they write: no layer
+    holds a known zero cluster, and none is shorter than a layer above it."""
+    reach = layers[0].virtual_size if layers else 0
+    for layer in layers:
+        if layer.zeros is not None and len(layer.zeros):
+            return False
+        if layer.virtual_size < reach:
+            return False
+    return True
+
+
 def _both(algebra: Algebra[T], a: T, b: T) -> T:
     """Bytes in both sets."""
     return algebra.minus(a, algebra.minus(a, b))
@@ -117,10 +129,7 @@ class _Walk(Generic[T]):
     def run(self, graph: ImageGraph, chain: Sequence[Layer], top: int, base: int) -> Exposure:
         algebra = self.algebra
         merged, below = chain[top:base], chain[base:]
-        merged_owns, below_owns = self._owns_of(merged), self._owns_of(below)
-        base_data: T | None = None
-        if below_owns is not None:
-            base_data = _reached(algebra, below, below_owns)[2]
+        merged_owns = self._owns_of(merged)
         changed: T | None = None
         copy: int | None = None
         if merged_owns is not None:
@@ -128,6 +137,10 @@ class _Walk(Generic[T]):
             copied = algebra.union([data, ends])
             copy = algebra.size_below(copied, 1 << 62)
             changed = copied
+            # Without zero clusters or short layers, every copied byte is data a merged layer
+            # writes, so solid equals copied and base's own content cannot matter: the layers
+            # below base are then not converted at all.
+            base_data = None if _copies_only_data(merged) else self._base_data(below)
             if base_data is not None:
                 # A copied byte changes base unless it reads zeros both before and after
                 # (a zero cluster or a short layer's end, over zeros in base).
@@ -135,20 +148,26 @@ class _Walk(Generic[T]):
         top_path = chain[top].path
         start = [(child, changed) for child in graph.children(chain[base].path)]
         views = self.subtree(graph, start, {top_path}, {layer.path for layer in merged})
-        above = self.above(graph, chain, top, base, base_data)
+        above = self.above(graph, chain, top, base, below)
         top_view = views.pop(top_path, None)
         if top_view is not None and any(count != 0 for _, count in top_view.snapshots):
             above[top_path] = top_view
         return Exposure(copy, views, self.pulls(chain, top, base), above)
 
+    def _base_data(self, below: Sequence[Layer]) -> T | None:
+        """What may read as non-zero through base (None while some extents are unknown)."""
+        below_owns = self._owns_of(below)
+        return None if below_owns is None else _reached(self.algebra, below, below_owns)[2]
+
     def above(
-        self, graph: ImageGraph, chain: Sequence[Layer], top: int, base: int, base_data: T | None
+        self, graph: ImageGraph, chain: Sequence[Layer], top: int, base: int, below: Sequence[Layer]
     ) -> dict[str, View]:
         """Overlays of top read base's data from top's end up to base's, where they read zeros."""
         top_size, base_size = chain[top].virtual_size, chain[base].virtual_size
         if base_size <= top_size:
             return {}
         region: T | None = None
+        base_data = self._base_data(below)
         if base_data is not None:
             span = self.algebra.convert(ExtentSet.span(top_size, base_size))
             region = _both(self.algebra, span, base_data)

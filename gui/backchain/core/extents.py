@@ -41,12 +41,13 @@ class ExtentSet:
     are sweeps over already sorted boundaries rather than fresh sorts of arbitrary ranges.
     """
 
-    __slots__ = ("_arrays", "_derived", "_lists", "_shift")
+    __slots__ = ("_arrays", "_derived", "_lists", "_shift", "_size")
 
     def __init__(self, starts: Any, ends: Any, *, normalised: bool = False) -> None:
         # Derived forms are cached: the window re-plans the same graph on every click.
         self._derived: dict[Hashable, Any] = {}
         self._shift: int | None = None
+        self._size: int | None = None
         self._lists: Lists | None = None
         self._arrays: tuple[Offsets, Offsets] | None = None
         if isinstance(starts, list) and isinstance(ends, list) and len(starts) <= PURE_LIMIT:
@@ -144,13 +145,16 @@ class ExtentSet:
 
     @property
     def size(self) -> int:
-        """How many bytes the set covers."""
-        if self._lists is not None:
-            return sum(self._lists[1]) - sum(self._lists[0])
-        import numpy as np
-
-        starts, ends = self.arrays
-        return int(np.sum(ends - starts))
+        """How many bytes the set covers (kept: plan() asks it of each layer more than once)."""
+        if self._size is None:
+            if self._lists is not None:
+                self._size = sum(self._lists[1]) - sum(self._lists[0])
+            else:
+                starts, ends = self.arrays
+                # Two sums instead of a sum of differences, which would first build a third
+                # array; each may wrap in int64, but their difference modulo 2**64 is exact.
+                self._size = (int(ends.sum()) - int(starts.sum())) % (1 << 64)
+        return self._size
 
     @property
     def end(self) -> int:

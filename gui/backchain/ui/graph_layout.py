@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import networkx as nx
-
 from backchain.core.graph import ImageGraph
 
 
@@ -24,19 +22,17 @@ def layout(graph: ImageGraph, focus: str | None = None) -> dict[str, Slot]:
     ``focus`` (or, failing that, to the tallest sub-tree) stays in its parent's column so that a
     chain reads as one vertical line; every other child starts a new column to the right.
     """
-    overlays: nx.DiGraph = graph.nx.reverse(copy=False)
+    # The graph's own overlay lists answer everything here: the window's first paint waits
+    # for this layout, and must not wait for networkx's import as well.
     focus_chain = (
         {layer.path for layer in graph.chain(focus)}
         if focus is not None and focus in graph
         else set()
     )
-    height: dict[str, int] = {}
-    for path in reversed(list(nx.topological_sort(overlays))):
-        kids = list(overlays.successors(path))
-        height[path] = 1 + max((height[k] for k in kids), default=0)
+    height = _heights(graph)
 
     def order(path: str) -> list[str]:
-        kids = sorted(overlays.successors(path))
+        kids = graph.overlays(path)
         return sorted(kids, key=lambda k: (k not in focus_chain, -height[k], k))
 
     slots: dict[str, Slot] = {}
@@ -63,3 +59,20 @@ def layout(graph: ImageGraph, focus: str | None = None) -> dict[str, Slot]:
             stack.extend(reversed(pending))
         next_column = widest + 1
     return slots
+
+
+def _heights(graph: ImageGraph) -> dict[str, int]:
+    """1 for an active layer, else 1 + the tallest overlay's height (the graph is acyclic)."""
+    height: dict[str, int] = {}
+    for root in graph.bottoms():
+        # Post-order without recursion: a layer is measured once all its overlays are.
+        stack = [(root, False)]
+        while stack:
+            path, measured = stack.pop()
+            kids = graph.children(path)
+            if measured:
+                height[path] = 1 + max((height[k] for k in kids), default=0)
+                continue
+            stack.append((path, True))
+            stack.extend((kid, False) for kid in kids)
+    return height
