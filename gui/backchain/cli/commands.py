@@ -93,6 +93,8 @@ def compute_plan(args: argparse.Namespace) -> tuple[CommitPlan, object]:
     graph = load_graph(args)
     request = request_from(args, _active_of(graph, args.image), graph=graph)
     if getattr(args, "connect", None):  # IMAGE --connect URI --domain NAME: offline, guarded
+        from backchain.cli import libvirt as cli_libvirt  # only with --connect (start-up cost)
+
         return cli_libvirt.offline_plan(args, graph, request, image_target(args))
     if args.qmp:
         request = cli_qmp.online_request(args, request)
