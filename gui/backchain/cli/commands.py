@@ -23,7 +23,7 @@ from backchain.cli.output import (
 from backchain.cli.parser import parse
 from backchain.cli.progress import execute
 from backchain.core.describe import human_bytes, internal_snapshots_text
-from backchain.core.errors import BackchainError, EngineError
+from backchain.core.errors import BackchainError, EngineError, PlanError
 from backchain.core.graph import ImageGraph
 from backchain.core.model import CommitPlan
 from backchain.engines import ledger
@@ -175,6 +175,8 @@ def run_parsed(args: argparse.Namespace, open_window: WindowOpener | None = None
             handled = cli_libvirt.dispatch(args)
             if handled is not None:
                 return handled
+        elif getattr(args, "domain", None) or getattr(args, "disk", None):
+            raise PlanError("--domain and --disk name a libvirt domain's disk: add --connect URI")
         return COMMANDS[args.command](args)
     except EngineError as err:
         print(f"backchain: {err.message}", file=sys.stderr)

@@ -21,8 +21,6 @@ from backchain.core.model import CommitPlan, EngineKind, OnReady, Operation, Ste
 def dispatch(args: argparse.Namespace) -> int | None:
     """Run chain/plan/commit for --connect; None when --connect was not given."""
     if not getattr(args, "connect", None):
-        if getattr(args, "domain", None) or getattr(args, "disk", None):
-            raise PlanError("--domain and --disk name a libvirt domain's disk: add --connect URI")
         return None
     if getattr(args, "qmp", None):
         raise PlanError("give either IMAGE, --qmp SOCKET or --connect URI, not several")
