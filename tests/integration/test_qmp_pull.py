@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,10 +17,26 @@ from backchain.engines.qmp.graph import read_qmp_graph, root_for
 from backchain.engines.qmp.job import QmpJobControl
 from backchain.engines.registry import make_plan
 from backchain.engines.runner import run_plan
-from tests.images import ChainBuilder, MiB, backing_name, checksums, compare, snapshot_copy
+from tests.images import (
+    ChainBuilder,
+    MiB,
+    backing_name,
+    checksums,
+    compare,
+    reads,
+    snapshot_copy,
+    write,
+)
 from tests.images import backchain as cli
-from tests.integration.test_qmp_commit import assert_view_intact, big_mid, chain_names
-from tests.qemu_vm import running_vm
+from tests.integration.test_qmp_commit import (
+    P_BASE,
+    P_MID,
+    P_TOP,
+    assert_view_intact,
+    big_mid,
+    chain_names,
+)
+from tests.qemu_vm import QemuVM, running_vm
 
 
 @pytest.fixture
@@ -157,3 +175,74 @@ def test_backchain_pull_qmp_from_the_command_line(layers: list[Path], tmp_path: 
         assert refused.returncode == 2 and "beneath" in refused.stderr
     assert chain_names(top) == ["top.qcow2", "base.qcow2"]
     assert compare(top, before)
+
+
+def guest_view_reads(vm: QemuVM, node: str, checks: list[tuple[int, int, int]]) -> list[bool]:
+    """Read ``node`` as the guest sees it, through QEMU's own block layer: an NBD export of the
+    live node (HMP qemu-io prints nothing back on QEMU 7.2), read with qemu-io -P."""
+    sock = os.path.join(os.path.dirname(vm.socket), "view.sock")
+    vm.execute("nbd-server-start", {"addr": {"type": "unix", "data": {"path": sock}}})
+    vm.execute("block-export-add", {"type": "nbd", "id": "view", "node-name": node,
+                                    "name": "view", "writable": False})  # fmt: skip
+    try:
+        results = []
+        for pattern, offset, length in checks:
+            read = subprocess.run(
+                ["qemu-io", "-r", "-f", "raw", f"nbd+unix:///view?socket={sock}",
+                 "-c", f"read -P 0x{pattern:02x} {offset} {length}"],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            results.append(read.returncode == 0 and "verification failed" not in read.stdout)
+        return results
+    finally:
+        vm.execute("block-export-del", {"id": "view"})
+        vm.execute("nbd-server-stop")
+
+
+def assert_guest_view_intact(vm: QemuVM, node: str = "top") -> None:
+    """The guest view of test_qmp_commit's chain: base at 0, mid at 1 MiB, top at 2 MiB."""
+    checks = [(P_BASE, 0, MiB), (P_MID, MiB, MiB), (P_TOP, 2 * MiB, MiB),
+              (P_TOP, 34 * MiB, 2 * MiB), (P_MID, 0, MiB)]  # fmt: skip
+    # The last one must fail: the check itself can tell a wrong view.
+    assert guest_view_reads(vm, node, checks) == [True, True, True, True, False]
+
+
+def test_pull_delete_removes_only_the_deletable_layers_after_the_verify(
+    chain_builder: ChainBuilder, layers: list[Path], tmp_path: Path
+) -> None:
+    """Flatten top with --delete: mid (only top used it) goes; base, which a sibling in the same
+    directory still reads, is kept; every other file stays byte-identical."""
+    base, mid, top = layers
+    sibling = chain_builder.overlay("sib.qcow2", base)
+    write(sibling, 0x77, 8 * MiB, MiB)
+    before = snapshot_copy(top, tmp_path / "before.qcow2")
+    sums = checksums([base, sibling])
+    # QEMU opens the backing files itself, so it lets go of mid once the stream ends.
+    with running_vm(layers, tmp_path, explicit_backing=False) as vm:
+        assert_guest_view_intact(vm)
+        planned = cli("plan", "--pull", "--qmp", vm.socket, "--delete", "--json")
+        assert planned.returncode == 0, planned.stderr
+        document = json.loads(planned.stdout)
+        assert document["removed"] == [str(mid), str(base)]
+        assert document["deletable"] == [str(mid)] and document["deleted"] == [str(mid)]
+        assert document["at_risk"] == [] and document["verify"] is True
+        assert any(f"'{sibling}' still depends on it" in note for note in document["notes"])
+        # block-stream, QEMU's flush, qemu-img compare, rm: the verify comes before any delete.
+        kinds = [step["execute"] if isinstance(step, dict) else
+                 step[1] if "qemu-img" in step[0] else step[0]
+                 for step in document["steps"]]  # fmt: skip
+        assert kinds == ["block-stream", "human-monitor-command", "compare", "rm"]
+        assert document["steps"][1]["arguments"] == {"command-line": "qemu-io top flush"}
+        assert document["steps"][3] == ["rm", "-f", "--", str(mid)]
+        result = cli("pull", "--qmp", vm.socket, "--delete", "--yes")
+        assert result.returncode == 0, result.stderr
+        assert not mid.exists()
+        assert base.exists() and sibling.exists()
+        assert_guest_view_intact(vm)
+        live = read_qmp_graph(vm.socket)
+        assert [layer.path for layer in live.chain(str(top))] == [str(top)]
+    assert backing_name(top) is None
+    assert compare(top, before)
+    assert_view_intact(top)
+    assert checksums([base, sibling]) == sums
+    assert reads(sibling, 0x77, 8 * MiB, MiB) and reads(sibling, P_BASE, 0, MiB)

@@ -78,11 +78,11 @@ class DirectionPlanner:
         counterpart: CommitRequest | None,
     ) -> Sides:
         """Both sides of the selection (the selected one is ``request``'s)."""
-        selected = self._known(graph, request) or plan_side(prepare, graph, request)
+        selected = self._switched_to(graph, request) or plan_side(prepare, graph, request)
         if counterpart is None:
             other = Side(counterpart_operation(request.operation), None, None, "nothing selected")
         else:
-            other = self._known(graph, counterpart) or plan_side(prepare, graph, counterpart)
+            other = plan_side(prepare, graph, counterpart)
         pulling = request.operation is Operation.PULL
         commit, pull = (other, selected) if pulling else (selected, other)
         self.sides = Sides(request.operation, commit, pull, graph)
@@ -92,15 +92,17 @@ class DirectionPlanner:
         """Nothing is selected (no image open)."""
         self.sides = None
 
-    def _known(self, graph: ImageGraph, request: CommitRequest) -> Side | None:
-        """The side already planned for this very request on this very graph."""
+    def _switched_to(self, graph: ImageGraph, request: CommitRequest) -> Side | None:
+        """The other column's side, when ``request`` is what it planned: a switch of direction.
+
+        Only a switch reuses a plan. Any other change re-plans both sides, since a source's
+        plan can depend on controls the request does not hold (libvirt's re-point).
+        """
         sides = self.sides
-        if sides is None or sides.graph is not graph:
+        if sides is None or sides.graph is not graph or request.operation is sides.selected:
             return None
-        for side in (sides.commit, sides.pull):
-            if side.request == request:
-                return side
-        return None
+        other = sides.side(request.operation)
+        return other if other.request == request else None
 
 
 def counterpart_operation(operation: Operation) -> Operation:
