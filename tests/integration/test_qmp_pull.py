@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,9 @@ import pytest
 from backchain.core.errors import CancelledError, PlanError
 from backchain.core.graph import ImageGraph
 from backchain.core.model import CommitPlan, CommitRequest, Operation
+from backchain.engines.base import QmpTarget
 from backchain.engines.progress import CancelToken, RecordingSink
+from backchain.engines.qmp.engine import QmpEngine
 from backchain.engines.qmp.graph import read_qmp_graph, root_for
 from backchain.engines.qmp.job import QmpJobControl
 from backchain.engines.registry import make_plan
@@ -246,3 +250,76 @@ def test_pull_delete_removes_only_the_deletable_layers_after_the_verify(
     assert_view_intact(top)
     assert checksums([base, sibling]) == sums
     assert reads(sibling, 0x77, 8 * MiB, MiB) and reads(sibling, P_BASE, 0, MiB)
+
+
+def test_pull_delete_onto_a_base_keeps_a_removed_layer_a_sibling_uses(
+    chain_builder: ChainBuilder, tmp_path: Path
+) -> None:
+    """base <- low <- high <- top, and sib on low: pulling high and low into top onto base
+    deletes high only; low, which sib still reads, stays, and so does every other byte."""
+    layers = chain_builder.chain(["base.qcow2", "low.qcow2", "high.qcow2", "top.qcow2"])
+    base, low, high, top = layers
+    sibling = chain_builder.overlay("sib.qcow2", low)
+    before = snapshot_copy(top, tmp_path / "before.qcow2")
+    sums = checksums([base, low, sibling])
+    view = [(ChainBuilder.pattern(i), i * MiB, MiB) for i in range(4)]
+    wrong = [(ChainBuilder.pattern(0), 2 * MiB, MiB)]  # high's data is there, not base's
+    with running_vm(layers, tmp_path, explicit_backing=False) as vm:
+        assert guest_view_reads(vm, "top", view + wrong) == [True] * 4 + [False]
+        # The engine's own read: the live graph plus the siblings found in the same folder.
+        graph = QmpEngine().read_graph(QmpTarget(vm.socket))
+        request = CommitRequest(image=str(top), engine="qmp", operation=Operation.PULL,
+                                base=str(base), delete=True)  # fmt: skip
+        plan = make_plan(graph, request)
+        assert plan.merged == (str(high), str(low))
+        assert plan.deletable == (str(high),) and plan.deleted == (str(high),)
+        assert plan.at_risk == ()
+        assert any(f"{low} is kept: '{sibling}' still depends on it" in n for n in plan.notes)
+        sink = RecordingSink()
+        run_plan(plan, sink, CancelToken(), vm.socket)
+        assert sink.outcome is not None and sink.outcome[0], sink.outcome
+        assert "verify" in {phase for _, _, phase in sink.progress}
+        assert f"QEMU flushed {top} to disk" in sink.log and f"deleted {high}" in sink.log
+        assert sink.log.index(f"QEMU flushed {top} to disk") < sink.log.index(f"deleted {high}")
+        assert not high.exists() and low.exists()
+        assert guest_view_reads(vm, "top", view + wrong) == [True] * 4 + [False]
+        live = read_qmp_graph(vm.socket)
+        assert [layer.path for layer in live.chain(str(top))] == [str(top), str(base)]
+        del graph
+    assert chain_names(top) == ["top.qcow2", "base.qcow2"]
+    assert backing_name(top) == "base.qcow2"
+    assert compare(top, before)
+    assert checksums([base, low, sibling]) == sums
+
+
+def test_pull_delete_verify_that_finds_a_difference_deletes_nothing(
+    layers: list[Path], tmp_path: Path
+) -> None:
+    """The verify is real: when top no longer reads like its old chain (mid was written between
+    the stream and the verify), `backchain pull --qmp --delete` keeps every file and says so."""
+    base, mid, top = layers
+    marker = tmp_path / "paused"
+    env = {
+        **os.environ,
+        "BACKCHAIN_FAULT_PAUSE": "before:verify",
+        "BACKCHAIN_FAULT_PAUSE_FILE": str(marker),
+        "BACKCHAIN_STATE_DIR": str(tmp_path / "s"),
+    }
+    with running_vm(layers, tmp_path, explicit_backing=False) as vm:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "backchain", "pull", "--qmp", vm.socket, "--delete", "--yes"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        while not marker.exists() and child.poll() is None:
+            time.sleep(0.05)
+        assert marker.exists(), child.communicate()
+        # QEMU let go of mid after the stream; it changes behind the plan's back.
+        write(mid, 0x99, 4 * MiB, MiB)
+        sums = checksums([base, mid])
+        marker.unlink()
+        _out, err = child.communicate(timeout=120)
+        assert child.returncode == 1, err
+        assert "top.qcow2 does not read as it did on its old chain" in err
+        assert "nothing was deleted" in err
+        assert mid.exists() and base.exists() and checksums([base, mid]) == sums
+    assert backing_name(top) is None
