@@ -192,3 +192,11 @@ def test_a_pull_plan_survives_the_journal_codec() -> None:
     result = pull(tree_graph(), delete=True)
     assert plan_from_record(json.loads(json.dumps(plan_to_record(result)))) == result
     assert encode(result)["operation"] == "pull"
+
+
+def test_a_chain_in_a_block_job_is_refused_for_a_pull_too() -> None:
+    """As virsh blockpull refuses it, before top and base are even looked up."""
+    graph = seed_graph()
+    graph = graph.with_layers([replace(graph.layer("/img/snap1"), block_job="other")])
+    with pytest.raises(PlanError, match="disk '/img/active' already in active block job"):
+        pull(graph, base="/img/nowhere")
