@@ -13,13 +13,19 @@ import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-from backchain.core.model import Operation
+from backchain.core.advice import advise
+from backchain.core.graph import ImageGraph
+from backchain.core.model import CommitRequest, Operation
+from backchain.engines.registry import make_plan
 from backchain.ui.direction_compare import DirectionColumn
+from backchain.ui.direction_figures import Side, Sides
 from backchain.ui.main_window import MainWindow
+from backchain.ui.preview_panel import PreviewPanel
 from backchain.ui.text import human_bytes
 from tests.gui.test_commit_job import _run
-from tests.images import ChainBuilder, backing_name, checksums, compare, snapshot_copy
+from tests.images import ChainBuilder, MiB, backing_name, checksums, compare, snapshot_copy
 from tests.images import backchain as cli
+from tests.unit.test_plan import layer
 
 
 def _plan_json(*args: str) -> dict[str, Any] | None:
@@ -186,3 +192,30 @@ def test_a_refused_other_direction_says_why_instead_of_figures(
     assert commit_column.figures.deletable == ()
     assert commit_column.side is not None and commit_column.side.delete_refusal
     assert "branch.qcow2" in commit_column.rows["deletable"].toolTip()
+
+
+def test_the_advice_button_is_disabled_when_the_advised_direction_is_refused(
+    qtbot: QtBot,
+) -> None:
+    """A pull advised where the engine refuses it (libvirt streams into the active layer only):
+    the button says why instead of switching to a refusal; the column shows that refusal."""
+    graph = ImageGraph([layer("base", None, (0, 100)), layer("active", "base", (0, 90))])
+    commit = make_plan(graph, CommitRequest(image="/img/active"))
+    choice = advise(commit)
+    assert choice is not None and choice.operation is Operation.PULL  # 90 MiB against 10 MiB
+    refusal = "a pull streams into the active layer 'vda[1]' only; 'vda[2]' is not the active layer"
+    sides = Sides(
+        Operation.COMMIT,
+        Side(Operation.COMMIT, commit.request, commit, None),
+        Side(Operation.PULL, None, None, refusal),
+        graph,
+    )
+    panel = PreviewPanel()
+    qtbot.addWidget(panel)
+    panel.show_plan(commit, None, sides)
+    assert not panel.advised.isHidden() and not panel.advised.isEnabled()
+    assert refusal in panel.advised.toolTip()
+    pull_column = panel.compare.column(Operation.PULL)
+    assert pull_column.figures is None and pull_column.row_text("copy").startswith("Refused:")
+    commit_column = panel.compare.column(Operation.COMMIT)
+    assert commit_column.figures is not None and commit_column.figures.bytes_to_copy == 90 * MiB
