@@ -51,12 +51,18 @@ def _states(window: MainWindow, names: dict[str, str]) -> list[Step]:
             box.setChecked(False)
         panel.top_combo.setCurrentIndex(0)
         panel.base_combo.setCurrentIndex(0)
+        panel.set_direction("commit")
 
     def step(
-        top: str | None, base: str | None, shallow: bool = False, delete: bool = False
+        top: str | None,
+        base: str | None,
+        shallow: bool = False,
+        delete: bool = False,
+        direction: str = "commit",
     ) -> Callable[[], None]:
         def apply() -> None:
             reset()
+            panel.set_direction(direction)
             if top:
                 panel.choose_top(names[top])
             if base:
@@ -73,6 +79,9 @@ def _states(window: MainWindow, names: dict[str, str]) -> list[Step]:
         ("04-snap2-into-snap1-delete", step("snap2.qcow2", "snap1.qcow2", delete=True)),
         ("05-invalid-base-above-top", step("snap1.qcow2", "snap2.qcow2")),
         ("06-delete-refused-branch", step("snap2.qcow2", "base.qcow2", delete=True)),
+        # The same selection in the other direction: the two columns compare both plans.
+        ("10-pull-snap2-into-active", step(None, "snap2.qcow2", direction="pull")),
+        ("11-pull-flatten-active-delete", step(None, None, delete=True, direction="pull")),
     ]
 
 

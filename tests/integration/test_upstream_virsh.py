@@ -151,3 +151,43 @@ def test_virsh_keep_relative_on_an_active_commit(
     assert code == 0, err
     for index in range(3):
         assert reads(paths[0], ChainBuilder.pattern(index), index * MiB, MiB)
+
+
+def _libvirt_words(said: str) -> str:
+    """The message libvirt gave, without virsh's own prefixes."""
+    line = next((s for s in said.splitlines() if s.startswith("error: ") and ":" in s[7:]), said)
+    return line.split(": ", 2)[-1] if line.count(": ") >= 2 else line
+
+
+PULL_REFUSALS = {
+    "base is the active layer (an index)": ["--base", "vda[1]"],
+    "index out of range": ["--base", "vda[9]"],
+    "index of another disk": ["--base", "vdb[2]"],
+    "base not in the chain": ["--base", "/nonexistent/other.qcow2"],
+}
+
+
+def test_virsh_blockpull_refusals_have_libvirts_words(
+    tmp_path: Path,
+    domains: Domains,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Each refused pull, sent to virsh blockpull and to Backchain: the same libvirt message,
+    and the chain is left as it was."""
+    name, paths = running_chain(tmp_path, domains)
+    for case, options in PULL_REFUSALS.items():
+        status, said = virsh("blockpull", name, "vda", *options)
+        words = _libvirt_words(said)
+        assert status == 1 and words, (case, said)
+        code, err = backchain_says(capsys, "pull", "--connect", URI, "--domain", name,
+                                   "--disk", "vda", "--yes", *options)  # fmt: skip
+        assert code == 2 and words in err, (case, said, err)
+    # By path, base = top (the active layer): libvirt looks for base beneath it.
+    active = str(paths[-1])
+    status, said = virsh("blockpull", name, "vda", "--base", active)
+    assert status == 1 and f"could not find image '{active}' beneath" in said
+    code, err = backchain_says(capsys, "pull", "--connect", URI, "--domain", name,
+                               "--disk", "vda", "--yes", "--base", active)  # fmt: skip
+    assert code == 2 and _libvirt_words(said) in err, (said, err)
+    assert virsh("blockjob", name, "vda", "--info")[1] in ("", "No current block job for vda")
+    assert reads(paths[-1], ChainBuilder.pattern(0), 0, MiB)

@@ -192,3 +192,44 @@ def test_a_pull_plan_survives_the_journal_codec() -> None:
     result = pull(tree_graph(), delete=True)
     assert plan_from_record(json.loads(json.dumps(plan_to_record(result)))) == result
     assert encode(result)["operation"] == "pull"
+
+
+def test_a_chain_in_a_block_job_is_refused_for_a_pull_too() -> None:
+    """As virsh blockpull refuses it, before top and base are even looked up."""
+    graph = seed_graph()
+    graph = graph.with_layers([replace(graph.layer("/img/snap1"), block_job="other")])
+    with pytest.raises(PlanError, match="disk '/img/active' already in active block job"):
+        pull(graph, base="/img/nowhere")
+
+
+@pytest.mark.parametrize(
+    ("active", "sibling", "advised", "reason"),
+    [
+        # commit 48 MiB, pull 52 MiB: close; a sibling reads base, so the safe pull wins.
+        ((0, 48), True, Operation.PULL, "nothing-at-risk"),
+        # the same copies with nothing at risk either way: the fewer bytes win.
+        ((0, 48), False, Operation.COMMIT, "fewer-bytes"),
+        # commit 30 MiB, pull 70 MiB: not close, so the fewer bytes win despite the risk.
+        ((0, 30), True, Operation.COMMIT, "fewer-bytes"),
+        # commit 70 MiB, pull 30 MiB: the pull copies fewer bytes.
+        ((0, 70), True, Operation.PULL, "fewer-bytes"),
+    ],
+)
+def test_close_copies_are_decided_by_what_a_commit_puts_at_risk(
+    active: tuple[int, int], sibling: bool, advised: Operation, reason: str
+) -> None:
+    layers = [layer("base", None, (0, 100)), layer("active", "base", active)]
+    if sibling:
+        layers.append(layer("other", "base", (90, 100)))
+    commit = plan(ImageGraph(layers), CommitRequest(image="/img/active"))
+    pulled = pull(ImageGraph(layers))
+    for shown in (commit, pulled):  # the same advice from either direction's plan
+        choice = advise(shown)
+        assert choice is not None
+        assert (choice.operation, choice.reason) == (advised, reason)
+        assert (choice.commit_bytes, choice.pull_bytes) == (
+            (active[1] - active[0]) * MiB,
+            (100 - active[1]) * MiB,
+        )
+    risk = advise(commit)
+    assert risk is not None and (risk.commit_risk != 0) is sibling

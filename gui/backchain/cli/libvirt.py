@@ -9,6 +9,7 @@ import sys
 from dataclasses import replace
 from typing import Any, TextIO
 
+from backchain.cli import journal as cli_journal
 from backchain.cli import snapshots as cli_snapshots
 from backchain.cli.options import ready_choice, request_from
 from backchain.cli.output import ask, confirm, layer_json, nothing_changed, print_plan
@@ -90,7 +91,9 @@ def cmd_chain(args: argparse.Namespace) -> int:
         graph = lv.read_domain_graph(args.connect, args.domain, disk)
         chain = [layer for layer in graph if layer.extra.get("label")]
         others = [layer for layer in graph if not layer.extra.get("label")]
-        document.append({"disk": disk, "chain": [
+        # An interrupted job on these files is said first, as for `chain IMAGE`.
+        unfinished = cli_journal.warn_unfinished(graph.paths)
+        document.append({"disk": disk, "unfinished_jobs": unfinished, "chain": [
             {**_layer(x), "libvirt_snapshots": cli_snapshots.libvirt_snapshots_json(snaps, x.path)}
             for x in chain], "others": [_layer(x) for x in others]})  # fmt: skip
         if not args.json:

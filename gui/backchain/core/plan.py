@@ -80,7 +80,8 @@ def _resolve(
     if request.base is not None:
         found = find_in(chain, graph, request.base)
         if found is None or found <= top_index:
-            default = (f"could not find image '{request.base}' beneath '{top_label}' "
+            beneath = (rules.beneath or rules.label)(chain[top_index])
+            default = (f"could not find image '{request.base}' beneath '{beneath}' "
                        f"in chain for '{label}'")  # fmt: skip
             raise _not_found(rules, request.base, label, default)
         return chain, top_index, found, label

@@ -36,6 +36,12 @@ _METADATA_SHARE = 64
 _METADATA_FLOOR = 1 << 20
 
 
+def _not_found(rules: PlanRules, key: str, disk: str, default: str) -> PlanError:
+    """The engine's words for a name it cannot find (libvirt's vda[N]), else ``default``."""
+    words = rules.lookup_error(key, disk) if rules.lookup_error else None
+    return PlanError(words or default)
+
+
 def _resolve(
     graph: ImageGraph, request: CommitRequest, rules: PlanRules
 ) -> tuple[list[Layer], int, int]:
@@ -44,18 +50,22 @@ def _resolve(
     if image is None:
         raise PlanError(f"could not find image '{request.image}'")
     chain = graph.chain(image.path)
-    label = rules.label(image)
+    # The disk's name, as libvirt words it (vda, a QMP device), as for a commit.
+    label = (rules.disk or rules.label)(image)
+    if any(layer.block_job for layer in chain):
+        raise PlanError(f"disk '{label}' already in active block job")
     check_readable_chain(chain, label)
     top_index = 0
     if request.top is not None:
         found = find_in(chain, graph, request.top)
         if found is None:
-            raise PlanError(f"could not find image '{request.top}' in chain for '{label}'")
+            default = f"could not find image '{request.top}' in chain for '{label}'"
+            raise _not_found(rules, request.top, label, default)
         top_index = found
     top_label = rules.label(chain[top_index])
     if rules.pull_into_active_only and top_index != 0:
         raise PlanError(
-            f"a pull streams into the active layer '{label}' only; "
+            f"a pull streams into the active layer '{rules.label(image)}' only; "
             f"'{top_label}' is not the active layer"
         )
     if top_index == len(chain) - 1:
@@ -64,11 +74,12 @@ def _resolve(
     if request.base is not None:
         found = find_in(chain, graph, request.base)
         if found is None or found <= top_index:
-            # As virsh blockpull words it: base is looked up beneath top.
-            raise PlanError(
-                f"could not find image '{request.base}' beneath '{top_label}' "
-                f"in chain for '{label}'"
-            )
+            # As virsh blockpull words it: base is looked up beneath top (an index above top
+            # is one libvirt cannot find there either).
+            beneath = (rules.beneath or rules.label)(chain[top_index])
+            raise _not_found(rules, request.base, label,
+                             f"could not find image '{request.base}' beneath '{beneath}' "
+                             f"in chain for '{label}'")  # fmt: skip
         base_index = found
     if base_index == top_index + 1:
         raise PlanError(

@@ -46,6 +46,9 @@ class PlanRules:
     lookup_error: Callable[[str, str], str | None] | None = None
     """The engine's words for a top or base name not found in the chain of a disk, given the
     name and the disk's label (libvirt's ``vda[N]`` indexes), or None for the planner's own."""
+    beneath: Callable[[Layer], str] | None = None
+    """How "could not find image 'B' beneath 'T'" names top; by default as ``label`` does
+    (libvirt names it by its source path, whatever the request named it by)."""
     pull_into_active_only: bool = False
     """A pull can only stream into the chain's active layer (libvirt's virDomainBlockPull)."""
     pull_deletes: bool = True

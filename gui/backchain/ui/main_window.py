@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 
 import shiboken6
 from PySide6.QtCore import QSettings, Qt, Signal
@@ -17,15 +16,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from backchain.core.errors import PlanError
 from backchain.core.graph import ImageGraph
-from backchain.core.model import CommitPlan, CommitRequest
+from backchain.core.model import CommitPlan
 from backchain.engines import ledger
 from backchain.engines.journal import JobRecord
 from backchain.engines.registry import make_plan
 from backchain.ui.banners import MessageBanner, Tone
 from backchain.ui.chain_view import ChainView
 from backchain.ui.confirm import confirm_commit
+from backchain.ui.direction_figures import DirectionPlanner, Sides
 from backchain.ui.job_panel import JobPanel
 from backchain.ui.job_worker import JobController, JobWorker
 from backchain.ui.journal_banner import JournalBanner
@@ -68,6 +67,7 @@ class MainWindow(OpeningMixin):
         self.image: str | None = None
         self.plan: CommitPlan | None = None
         self.plan_error: str | None = None
+        self.directions = DirectionPlanner()
         self.stage = ""
         self.source: Source | None = None
         self._watching_screen = False
@@ -260,36 +260,38 @@ class MainWindow(OpeningMixin):
         if self.jobs.running:
             return
         request = self.plan_panel.request()
-        self.plan, self.plan_error = None, None
+        self.plan, self.plan_error, sides = None, None, None
         if request is not None and self.graph is not None:
-            try:
-                prepare = self.source.prepare if self.source is not None else make_plan
-                self.plan = prepare(self.graph, request)
-            except PlanError as error:
-                self.plan_error = error.summary
+            # Both directions are planned for real: the preview's columns compare them, and a
+            # switch then shows and runs the other column's very plan object.
+            prepare = self.source.prepare if self.source is not None else make_plan
+            counterpart = self.plan_panel.counterpart_request()
+            sides = self.directions.plan(prepare, self.graph, request, counterpart)
+            selected = sides.side(request.operation)
+            self.plan, self.plan_error = selected.plan, selected.error
+        else:
+            self.directions.clear()
         if self.plan is not None:
             self.view.set_preview(self.plan.roles(), self.plan.top, self.plan.base)
         else:
             top = self.plan_panel.top() or self.image
             self.view.set_preview({}, top, self.plan_panel.base())
-        self.preview.show_plan(self.plan, self.plan_error)
+        self.preview.show_plan(self.plan, self.plan_error, sides)
         note = already_done(self.plan, self.marks) if self.plan else ""
-        self.preview.set_note(note, self._leftovers(request) if note else [])
+        self.preview.set_note(note, self._leftovers(sides) if note else [])
         self.plan_panel.show_verdict(self.plan_error)
         self.commit_action.setEnabled(self.plan is not None)
 
-    def _leftovers(self, request: CommitRequest | None) -> list[str]:
+    def _leftovers(self, sides: Sides | None) -> list[str]:
         """The layers that the same commit with DELETE would remove, when the planner allows it.
 
         Nothing depends on them then (the planner refuses DELETE otherwise), and the plan's
         verify step compares top with base before anything is removed.
         """
-        if request is None or request.delete or self.graph is None or self.source is None:
+        selected = sides.side(sides.selected) if sides is not None else None
+        if selected is None or selected.request is None or selected.request.delete:
             return []
-        try:
-            return list(self.source.prepare(self.graph, replace(request, delete=True)).deleted)
-        except PlanError:
-            return []
+        return list(selected.deletable)
 
     def _on_preview_delete_leftovers_clicked(self) -> None:
         self.plan_panel.delete.setChecked(True)  # the normal plan, previewed and confirmed

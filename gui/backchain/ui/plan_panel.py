@@ -141,6 +141,7 @@ class PlanPanel(QGroupBox):
             option = item.widget() if item is not None else None
             if option is not None:
                 option.setEnabled(not locked)
+        self.shallow.setEnabled(not locked and self.operation() is Operation.COMMIT)
         self.rate.setEnabled(not locked or live_rate)
         if locked:
             self.commit_button.setEnabled(False)
@@ -224,16 +225,43 @@ class PlanPanel(QGroupBox):
 
     def request(self) -> CommitRequest | None:
         """The request as the controls stand, or None while nothing is open."""
+        return self._request_for(self.operation(), self.base(), self.shallow.isChecked())
+
+    def counterpart_request(self) -> CommitRequest | None:
+        """The other direction's request for the same shortening: what switching would plan.
+
+        SHALLOW names the lower layer implicitly (top's backing file); a pull has no SHALLOW,
+        so the other direction names that layer itself, as the switch then selects it.
+        """
+        other = Operation.COMMIT if self.operation() is Operation.PULL else Operation.PULL
+        return self._request_for(other, self._lower(), shallow=False)
+
+    def _lower(self) -> str | None:
+        """The lower layer the selection bounds, with SHALLOW's resolved (top's backing)."""
+        if self.operation() is Operation.PULL or not self.shallow.isChecked():
+            return self.base()
+        return self._shallow_lower()
+
+    def _shallow_lower(self) -> str | None:
+        image = self.image()
+        if self._graph is None or image is None:
+            return self.base()
+        top = self.top() or self._graph.chain(image)[0].path
+        return self.base() or (self._graph.backing_of(top) if top in self._graph else None)
+
+    def _request_for(
+        self, operation: Operation, lower: str | None, shallow: bool
+    ) -> CommitRequest | None:
         image = self.image()
         if image is None:
             return None
-        pull = self.operation() is Operation.PULL
+        pull = operation is Operation.PULL
         request = CommitRequest(
             image=image,
             top=self.top(),
-            base=self._pull_base(self.base()) if pull else self.base(),
-            operation=self.operation(),
-            shallow=self.shallow.isChecked() and not pull,
+            base=self._pull_base(lower) if pull else lower,
+            operation=operation,
+            shallow=shallow and not pull,
             delete=self.delete.isChecked(),
             keep_relative=self.keep_relative.isChecked(),
             rate=self.rate.value() * MiB,
@@ -273,7 +301,16 @@ class PlanPanel(QGroupBox):
 
     def _on_direction_changed(self, _index: int) -> None:
         pull = self.operation() is Operation.PULL
-        self.shallow.setEnabled(not pull)
+        if pull and self.shallow.isChecked():
+            # The pull the preview's other column showed names SHALLOW's base explicitly.
+            self._updating = True
+            lower = self._shallow_lower()
+            self.shallow.blockSignals(True)
+            self.shallow.setChecked(False)
+            self.shallow.blockSignals(False)
+            self._select(self.base_combo, lower)
+            self._updating = False
+        self.shallow.setEnabled(not pull and not self._locked)
         self.commit_button.setText("Pull…" if pull else "Commit…")
         self.changed.emit()
 

@@ -24,6 +24,8 @@ from PySide6.QtWidgets import (
 from backchain.core.advice import advise
 from backchain.core.describe import direction_line, effects
 from backchain.core.model import CommitPlan, Operation, Role
+from backchain.ui.direction_compare import DirectionCompare
+from backchain.ui.direction_figures import Sides
 from backchain.ui.roles import LEGEND_ORDER, STYLES
 from backchain.ui.text import human_bytes, percent
 
@@ -166,6 +168,8 @@ class PreviewPanel(QGroupBox):
         self.leftovers_button.setAccessibleName("Delete the leftovers")
         self.leftovers_button.clicked.connect(self.delete_leftovers_clicked)
         self.leftovers_button.hide()
+        self.compare = DirectionCompare()
+        self.compare.direction_chosen.connect(self.direction_chosen)
         self.list = QListWidget()
         self.list.setAccessibleName("Consequences")
         self.list.setToolTip("What the commit does to each image, with the bytes affected.")
@@ -186,6 +190,7 @@ class PreviewPanel(QGroupBox):
         note_row.addWidget(self.note, 1)
         note_row.addWidget(self.leftovers_button, 0, Qt.AlignmentFlag.AlignTop)
         layout.addLayout(note_row)
+        layout.addWidget(self.compare)
         layout.addWidget(self.list, 1)
         layout.addWidget(self.advice_box)
         advised_row = QHBoxLayout()
@@ -232,9 +237,13 @@ class PreviewPanel(QGroupBox):
         self.copy_script.setToolTip("A POSIX sh script with set -e that runs the same steps.")
         self.copy_script.clicked.connect(self._on_copy_script_clicked)
 
-    def show_plan(self, plan: CommitPlan | None, error: str | None = None) -> None:
-        """Show ``plan``; with None, say why (``error``) and clear the rest."""
+    def show_plan(
+        self, plan: CommitPlan | None, error: str | None = None, sides: Sides | None = None
+    ) -> None:
+        """Show ``plan``; with None, say why (``error``) and clear the rest. ``sides`` holds it
+        and the other direction's real plan (or refusal), for the two columns."""
         self.plan = plan
+        self.compare.show_sides(sides)
         self.list.clear()
         has_plan = plan is not None
         self.copy_commands.setEnabled(has_plan)
@@ -250,7 +259,7 @@ class PreviewPanel(QGroupBox):
             self.advised.hide()
             self.commands.clear()
             return
-        self._show_advised(plan)
+        self._show_advised(plan, sides)
         if plan.operation is Operation.PULL:
             self.summary.setText(self._pull_summary(plan))
         else:
@@ -274,19 +283,28 @@ class PreviewPanel(QGroupBox):
         below = f"stays on {_name(plan.base)}" if plan.base else "becomes standalone"
         count = len(plan.merged)
         return (
-            f"<b>Pull into {_name(plan.top)}</b>: {count} layer{'s' if count != 1 else ''} "
-            f"leave its chain, <b>{human_bytes(plan.bytes_to_copy)}</b> to copy; "
+            f"<b>Pull into {_name(plan.top)}</b>: {count} layer"
+            f"{'s leave' if count != 1 else ' leaves'} its chain, "
+            f"<b>{human_bytes(plan.bytes_to_copy)}</b> to copy; "
             f"{_name(plan.top)} {below}. Nothing is at risk."
         )
 
-    def _show_advised(self, plan: CommitPlan) -> None:
-        """The button that switches to the advised direction, when that is not the shown one."""
+    def _show_advised(self, plan: CommitPlan, sides: Sides | None) -> None:
+        """The button that switches to the advised direction, when that is not the shown one;
+        disabled, saying why, when the advised direction is refused with these options."""
         choice = advise(plan)
         if choice is None or choice.operation is plan.operation:
             self.advised.hide()
             return
+        refusal = sides.side(choice.operation).error if sides is not None else None
         self.advised.setText(f"Switch to {choice.operation.value}")
         self.advised.setProperty("operation", choice.operation.value)
+        self.advised.setEnabled(refusal is None)
+        self.advised.setToolTip(
+            f"{choice.operation.value.capitalize()} is refused with these options: {refusal}"
+            if refusal
+            else f"Preview the {choice.operation.value} of the same selection"
+        )
         self.advised.show()
 
     def _on_advised_clicked(self) -> None:
@@ -309,7 +327,9 @@ class PreviewPanel(QGroupBox):
                 f"{human_bytes(advice.pull_bytes)}: <b>{direction}</b> is faster"
             )
             rows.append(f"{_name(advice.image)} ({share} allocated): {verdict}")
-        return "<b>Pull or commit</b><br>" + "<br>".join(rows) + both if rows else both
+        if not rows and not both:
+            return ""
+        return "<b>Pull or commit</b>" + both + ("<br>" + "<br>".join(rows) if rows else "")
 
     def set_note(self, text: str, leftovers: list[str] | None = None) -> None:
         """A word above the consequences (this very commit already ran), or none; with

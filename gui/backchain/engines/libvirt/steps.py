@@ -52,6 +52,7 @@ RULES = planner.PlanRules(
     label=libvirt_label,
     disk=disk_label,
     lookup_error=index_error,
+    beneath=planner.path_label,
     pull_into_active_only=True,
     pull_deletes=False,
     # Asking QEMU itself (an NBD export of the node) needs virDomainQemuMonitorCommand, which

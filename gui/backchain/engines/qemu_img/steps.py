@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os.path
 from collections.abc import Sequence
 
 from backchain.core.graph import ImageGraph, Layer
 from backchain.core.model import CommitPlan, Step, StepKind
+from backchain.engines.files.views import old_view_spec
 from backchain.engines.process import qemu_img_binary
 
 
@@ -110,22 +110,6 @@ def commit_steps(
         if data_file is not None:  # a deleted layer's data would otherwise stay behind
             steps.append(Step(StepKind.DELETE, ("rm", "-f", "--", data_file), target=data_file))
     return tuple(steps)
-
-
-def old_view_spec(plan: CommitPlan, graph: ImageGraph) -> str:
-    """Top opened on its old backing file: what top read before the pull (a ``json:`` name).
-
-    After the pull, top over its old chain must read exactly as top alone over base: then no
-    data top needs is left only in the removed layers, and they can be deleted.
-    """
-    top = graph.layer(plan.top)
-    old = graph.layer(plan.merged[0])
-    spec = {
-        "driver": top.format,
-        "file": {"driver": "file", "filename": top.path},
-        "backing": {"driver": old.format, "file": {"driver": "file", "filename": old.path}},
-    }
-    return "json:" + json.dumps(spec, separators=(",", ":"))
 
 
 def pull_steps(

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 from backchain.core import plan as planner
-from backchain.core.errors import PlanError
+from backchain.core.errors import CancelledError, EngineError, PlanError
 from backchain.core.graph import ImageGraph, Layer
 from backchain.core.model import (
     CommitPlan,
@@ -20,6 +20,7 @@ from backchain.core.model import (
     Step,
     StepKind,
 )
+from backchain.engines import process
 from backchain.engines.base import QmpTarget, Target
 from backchain.engines.files import facts
 from backchain.engines.files.scan import default_scan_dirs, load_extents, scan_directories
@@ -31,6 +32,7 @@ from backchain.engines.qmp.job import (
     delete_when_closed,
     keep_overlay_outcome,
 )
+from backchain.engines.qmp.session import QmpSession
 from backchain.engines.qmp.steps import commit_steps, pull_steps
 
 
@@ -166,6 +168,12 @@ class QmpRunSession:
             ):
                 self.outcome = keep_overlay_outcome(self.plan)
             return
+        if step.kind is StepKind.VERIFY and step.call is not None:
+            asyncio.run(flush_node(self.plan, self.target, step, sink))
+            return
+        if step.kind is StepKind.VERIFY:
+            verify_pull(self.plan, step, sink, cancel)
+            return
         if step.kind is StepKind.DELETE:
             if self.kept_overlay:
                 sink.logged(f"kept {step.target}: it is still the active layer")
@@ -173,3 +181,41 @@ class QmpRunSession:
             asyncio.run(delete_when_closed(self.target, step, sink))
             return
         raise PlanError(f"the QMP engine cannot run a {step.kind.value} step")
+
+
+def verify_pull(plan: CommitPlan, step: Step, sink: ProgressSink, cancel: CancelToken) -> None:
+    """qemu-img compare of top with top on its old chain, before any removed layer goes."""
+    name = os.path.basename
+
+    def on_fraction(fraction: float) -> None:
+        sink.advanced(int(fraction * 100), 100, step.kind.value)
+
+    try:
+        process.run_streaming(step.argv, cwd=step.cwd, on_fraction=on_fraction,
+                              on_text=sink.logged, cancelled=lambda: cancel.cancelled)  # fmt: skip
+    except CancelledError:
+        raise
+    except EngineError as err:
+        words = (
+            f"{name(plan.top)} does not read as it did on its old chain after the pull, so "
+            "nothing was deleted"
+            if err.returncode == 1
+            else f"comparing {name(plan.top)} with its old chain failed: {err.message}"
+        )
+        raise EngineError(words, argv=err.argv, returncode=err.returncode,
+                          stderr=err.stderr) from err  # fmt: skip
+    sink.advanced(100, 100, step.kind.value)
+
+
+async def flush_node(plan: CommitPlan, target: QmpTarget, step: Step, sink: ProgressSink) -> None:
+    """Make QEMU write top's cached metadata, so the files on disk hold the pulled data."""
+    call = step.call or {}
+    async with QmpSession(target.address, target.timeout) as session:
+        said = str(await session.execute(str(call["execute"]), call.get("arguments")) or "")
+    if said.strip():  # HMP answers a successful flush with nothing
+        raise EngineError(
+            f"QEMU could not flush {os.path.basename(plan.top)} ({said.strip()}), so nothing "
+            "was deleted",
+            argv=(str(call["execute"]), str(call.get("arguments"))),
+        )
+    sink.logged(f"QEMU flushed {plan.top} to disk")

@@ -1,4 +1,4 @@
-"""The QMP commands of an online commit, as pure data."""
+"""The QMP commands of an online commit or pull (and a pull's verify argv), as pure data."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import re
 
 from backchain.core.graph import ImageGraph, Layer
 from backchain.core.model import CommitPlan, Step, StepKind
+from backchain.engines.files.views import old_view_spec
+from backchain.engines.process import qemu_img_binary
 
 
 def job_id_for(top: Layer) -> str:
@@ -67,6 +69,19 @@ def pull_steps(plan: CommitPlan, graph: ImageGraph) -> tuple[Step, ...]:
         arguments["backing-file"] = plan.rebased[0].backing_name
     call = {"execute": "block-stream", "arguments": arguments}
     steps = [Step(StepKind.BLOCK_STREAM, call=call, target=top.path)]
+    if plan.deleted:
+        # QEMU keeps the streamed clusters' L2 tables in its cache after the job ends (top's
+        # header already names the new backing): until they are flushed, a removed layer is
+        # the only copy on disk, and qemu-img reads a top that differs. QMP has no flush
+        # command of its own; HMP's qemu-io flush calls bdrv_flush on the node.
+        flush = {"execute": "human-monitor-command",
+                 "arguments": {"command-line": f"qemu-io {arguments['device']} flush"}}  # fmt: skip
+        steps.append(Step(StepKind.VERIFY, call=flush, target=top.path))
+    if plan.deleted and plan.request.verify:
+        # -U: QEMU holds top (and may still hold the removed layers); both sides are only read.
+        verify = (qemu_img_binary(), "compare", "-U", "-p", "-f", top.format, top.path,
+                  old_view_spec(plan, graph))  # fmt: skip
+        steps.append(Step(StepKind.VERIFY, verify, target=top.path))
     for path in plan.deleted:
         steps.append(Step(StepKind.DELETE, ("rm", "-f", "--", path), target=path))
     return tuple(steps)
