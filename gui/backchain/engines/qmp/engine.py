@@ -71,6 +71,12 @@ def with_siblings(graph: ImageGraph, target: QmpTarget) -> ImageGraph:
     return load_extents(scanned, found) if found else scanned
 
 
+_ACTIVE_DELETE_NOTE = (
+    "after the pivot the VM writes base alone, so top is not compared with base before it is "
+    "deleted: the job made them equal at the pivot, and QEMU flushes base first"
+)
+
+
 class QmpEngine:
     """Commits the chain of a running QEMU with block-commit."""
 
@@ -87,7 +93,10 @@ class QmpEngine:
         request = replace(request, engine=EngineKind.QMP)
         plan = planner.plan(graph, request, RULES)
         build = pull_steps if plan.operation is Operation.PULL else commit_steps
-        return replace(plan, steps=build(plan, graph))
+        plan = replace(plan, steps=build(plan, graph))
+        if plan.deleted and plan.request.verify and plan.active_commit:
+            plan = replace(plan, notes=(*plan.notes, _ACTIVE_DELETE_NOTE))
+        return plan
 
     def written(self, plan: CommitPlan) -> Sequence[str]:
         """Base, the merged layers, and top's overlay whose backing name QEMU rewrites; for a
@@ -172,7 +181,7 @@ class QmpRunSession:
             asyncio.run(flush_node(self.plan, self.target, step, sink))
             return
         if step.kind is StepKind.VERIFY:
-            verify_pull(self.plan, step, sink, cancel)
+            verify_before_delete(self.plan, step, sink, cancel)
             return
         if step.kind is StepKind.DELETE:
             if self.kept_overlay:
@@ -183,8 +192,11 @@ class QmpRunSession:
         raise PlanError(f"the QMP engine cannot run a {step.kind.value} step")
 
 
-def verify_pull(plan: CommitPlan, step: Step, sink: ProgressSink, cancel: CancelToken) -> None:
-    """qemu-img compare of top with top on its old chain, before any removed layer goes."""
+def verify_before_delete(
+    plan: CommitPlan, step: Step, sink: ProgressSink, cancel: CancelToken
+) -> None:
+    """qemu-img compare before any file goes: a pulled top with top on its old chain, or a
+    commit's top with base."""
     name = os.path.basename
 
     def on_fraction(fraction: float) -> None:
@@ -196,11 +208,17 @@ def verify_pull(plan: CommitPlan, step: Step, sink: ProgressSink, cancel: Cancel
     except CancelledError:
         raise
     except EngineError as err:
+        pulled = plan.operation is Operation.PULL
+        other = "its old chain" if pulled else name(plan.base)
+        differs = (
+            f"{name(plan.top)} does not read as it did on its old chain after the pull"
+            if pulled
+            else f"{name(plan.base)} does not read like {name(plan.top)} after the commit"
+        )
         words = (
-            f"{name(plan.top)} does not read as it did on its old chain after the pull, so "
-            "nothing was deleted"
+            f"{differs}, so nothing was deleted"
             if err.returncode == 1
-            else f"comparing {name(plan.top)} with its old chain failed: {err.message}"
+            else f"comparing {name(plan.top)} with {other} failed: {err.message}"
         )
         raise EngineError(words, argv=err.argv, returncode=err.returncode,
                           stderr=err.stderr) from err  # fmt: skip
@@ -208,14 +226,14 @@ def verify_pull(plan: CommitPlan, step: Step, sink: ProgressSink, cancel: Cancel
 
 
 async def flush_node(plan: CommitPlan, target: QmpTarget, step: Step, sink: ProgressSink) -> None:
-    """Make QEMU write top's cached metadata, so the files on disk hold the pulled data."""
+    """Make QEMU write a node's cached metadata, so the file on disk holds what the job wrote."""
     call = step.call or {}
     async with QmpSession(target.address, target.timeout) as session:
         said = str(await session.execute(str(call["execute"]), call.get("arguments")) or "")
     if said.strip():  # HMP answers a successful flush with nothing
         raise EngineError(
-            f"QEMU could not flush {os.path.basename(plan.top)} ({said.strip()}), so nothing "
+            f"QEMU could not flush {os.path.basename(step.target)} ({said.strip()}), so nothing "
             "was deleted",
             argv=(str(call["execute"]), str(call.get("arguments"))),
         )
-    sink.logged(f"QEMU flushed {plan.top} to disk")
+    sink.logged(f"QEMU flushed {step.target} to disk")

@@ -1,4 +1,4 @@
-"""The QMP commands of an online commit or pull (and a pull's verify argv), as pure data."""
+"""The QMP commands of an online commit or pull (and their verify argv), as pure data."""
 
 from __future__ import annotations
 
@@ -46,9 +46,29 @@ def commit_steps(plan: CommitPlan, graph: ImageGraph) -> tuple[Step, ...]:
             arguments["backing-file"] = overlay.backing_name
     call = {"execute": "block-commit", "arguments": arguments}
     steps = [Step(StepKind.BLOCK_COMMIT, call=call, target=base.path)]
+    if plan.deleted:
+        # After an active commit base stays open read-write, and the clusters the job wrote may
+        # still sit in QEMU's metadata cache: until then the merged files are the only copy on
+        # disk. A flush by node name also covers a base that a filter hides.
+        steps.append(flush_step(base))
+    if plan.deleted and plan.request.verify and not plan.active_commit:
+        # Top's file is unchanged and still reads through its old chain; base must now read
+        # the same. (After an active commit's pivot the VM writes base alone, so a comparison
+        # with top would fail for the right reason; the mirror made them equal at the pivot.)
+        verify = (qemu_img_binary(), "compare", "-U", "-p", "-f", top.format, "-F", base.format,
+                  top.path, base.path)  # fmt: skip
+        steps.append(Step(StepKind.VERIFY, verify, target=top.path))
     for path in plan.deleted:
         steps.append(Step(StepKind.DELETE, ("rm", "-f", "--", path), target=path))
     return tuple(steps)
+
+
+def flush_step(layer: Layer) -> Step:
+    """HMP's ``qemu-io NODE flush``: QMP has no flush of its own; this calls bdrv_flush."""
+    node = layer.node_name or layer.path
+    call = {"execute": "human-monitor-command",
+            "arguments": {"command-line": f"qemu-io {node} flush"}}  # fmt: skip
+    return Step(StepKind.VERIFY, call=call, target=layer.path)
 
 
 def pull_steps(plan: CommitPlan, graph: ImageGraph) -> tuple[Step, ...]:
@@ -73,10 +93,8 @@ def pull_steps(plan: CommitPlan, graph: ImageGraph) -> tuple[Step, ...]:
         # QEMU keeps the streamed clusters' L2 tables in its cache after the job ends (top's
         # header already names the new backing): until they are flushed, a removed layer is
         # the only copy on disk, and qemu-img reads a top that differs. QMP has no flush
-        # command of its own; HMP's qemu-io flush calls bdrv_flush on the node.
-        flush = {"execute": "human-monitor-command",
-                 "arguments": {"command-line": f"qemu-io {arguments['device']} flush"}}  # fmt: skip
-        steps.append(Step(StepKind.VERIFY, call=flush, target=top.path))
+        # command of its own.
+        steps.append(flush_step(top))
     if plan.deleted and plan.request.verify:
         # -U: QEMU holds top (and may still hold the removed layers); both sides are only read.
         verify = (qemu_img_binary(), "compare", "-U", "-p", "-f", top.format, top.path,
