@@ -129,7 +129,7 @@ def _snapshots_step(window: MainWindow, directory: str) -> Step:
         else:
             window.open_image(image)
 
-    return ("10-internal-snapshots-on-cards", apply)
+    return ("12-internal-snapshots-on-cards", apply)
 
 
 class Shooter:

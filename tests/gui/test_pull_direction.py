@@ -64,3 +64,27 @@ def test_a_pull_runs_through_the_job_panel(
     assert backing_name(paths[-1]) is None
     for index in range(3):
         assert reads(paths[-1], ChainBuilder.pattern(index), index * MiB, MiB)
+
+
+def test_the_advice_speaks_of_the_selection_only_and_agrees_with_the_columns(
+    qtbot: QtBot, window: MainWindow, tree: dict[str, str], open_and_wait: Callable[[str], str]
+) -> None:
+    """Each merged layer's own rule of thumb ("snap2 alone: commit is faster") once stood under
+    the selection's advice and could say the opposite; only the selection's advice is shown."""
+    from backchain.core.advice import advise
+    from backchain.core.describe import consequences, human_bytes
+
+    open_and_wait(tree["active.qcow2"])
+    window.plan_panel.choose_top(tree["snap2.qcow2"])
+    window.plan_panel.choose_base(tree["base.qcow2"])
+    plan = window.plan
+    assert plan is not None and len(plan.merged) > 1 and plan.advice
+    choice = advise(plan)
+    assert choice is not None
+    text = window.preview.advice.text()
+    assert f"{choice.operation.value.capitalize()} advised" in text
+    assert f"commit copies {human_bytes(plan.bytes_to_copy)}" in text
+    assert "is faster" not in text and "allocated)" not in text
+    words = consequences(plan)
+    assert sum("advised" in line for line in words) == 1
+    assert not any("copies fewer bytes (commit" in line for line in words)

@@ -186,8 +186,13 @@ def advice_lines(plan: CommitPlan) -> list[str]:
 def consequences(plan: CommitPlan) -> list[str]:
     """The whole preview in words: effects, advice and notes (what the CLI prints)."""
     direction = direction_line(plan)
-    lines = advice_lines(plan) if plan.operation is Operation.COMMIT else []
-    lines += [direction] if direction else []
+    # The layer-by-layer rule of thumb answers another question (each layer on its own) and
+    # can contradict the selection's advice, so it is given only when that advice is missing.
+    lines = (
+        [direction]
+        if direction
+        else (advice_lines(plan) if plan.operation is Operation.COMMIT else [])
+    )
     return [text for _, text in effects(plan)] + lines + list(plan.notes)
 
 

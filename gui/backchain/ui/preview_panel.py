@@ -316,6 +316,8 @@ class PreviewPanel(QGroupBox):
         both = f"<br><b>{html.escape(line)}</b>" if line else ""
         if plan.operation is Operation.PULL:
             return "<b>Pull or commit</b>" + both if both else ""
+        if both:  # the selection's advice; each layer's own rule of thumb could contradict it
+            return "<b>Pull or commit</b>" + both
         rows = []
         for advice in plan.advice:
             share = percent(advice.allocated, advice.virtual_size)
