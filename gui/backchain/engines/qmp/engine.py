@@ -71,6 +71,19 @@ def with_siblings(graph: ImageGraph, target: QmpTarget) -> ImageGraph:
     return load_extents(scanned, found) if found else scanned
 
 
+def with_space(graph: ImageGraph) -> ImageGraph:
+    """Each open file's free space, so the plan refuses a job that cannot fit, as offline.
+
+    QEMU reports no free space; its nodes name the files, so the file system is asked.
+    """
+    layers = [
+        replace(layer, free_bytes=facts.free_bytes(layer.data_file or layer.path))
+        for layer in graph
+        if layer.free_bytes is None and os.path.isabs(layer.path) and os.path.exists(layer.path)
+    ]
+    return graph.with_layers(layers) if layers else graph
+
+
 _ACTIVE_DELETE_NOTE = (
     "after the pivot the VM writes base alone, so top is not compared with base before it is "
     "deleted: the job made them equal at the pivot, and QEMU flushes base first"
@@ -86,7 +99,8 @@ class QmpEngine:
     def read_graph(self, target: Target) -> ImageGraph:
         """The live graph of the target's device, and the siblings found on disk."""
         qmp = _target(target)
-        return with_siblings(read_qmp_graph(qmp.address, qmp.device, timeout=qmp.timeout), qmp)
+        live = read_qmp_graph(qmp.address, qmp.device, timeout=qmp.timeout)
+        return with_space(with_siblings(live, qmp))
 
     def prepare(self, graph: ImageGraph, target: Target, request: CommitRequest) -> CommitPlan:
         """core.plan with QMP's rules (ACTIVE for the active layer), then block-commit."""
