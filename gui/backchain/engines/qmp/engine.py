@@ -29,9 +29,9 @@ from backchain.engines.qmp.graph import read_qmp_graph
 from backchain.engines.qmp.job import (
     CommitJob,
     cancel_state,
-    delete_when_closed,
     keep_overlay_outcome,
 )
+from backchain.engines.qmp.release import delete_when_closed, own_node
 from backchain.engines.qmp.session import QmpSession
 from backchain.engines.qmp.steps import commit_steps, pull_steps
 
@@ -110,6 +110,15 @@ class QmpEngine:
         plan = replace(plan, steps=build(plan, graph))
         if plan.deleted and plan.request.verify and plan.active_commit:
             plan = replace(plan, notes=(*plan.notes, _ACTIVE_DELETE_NOTE))
+        own = [(path, own_node(graph.layer(path))) for path in plan.deleted]
+        held = [f"{os.path.basename(path)} ('{node}')" for path, node in own if node]
+        if held:
+            note = (
+                "QEMU holds " + ", ".join(held) + " as nodes of their own (-blockdev), which it "
+                "keeps open after the job: Backchain removes each with blockdev-del once "
+                "nothing in QEMU uses it, then deletes the file"
+            )
+            plan = replace(plan, notes=(*plan.notes, note))
         return plan
 
     def written(self, plan: CommitPlan) -> Sequence[str]:
@@ -201,7 +210,7 @@ class QmpRunSession:
             if self.kept_overlay:
                 sink.logged(f"kept {step.target}: it is still the active layer")
                 return
-            asyncio.run(delete_when_closed(self.target, step, sink))
+            asyncio.run(delete_when_closed(self.target, step, sink, self.plan.operation))
             return
         raise PlanError(f"the QMP engine cannot run a {step.kind.value} step")
 
