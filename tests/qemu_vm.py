@@ -31,7 +31,11 @@ class QemuVM:
         failing_writes: str | None = None,
         tcp_port: int | None = None,
         root_filter: str | None = None,
+        protocol_nodes: bool = False,
     ) -> None:
+        self.protocol_nodes = protocol_nodes
+        """Give each layer's file its own -blockdev protocol node (``NAME-file``), as libvirt
+        does, instead of an inline ``file.driver=file`` child."""
         self.root_filter = root_filter
         """A throttle filter node of this name above the top layer; vd0 is attached to it."""
         self.tcp_port = tcp_port
@@ -58,6 +62,9 @@ class QemuVM:
         below: str | None = None
         for path, name in pairs:
             spec = f"driver=qcow2,node-name={name},file.driver=file,file.filename={path}"
+            if self.protocol_nodes:
+                argv += ["-blockdev", f"driver=file,node-name={name}-file,filename={path}"]
+                spec = f"driver=qcow2,node-name={name},file={name}-file"
             if name == self.failing_writes:
                 spec = (
                     f"driver=qcow2,node-name={name},file.driver=blkdebug,"
@@ -162,9 +169,11 @@ def running_vm(
     failing_writes: str | None = None,
     tcp_port: int | None = None,
     root_filter: str | None = None,
+    protocol_nodes: bool = False,
 ) -> Iterator[QemuVM]:
     """A started QemuVM that is always stopped afterwards, on success and on failure."""
-    vm = QemuVM(layers, directory, names, explicit_backing, failing_writes, tcp_port, root_filter)
+    vm = QemuVM(layers, directory, names, explicit_backing, failing_writes, tcp_port, root_filter,
+                protocol_nodes)  # fmt: skip
     try:
         vm.start()
         yield vm

@@ -142,8 +142,8 @@ def test_an_online_pull_that_does_not_fit_in_tops_file_system_is_refused(
         proc = _backchain(tmp_path / "state", "pull", "--qmp", vm.socket, "--yes")
         _out, err = proc.communicate(timeout=60)
         assert proc.returncode == 2, err
-        # Checked on top's file system (the one that grows), before the journal or any job.
-        assert f"not enough free space for {top} to grow" in err, err
+        # Checked on top's file system (the one that grows) by the plan, before any journal.
+        assert f"not enough free space for top '{top}' to grow" in err, err
         assert not list((tmp_path / "state").rglob("*.json"))  # no journal: nothing started
         assert vm.execute("query-jobs") == []
     assert checksums([base, top]) == sums

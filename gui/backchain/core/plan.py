@@ -32,6 +32,7 @@ from backchain.core.rules import (
     WriteCheck,
     backing_name_for,
     check_readable_chain,
+    check_space,
     find_in,
     path_label,
 )
@@ -121,6 +122,9 @@ def _check_flags(
 
 def _check_writes(rules: PlanRules, base: Layer, touched: Sequence[Layer], need: int) -> None:
     if rules.writes is WriteCheck.NONE:
+        # Space is checked even where the engine's daemon owns the files (libvirt): a full
+        # file system fails the job whoever writes it.
+        check_space(rules, "base", base, need)
         return
     if rules.refuse_in_use:
         locked = [x for x in touched if x.in_use]
@@ -141,11 +145,7 @@ def _check_writes(rules: PlanRules, base: Layer, touched: Sequence[Layer], need:
     for layer in touched:
         if not layer.writable and (layer is base or rules.writes is WriteCheck.ALL):
             raise PlanError(f"'{layer.path}' is not writable, so the commit cannot change it")
-    if rules.check_space and base.free_bytes is not None and need > base.free_bytes:
-        raise PlanError(
-            f"not enough free space for base '{base.path}' to grow: "
-            f"{need} bytes needed, {base.free_bytes} bytes free"
-        )
+    check_space(rules, "base", base, need)
 
 
 def _check_rate(rate: int) -> None:

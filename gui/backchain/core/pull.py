@@ -28,6 +28,7 @@ from backchain.core.rules import (
     WriteCheck,
     backing_name_for,
     check_readable_chain,
+    check_space,
     find_in,
 )
 
@@ -108,6 +109,8 @@ def _check_request(request: CommitRequest, rules: PlanRules, chain: Sequence[Lay
 def _check_top(rules: PlanRules, top: Layer, deleted: Sequence[Layer], need: int) -> None:
     """Top is written (it grows), and the deleted layers are removed: both must be free."""
     if rules.writes is WriteCheck.NONE:
+        # The engine's daemon writes top, but a full file system fails its job all the same.
+        check_space(rules, "top", top, need)
         return
     if rules.refuse_in_use:
         for layer in [top, *deleted]:
@@ -119,11 +122,7 @@ def _check_top(rules: PlanRules, top: Layer, deleted: Sequence[Layer], need: int
                                 "Stop the VM, or pull online.")  # fmt: skip
     if not top.writable:
         raise PlanError(f"'{top.path}' is not writable, so the pull cannot copy data into it")
-    if rules.check_space and top.free_bytes is not None and need > top.free_bytes:
-        raise PlanError(
-            f"not enough free space for top '{top.path}' to grow: "
-            f"{need} bytes needed, {top.free_bytes} bytes free"
-        )
+    check_space(rules, "top", top, need)
 
 
 def deletable_layers(graph: ImageGraph, top: Layer, removed: Sequence[Layer]) -> tuple[str, ...]:

@@ -95,3 +95,12 @@ def check_readable_chain(chain: Sequence[Layer], label: str) -> None:
                 f"'{layer.path}' in chain for '{label}' does not record the format of its "
                 f"backing file '{layer.backing_name}'; refusing to guess it"
             )
+
+
+def check_space(rules: PlanRules, role: str, layer: Layer, need: int) -> None:
+    """The layer that grows (base of a commit, top of a pull) must fit on its file system."""
+    if rules.check_space and layer.free_bytes is not None and need > layer.free_bytes:
+        raise PlanError(
+            f"not enough free space for {role} '{layer.path}' to grow: "
+            f"{need} bytes needed, {layer.free_bytes} bytes free"
+        )

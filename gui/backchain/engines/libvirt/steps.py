@@ -48,7 +48,6 @@ RULES = planner.PlanRules(
     live=True,
     refuse_in_use=False,
     writes=planner.WriteCheck.NONE,
-    check_space=False,
     label=libvirt_label,
     disk=disk_label,
     lookup_error=index_error,

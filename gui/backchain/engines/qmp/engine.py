@@ -29,9 +29,9 @@ from backchain.engines.qmp.graph import read_qmp_graph
 from backchain.engines.qmp.job import (
     CommitJob,
     cancel_state,
-    delete_when_closed,
     keep_overlay_outcome,
 )
+from backchain.engines.qmp.release import delete_when_closed, own_node
 from backchain.engines.qmp.session import QmpSession
 from backchain.engines.qmp.steps import commit_steps, pull_steps
 
@@ -71,6 +71,19 @@ def with_siblings(graph: ImageGraph, target: QmpTarget) -> ImageGraph:
     return load_extents(scanned, found) if found else scanned
 
 
+def with_space(graph: ImageGraph) -> ImageGraph:
+    """Each open file's free space, so the plan refuses a job that cannot fit, as offline.
+
+    QEMU reports no free space; its nodes name the files, so the file system is asked.
+    """
+    layers = [
+        replace(layer, free_bytes=facts.free_bytes(layer.data_file or layer.path))
+        for layer in graph
+        if layer.free_bytes is None and os.path.isabs(layer.path) and os.path.exists(layer.path)
+    ]
+    return graph.with_layers(layers) if layers else graph
+
+
 _ACTIVE_DELETE_NOTE = (
     "after the pivot the VM writes base alone, so top is not compared with base before it is "
     "deleted: the job made them equal at the pivot, and QEMU flushes base first"
@@ -86,7 +99,8 @@ class QmpEngine:
     def read_graph(self, target: Target) -> ImageGraph:
         """The live graph of the target's device, and the siblings found on disk."""
         qmp = _target(target)
-        return with_siblings(read_qmp_graph(qmp.address, qmp.device, timeout=qmp.timeout), qmp)
+        live = read_qmp_graph(qmp.address, qmp.device, timeout=qmp.timeout)
+        return with_space(with_siblings(live, qmp))
 
     def prepare(self, graph: ImageGraph, target: Target, request: CommitRequest) -> CommitPlan:
         """core.plan with QMP's rules (ACTIVE for the active layer), then block-commit."""
@@ -96,6 +110,15 @@ class QmpEngine:
         plan = replace(plan, steps=build(plan, graph))
         if plan.deleted and plan.request.verify and plan.active_commit:
             plan = replace(plan, notes=(*plan.notes, _ACTIVE_DELETE_NOTE))
+        own = [(path, own_node(graph.layer(path))) for path in plan.deleted]
+        held = [f"{os.path.basename(path)} ('{node}')" for path, node in own if node]
+        if held:
+            note = (
+                "QEMU holds " + ", ".join(held) + " as nodes of their own (-blockdev), which it "
+                "keeps open after the job: Backchain removes each with blockdev-del once "
+                "nothing in QEMU uses it, then deletes the file"
+            )
+            plan = replace(plan, notes=(*plan.notes, note))
         return plan
 
     def written(self, plan: CommitPlan) -> Sequence[str]:
@@ -187,7 +210,7 @@ class QmpRunSession:
             if self.kept_overlay:
                 sink.logged(f"kept {step.target}: it is still the active layer")
                 return
-            asyncio.run(delete_when_closed(self.target, step, sink))
+            asyncio.run(delete_when_closed(self.target, step, sink, self.plan.operation))
             return
         raise PlanError(f"the QMP engine cannot run a {step.kind.value} step")
 

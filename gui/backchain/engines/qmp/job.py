@@ -11,17 +11,16 @@ from typing import Any
 from qemu.qmp import EventListener
 
 from backchain.core.errors import CancelledError, EngineError
-from backchain.core.model import CommitPlan, OnReady, Operation, Step, StepKind
+from backchain.core.model import CommitPlan, OnReady, Operation, StepKind
 from backchain.engines.base import LiveControl, QmpTarget
 from backchain.engines.progress import CancelToken, ProgressSink
-from backchain.engines.qmp.graph import file_path_of
 from backchain.engines.qmp.session import DEFAULT_TIMEOUT, QmpSession
 
 POLL_SECONDS = 0.2
 """query-jobs about five times a second: smooth progress, negligible load on QEMU."""
 
 CLOSE_WAIT_SECONDS = 10.0
-"""How long DELETE waits for QEMU to close the merged files after the job."""
+"""How long DELETE waits for QEMU to let go of the files it deletes after the job."""
 
 _JOB_EVENTS = (
     "JOB_STATUS_CHANGE",
@@ -233,30 +232,3 @@ class CommitJob:
 
     def _cancel_state(self) -> str:
         return cancel_state(self.plan)
-
-
-async def delete_when_closed(target: QmpTarget, step: Step, sink: ProgressSink) -> None:
-    """Remove a merged file, but only once QEMU no longer opens it."""
-    async with QmpSession(target.address, target.timeout) as session:
-        targets = {os.path.realpath(step.target)}
-        deadline = time.monotonic() + target.close_wait
-        while True:
-            nodes = await session.execute("query-named-block-nodes")
-            still = targets & {
-                os.path.realpath(file_path_of(str(n.get("file") or ""))) for n in nodes
-            }
-            if not still:
-                break
-            if time.monotonic() > deadline:
-                raise EngineError(
-                    f"the commit succeeded, but QEMU still opens {sorted(still)[0]}, so it was "
-                    "not deleted. Remove its node (blockdev-del) or stop the VM, then delete it."
-                )
-            await asyncio.sleep(POLL_SECONDS)
-    try:
-        os.remove(step.target)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise EngineError(f"cannot delete {step.target}: {exc.strerror}") from exc
-    sink.logged(f"deleted {step.target}")
