@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from backchain.core.errors import EngineError, ImageError
@@ -341,11 +341,15 @@ def _map_one(layer: Layer) -> ExtentSet | None:
 
 
 def open_graph(
-    image: str, scan_dirs: Sequence[str] | None = None, extents: bool = True
+    image: str,
+    scan_dirs: Sequence[str] | None = None,
+    extents: bool = True,
+    meanwhile: Callable[[], object] | None = None,
 ) -> ImageGraph:
     """Everything the planner needs about ``image``: chain, siblings, file facts and extents.
 
-    Each file's header is read once: the allocation reader takes the parsed ones.
+    Each file's header is read once: the allocation reader takes the parsed ones. The caller's
+    ``meanwhile`` (loading what it needs next, say) runs while qemu-img still reads the chain.
     """
     headers: dict[str, Qcow2Header] = {}
     layers = walk_headers(image, headers)
@@ -357,6 +361,8 @@ def open_graph(
         graph = scan_directories(graph, directories, headers)
         graph = probe_facts(graph)
         graph = load_extents(graph, headers=headers) if extents else graph
+        if meanwhile is not None:
+            meanwhile()
     except BaseException:
         check.merged()  # qemu-img's verdict on the chain comes first, as when it ran first
         raise
