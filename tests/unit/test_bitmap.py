@@ -6,10 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backchain.core.algebra import BitmapAlgebra, RangeAlgebra
 from backchain.core.bitmap import Bitmap, words_by_toggles, words_by_units
 from backchain.core.extents import ExtentSet
-from backchain.core.graph import Layer
 
 
 @st.composite
@@ -61,33 +59,3 @@ def test_a_bitmap_holds_exactly_the_bytes_of_its_extents_below_its_units(
     bitmap = Bitmap.from_extents(extents, shift, units)
     assert bitmap.to_extents() == extents.clip(units << shift)
     assert bitmap.size == extents.size_below(units << shift)
-
-
-@settings(max_examples=400, deadline=None)
-@given(unit_ranges(), unit_ranges(), st.sampled_from([0, 2, 4]), st.integers(0, 800))
-def test_counting_a_layers_units_in_place_equals_subtracting_its_bitmap(
-    held: tuple[list[tuple[int, int]], int],
-    own: tuple[list[tuple[int, int]], int],
-    shift: int,
-    limit_units: int,
-) -> None:
-    """The first ask (units counted in the parent's bitmap) and the second (the layer's own
-    bitmap, kept for re-plans) give the exact sorted-range figure, clipped or not."""
-    ranges, units = held
-    shift_bytes = 1 << shift
-    a_extents = ExtentSet(
-        np.array([s << shift for s, _ in ranges], dtype=np.int64),
-        np.array([e << shift for _, e in ranges], dtype=np.int64),
-    ).clip(units << shift)
-    mine = ExtentSet(
-        np.array([s << shift for s, _ in own[0]], dtype=np.int64),
-        np.array([e << shift for _, e in own[0]], dtype=np.int64),
-    )
-    # An unaligned limit too: the count below it must still be exact.
-    limit = limit_units * shift_bytes + (limit_units % 3 if shift else 0)
-    layer = Layer(path="/l", format="qcow2", virtual_size=max(limit, 1), extents=mine)
-    algebra = BitmapAlgebra(shift, units, lambda x: mine.alignment_shift)
-    a = Bitmap.from_extents(a_extents, shift, units)
-    expected = RangeAlgebra().minus_size(a_extents, mine, limit)
-    assert algebra.minus_own_size(a, layer, mine, limit) == expected
-    assert algebra.minus_own_size(a, layer, mine, limit) == expected

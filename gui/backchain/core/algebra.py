@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
-from backchain.core.bitmap import Bitmap, bitmap_of, covered_units
+from backchain.core.bitmap import Bitmap, bitmap_of
 from backchain.core.extents import ExtentSet, union_all
 from backchain.core.graph import Layer
 
-if TYPE_CHECKING:
-    from backchain.core.bitmap import Units
-
 T = TypeVar("T")
-# Up to this many units per range on average, counting a layer's units in place is cheaper
-# than building its bitmap (see core.bitmap).
-_UNITS_PER_RANGE = 4
-
-
-def _counter(_: ExtentSet) -> list[int]:
-    return [0]
 
 
 class Algebra(Protocol[T]):
@@ -36,9 +26,6 @@ class Algebra(Protocol[T]):
 
     def minus_size(self, a: T, b: T, limit: int) -> int:
         """Bytes below ``limit`` in ``a`` but not in ``b``, without keeping the difference."""
-
-    def minus_own_size(self, a: T, layer: Layer, extents: ExtentSet, limit: int) -> int:
-        """minus_size(a, own(layer, extents), limit), for a layer whose own set is used once."""
 
     def size_below(self, a: T, limit: int) -> int:
         """Bytes of ``a`` below ``limit``."""
@@ -71,10 +58,6 @@ class RangeAlgebra:
     def minus_size(self, a: ExtentSet, b: ExtentSet, limit: int) -> int:
         """Size only: |a below limit| minus the overlap."""
         return a.clip(limit).difference_size(b)
-
-    def minus_own_size(self, a: ExtentSet, layer: Layer, extents: ExtentSet, limit: int) -> int:
-        """The extents themselves."""
-        return self.minus_size(a, extents, limit)
 
     def size_below(self, a: ExtentSet, limit: int) -> int:
         """Clipped size."""
@@ -130,36 +113,6 @@ class BitmapAlgebra:
     def minus_size(self, a: Bitmap, b: Bitmap, limit: int) -> int:
         """Popcount of the AND NOT below limit."""
         return a.minus(b).size_below(limit)
-
-    def minus_own_size(self, a: Bitmap, layer: Layer, extents: ExtentSet, limit: int) -> int:
-        """|a below limit| less the units of ``extents`` that ``a`` holds, counted in place.
-
-        Building the layer's bitmap touches every unit of the disk; counting its units in
-        ``a`` touches only its own. A set asked a second time (a re-plan) gets its bitmap,
-        kept on it, as own() would build it.
-        """
-        found = self._alignment(layer)
-        if found < self.shift:
-            raise Misaligned(found)
-        asked = extents.derived(("counted", self.shift, self.units), _counter)
-        asked[0] += 1
-        if asked[0] == 1:
-            index = self._units_of(extents, limit)
-            if index is not None:
-                return a.size_below(limit) - (a.count_at(index) << self.shift)
-        return self.minus_size(a, self.own(layer, extents), limit)
-
-    def _units_of(self, extents: ExtentSet, limit: int) -> Units | None:
-        """Every unit of ``extents``, when they lie below ``limit`` and the bitmap's end and
-        are short runs (None otherwise: the bitmap is cheaper, or clipping is needed)."""
-        if len(extents) == 0 or extents.end > min(limit, self.units << self.shift):
-            return None
-        covered = extents.size >> self.shift
-        if covered > _UNITS_PER_RANGE * len(extents):
-            return None
-        starts = extents.starts >> self.shift
-        ends = starts if covered == starts.size else extents.ends >> self.shift
-        return covered_units(starts, ends, covered)
 
     def size_below(self, a: Bitmap, limit: int) -> int:
         """Popcount below limit."""

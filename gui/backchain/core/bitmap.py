@@ -13,7 +13,6 @@ if TYPE_CHECKING:
 
     Words = npt.NDArray[np.uint64]
     Units = npt.NDArray[np.signedinteger[Any]]
-    Marks = npt.NDArray[np.bool_]
 
 
 # Up to this many units per range on average, marking every covered unit costs less than
@@ -27,25 +26,18 @@ def words_by_units(starts: Units, ends: Units, covered: int, units: int) -> Word
     import numpy as np
 
     marks = np.zeros((units + 63) // 64 * 64, dtype=bool)
-    if covered:
-        marks[covered_units(starts, ends, covered)] = True
+    if covered == starts.size:
+        marks[starts] = True
+    elif covered:
+        lengths = ends - starts
+        # Unit i of the j-th range is starts[j] + i: the run starts repeated, plus a ramp that
+        # restarts at zero at each range.
+        offsets = np.cumsum(lengths) - lengths
+        index = np.repeat(starts - offsets, lengths)
+        index += np.arange(covered, dtype=np.int64)
+        marks[index] = True
     words: Words = np.packbits(marks, bitorder="little").view("<u8").astype(np.uint64, copy=False)
     return words
-
-
-def covered_units(starts: Units, ends: Units, covered: int) -> Units:
-    """Every unit of the ranges ``[starts, ends)`` (``covered`` in all), ascending."""
-    import numpy as np
-
-    if covered == starts.size:
-        return starts
-    lengths = ends - starts
-    # Unit i of the j-th range is starts[j] + i: the run starts repeated, plus a ramp that
-    # restarts at zero at each range.
-    offsets = np.cumsum(lengths) - lengths
-    index = np.repeat(starts - offsets, lengths)
-    index += np.arange(covered, dtype=np.int64)
-    return index
 
 
 def words_by_toggles(starts: Units, ends: Units, units: int) -> Words:
@@ -92,7 +84,7 @@ class Bitmap:
     word-wise AND/OR over ``units / 64`` words, whatever the number of ranges.
     """
 
-    __slots__ = ("_any", "_marks", "shift", "units", "words")
+    __slots__ = ("_any", "shift", "units", "words")
 
     def __init__(self, words: Words, shift: int, units: int) -> None:
         self.words = words
@@ -101,7 +93,6 @@ class Bitmap:
         # Siblings share their parent's bitmap in the exposure walk, and each asks whether it
         # is empty: scan the words once.
         self._any: bool | None = None
-        self._marks: Marks | None = None
 
     @classmethod
     def empty(cls, shift: int, units: int) -> Bitmap:
@@ -152,20 +143,6 @@ class Bitmap:
         if self._any is None:
             self._any = bool(self.words.any())
         return self._any
-
-    def count_at(self, index: Units) -> int:
-        """How many of the units at ``index`` (each below ``units``) are set.
-
-        A gather from one byte per unit, unpacked once and kept: siblings share their parent's
-        bitmap, and each counts its own units in it without a bitmap of its own.
-        """
-        import numpy as np
-
-        if self._marks is None:
-            self._marks = np.unpackbits(
-                self.words.astype("<u8", copy=False).view(np.uint8), bitorder="little"
-            ).view(bool)
-        return int(np.count_nonzero(self._marks.take(index)))
 
     @classmethod
     def union_of(cls, items: Iterable[Bitmap], shift: int, units: int) -> Bitmap:

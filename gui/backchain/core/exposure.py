@@ -199,10 +199,6 @@ class _Walk(Generic[T]):
             if remaining is not None and layer.extents is not None:
                 if algebra.is_empty(remaining):
                     left, count = remaining, 0
-                elif graph.is_active(path) and path not in kept:
-                    count = algebra.minus_own_size(
-                        remaining, layer, layer.extents, layer.virtual_size
-                    )
                 else:
                     mine = self.own(layer, layer.extents, keep=path in kept)
                     if graph.is_active(path):
