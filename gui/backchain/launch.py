@@ -37,9 +37,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     from backchain.cli.parser import parse
 
     parsed = parse(args)
+    _read_chain_early(parsed)
     from backchain.cli.commands import run_parsed
 
     return run_parsed(parsed, open_window)
+
+
+def _read_chain_early(parsed: argparse.Namespace) -> None:
+    """An offline command on an image: start reading its chain before the commands load."""
+    if parsed.command not in ("chain", "plan", "commit", "pull") or not getattr(
+        parsed, "image", None
+    ):
+        return
+    if any(getattr(parsed, name, None) for name in ("qmp", "connect", "domain", "disk")):
+        return
+    from backchain.engines.files.scan import read_early
+
+    read_early(parsed.image)
 
 
 def run() -> int:

@@ -340,6 +340,22 @@ def _map_one(layer: Layer) -> ExtentSet | None:
         raise ImageError(layer.path, cause) from err
 
 
+_EARLY: dict[str, tuple[list[Layer], dict[str, Qcow2Header], ChainCheck]] = {}
+
+
+def read_early(image: str) -> None:
+    """Walk ``image``'s headers and start qemu-img's reading of its chain now, for this
+    process's coming open_graph(image): the command line calls it before loading its commands,
+    so that qemu-img runs while Python imports. Whatever fails here is left for open_graph to
+    find again and report where it always does."""
+    headers: dict[str, Qcow2Header] = {}
+    try:
+        layers = walk_headers(image, headers)
+    except Exception:
+        return
+    _EARLY[image] = (layers, headers, ChainCheck(layers))
+
+
 def open_graph(
     image: str,
     scan_dirs: Sequence[str] | None = None,
@@ -351,10 +367,14 @@ def open_graph(
     Each file's header is read once: the allocation reader takes the parsed ones. The caller's
     ``meanwhile`` (loading what it needs next, say) runs while qemu-img still reads the chain.
     """
-    headers: dict[str, Qcow2Header] = {}
-    layers = walk_headers(image, headers)
-    # qemu-img's own reading of the chain (a process start, most of it) runs meanwhile.
-    check = ChainCheck(layers)
+    early = _EARLY.pop(image, None)
+    if early is not None:
+        layers, headers, check = early
+    else:
+        headers = {}
+        layers = walk_headers(image, headers)
+        # qemu-img's own reading of the chain (a process start, most of it) runs meanwhile.
+        check = ChainCheck(layers)
     try:
         graph = ImageGraph(layers)
         directories = scan_dirs if scan_dirs is not None else default_scan_dirs(graph)
