@@ -2,7 +2,7 @@
 
 import sys
 
-from backchain.launch import main
+from backchain.launch import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -2,6 +2,6 @@
 
 import sys
 
-from backchain.launch import main
+from backchain.launch import run
 
-sys.exit(main())
+sys.exit(run())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from backchain import launch
 from backchain.core.model import CommitRequest
 from backchain.engines.base import ImageTarget
 from backchain.engines.files import qcow2, qcow2_alloc, qemu_info, scan
@@ -81,3 +83,31 @@ def test_the_parsed_header_gives_the_same_geometry_as_reading_it_again(
         assert qcow2_alloc.own_allocation(str(path), header=header) == qcow2_alloc.own_allocation(
             str(path)
         )
+
+
+def test_the_command_line_reads_the_chain_early_and_still_once(
+    chain_builder: ChainBuilder, tmp_path: Path, calls: Calls, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # launch.main starts the header walk and qemu-img info before it loads the commands;
+    # open_graph then takes them over instead of reading again.
+    paths = chain_builder.chain(["base.qcow2", "snap1.qcow2", "active.qcow2"])
+    create(tmp_path / "sibling.qcow2", backing="base.qcow2", cwd=tmp_path)
+    calls.count(scan, "read_early")
+    calls.count(scan, "walk_headers")
+    assert launch.main(["plan", "--json", str(paths[-1])]) == 0
+    assert calls.seen["read_early"] == {str(paths[-1]): 1}
+    assert calls.seen["walk_headers"] == {str(paths[-1]): 1}  # the early walk, taken over
+    assert json.loads(capsys.readouterr().out)["image"] == str(paths[-1])
+    assert set(calls.seen["read_header"].values()) == {1}
+    assert len(calls.seen["read_header"]) == 4
+    assert sum(calls.seen["info_chain"].values()) == 1
+    assert scan._EARLY == {}
+
+
+def test_an_early_read_that_fails_leaves_the_error_where_it_was(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = str(tmp_path / "missing.qcow2")
+    assert launch.main(["plan", missing]) == 2
+    assert "missing.qcow2" in capsys.readouterr().err
+    assert scan._EARLY == {}

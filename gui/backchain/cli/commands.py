@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 
-from backchain.cli import journal as cli_journal
 from backchain.cli import qmp as cli_qmp
 from backchain.cli.options import request_from, resolve_arg
 from backchain.cli.output import (
@@ -21,13 +21,21 @@ from backchain.cli.output import (
     print_plan,
 )
 from backchain.cli.parser import parse
-from backchain.cli.progress import execute
 from backchain.core.describe import human_bytes, internal_snapshots_text
 from backchain.core.errors import BackchainError, EngineError, PlanError
 from backchain.core.graph import ImageGraph
 from backchain.core.model import CommitPlan
-from backchain.engines import ledger
 from backchain.engines.base import ImageTarget
+
+# What each command needs once it has its graph, loaded while qemu-img reads the chain (the
+# process waits for it there anyway): the planner, the job's lifecycle, the journal's CLI.
+_AFTER_THE_GRAPH = {
+    "chain": ("backchain.cli.journal", "backchain.engines.ledger"),
+    "plan": ("backchain.engines.registry", "backchain.core.plan"),
+    "commit": ("backchain.engines.registry", "backchain.core.plan", "backchain.cli.progress",
+               "backchain.engines.runner"),
+}  # fmt: skip
+_AFTER_THE_GRAPH["pull"] = _AFTER_THE_GRAPH["commit"]
 
 
 def image_target(args: argparse.Namespace) -> ImageTarget:
@@ -44,7 +52,10 @@ def load_graph(args: argparse.Namespace) -> ImageGraph:
 
     if getattr(args, "qmp", None):
         return cli_qmp.load_graph(args)
-    return QemuImgEngine().read_graph(image_target(args))
+    modules = _AFTER_THE_GRAPH.get(args.command, ())
+    return QemuImgEngine().read_graph(
+        image_target(args), meanwhile=lambda: [importlib.import_module(m) for m in modules]
+    )
 
 
 def _active_of(graph: ImageGraph, image: str) -> str:
@@ -56,6 +67,9 @@ def _active_of(graph: ImageGraph, image: str) -> str:
 
 def cmd_chain(args: argparse.Namespace) -> int:
     """``backchain chain``."""
+    from backchain.cli import journal as cli_journal
+    from backchain.engines import ledger
+
     graph = load_graph(args)
     active = _active_of(graph, args.image)
     chain = graph.chain(active)
@@ -112,6 +126,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_commit(args: argparse.Namespace) -> int:
     """``backchain commit`` and ``backchain pull``."""
+    from backchain.cli.progress import execute
+
     plan, target = compute_plan(args)
     if args.qmp:
         cli_qmp.check_runnable(plan)
@@ -143,6 +159,8 @@ def cmd_gui(args: argparse.Namespace, open_window: WindowOpener | None) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     """``backchain resume``: see cli/journal.py."""
+    from backchain.cli import journal as cli_journal
+
     return cli_journal.cmd_resume(args)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from backchain import __version__
@@ -184,11 +184,24 @@ def _add_plan_options(parser: argparse.ArgumentParser) -> None:
     _snapshot_add_plan_options(parser)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argparse tree for the sub-commands."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argparse tree for the sub-commands; with ``only``, that sub-command's branch alone.
+
+    A command's own usage, help and errors come from its branch, so they read the same;
+    building the other six branches cost every command a few milliseconds.
+    """
     parser = _Parser(prog="backchain", description="Preview and run qcow2 block commits safely.")
     parser.add_argument("--version", action="version", version=f"backchain {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    # Every command named in the usage line, however many branches were built.
+    every = "{" + ",".join(_BRANCHES) + "}"
+    sub = parser.add_subparsers(dest="command", required=True, metavar=every)
+    for name, add in _BRANCHES.items():
+        if only is None or name == only:
+            add(sub)
+    return parser
+
+
+def _gui_add_parser(sub: Any) -> None:
     gui = sub.add_parser("gui", help="open the window (the default)")
     gui.add_argument("image", metavar="IMAGE", nargs="?")
     gui.add_argument("--demo", action="store_true", help="open a demo chain made for the purpose")
@@ -197,33 +210,58 @@ def build_parser() -> argparse.ArgumentParser:
     gui.add_argument("--quit-after", type=float, metavar="SECONDS")
     gui.add_argument("--scan", action="append", metavar="DIR", default=None,
                      help="also search DIR for images that share a layer (repeatable)")  # fmt: skip
+
+
+def _chain_add_parser(sub: Any) -> None:
     chain = sub.add_parser("chain", help="show the chain and the images that share its layers")
     _add_source(chain)
+
+
+def _plan_add_parser(sub: Any) -> None:
     plan = sub.add_parser("plan", help="show what a commit would do, without doing it")
     _add_source(plan)
     _add_plan_options(plan)
+    plan.add_argument(
+        "--pull",
+        action="store_true",
+        help="plan a pull (top receives the data; --base stays below it)",
+    )
+
+
+def _commit_add_parser(sub: Any) -> None:
     commit = sub.add_parser("commit", help="run a commit")
     _add_source(commit)
     _add_plan_options(commit)
     commit.add_argument("--rate", type=int, default=0, metavar="BYTES_PER_S",
                         help="bandwidth limit in bytes per second")  # fmt: skip
     commit.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    plan.add_argument(
-        "--pull",
-        action="store_true",
-        help="plan a pull (top receives the data; --base stays below it)",
-    )
+
+
+def _pull_add_parser(sub: Any) -> None:
     pull = sub.add_parser("pull", help="run a pull: copy the backing data up into top")
     _add_source(pull)
     _add_plan_options(pull)
     pull.add_argument("--rate", type=int, default=0, metavar="BYTES_PER_S",
                       help="bandwidth limit in bytes per second (online)")  # fmt: skip
     pull.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+
+def _demo_add_parser(sub: Any) -> None:
     demo = sub.add_parser("demo", help="create the demo chain and print its active image")
     demo.add_argument("directory", nargs="?", help="where to create it (default: a temp dir)")
-    _resume_add_parser(sub)
-    _snapshot_add_parser(sub)
-    return parser
+
+
+# In the order --help lists them.
+_BRANCHES: dict[str, Callable[[Any], None]] = {
+    "gui": _gui_add_parser,
+    "chain": _chain_add_parser,
+    "plan": _plan_add_parser,
+    "commit": _commit_add_parser,
+    "pull": _pull_add_parser,
+    "demo": _demo_add_parser,
+    "resume": _resume_add_parser,
+    "snapshot-delete": _snapshot_add_parser,
+}
 
 
 def normalise_argv(argv: Sequence[str]) -> list[str]:
@@ -238,4 +276,5 @@ def normalise_argv(argv: Sequence[str]) -> list[str]:
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
     """The parsed arguments; ``--help`` and usage errors exit here, as argparse does."""
-    return build_parser().parse_args(normalise_argv(argv))
+    args = normalise_argv(argv)
+    return build_parser(args[0] if args and args[0] in _BRANCHES else None).parse_args(args)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from backchain.core.errors import EngineError, ImageError
@@ -14,6 +14,7 @@ from backchain.engines import image_locks
 from backchain.engines.files import facts as locks
 from backchain.engines.files import qcow2_alloc
 from backchain.engines.files import qemu_info as qemu_img
+from backchain.engines.files.cross_check import ChainCheck, merge_qemu_info
 from backchain.engines.files.qcow2 import Qcow2Header, read_header, unsafe_backing_reason
 
 SUPPORTED_BACKING_FORMATS = ("qcow2", "raw")
@@ -185,32 +186,8 @@ def read_chain(
     """Read ``image``'s chain: headers first (safe), then ``qemu-img info -U`` for the rest."""
     layers = walk_headers(image, headers)
     if with_qemu_info:
-        layers = _merge_qemu_info(layers)
+        layers = merge_qemu_info(layers)
     return ImageGraph(layers)
-
-
-def _merge_qemu_info(layers: list[Layer]) -> list[Layer]:
-    top = layers[0]
-    try:
-        infos = qemu_img.info_chain(top.path, top.format)
-    except EngineError as err:
-        raise ImageError(top.path, f"qemu-img cannot read its chain: {err.message}") from err
-    if len(infos) != len(layers):
-        raise ImageError(top.path, "qemu-img sees a different backing chain than the headers say")
-    merged = []
-    for layer, info in zip(layers, infos, strict=True):
-        specific = info.get("format-specific", {}).get("data", {})
-        if specific.get("corrupt"):
-            raise ImageError(layer.path, "is marked corrupt (run qemu-img check -r)")
-        merged.append(
-            replace(
-                layer,
-                virtual_size=int(info.get("virtual-size", layer.virtual_size)),
-                actual_size=int(info.get("actual-size", layer.actual_size or 0)),
-                cluster_size=info.get("cluster-size", layer.cluster_size),
-            )
-        )
-    return merged
 
 
 def scan_directories(
@@ -363,16 +340,50 @@ def _map_one(layer: Layer) -> ExtentSet | None:
         raise ImageError(layer.path, cause) from err
 
 
+_EARLY: dict[str, tuple[list[Layer], dict[str, Qcow2Header], ChainCheck]] = {}
+
+
+def read_early(image: str) -> None:
+    """Walk ``image``'s headers and start qemu-img's reading of its chain now, for this
+    process's coming open_graph(image): the command line calls it before loading its commands,
+    so that qemu-img runs while Python imports. Whatever fails here is left for open_graph to
+    find again and report where it always does."""
+    headers: dict[str, Qcow2Header] = {}
+    try:
+        layers = walk_headers(image, headers)
+    except Exception:
+        return
+    _EARLY[image] = (layers, headers, ChainCheck(layers))
+
+
 def open_graph(
-    image: str, scan_dirs: Sequence[str] | None = None, extents: bool = True
+    image: str,
+    scan_dirs: Sequence[str] | None = None,
+    extents: bool = True,
+    meanwhile: Callable[[], object] | None = None,
 ) -> ImageGraph:
     """Everything the planner needs about ``image``: chain, siblings, file facts and extents.
 
-    Each file's header is read once: the allocation reader takes the parsed ones.
+    Each file's header is read once: the allocation reader takes the parsed ones. The caller's
+    ``meanwhile`` (loading what it needs next, say) runs while qemu-img still reads the chain.
     """
-    headers: dict[str, Qcow2Header] = {}
-    graph = read_chain(image, headers=headers)
-    directories = scan_dirs if scan_dirs is not None else default_scan_dirs(graph)
-    graph = scan_directories(graph, directories, headers)
-    graph = probe_facts(graph)
-    return load_extents(graph, headers=headers) if extents else graph
+    early = _EARLY.pop(image, None)
+    if early is not None:
+        layers, headers, check = early
+    else:
+        headers = {}
+        layers = walk_headers(image, headers)
+        # qemu-img's own reading of the chain (a process start, most of it) runs meanwhile.
+        check = ChainCheck(layers)
+    try:
+        graph = ImageGraph(layers)
+        directories = scan_dirs if scan_dirs is not None else default_scan_dirs(graph)
+        graph = scan_directories(graph, directories, headers)
+        graph = probe_facts(graph)
+        graph = load_extents(graph, headers=headers) if extents else graph
+        if meanwhile is not None:
+            meanwhile()
+    except BaseException:
+        check.merged()  # qemu-img's verdict on the chain comes first, as when it ran first
+        raise
+    return check.applied_to(graph)

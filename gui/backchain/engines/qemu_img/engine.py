@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
-from backchain.core import plan as planner
 from backchain.core.errors import CancelledError, EngineError, ImageError, PlanError
 from backchain.core.graph import ImageGraph, Layer
 from backchain.core.model import (
@@ -26,8 +25,6 @@ from backchain.engines.progress import CancelToken, ProgressSink
 from backchain.engines.qemu_img import resume
 from backchain.engines.qemu_img.steps import commit_steps, encrypted_base_needs_b, pull_steps
 from backchain.engines.qemu_img.words import describe_state
-
-RULES = planner.PlanRules()
 
 
 def _protocol_names(chain: Sequence[Layer]) -> list[Layer]:
@@ -159,16 +156,22 @@ class QemuImgEngine:
     kind = EngineKind.QEMU_IMG
     keeps_cancelled_record = True
 
-    def read_graph(self, target: Target) -> ImageGraph:
-        """The chain and the siblings in the scanned directories, with allocation."""
+    def read_graph(
+        self, target: Target, meanwhile: Callable[[], object] | None = None
+    ) -> ImageGraph:
+        """The chain and the siblings in the scanned directories, with allocation (see
+        open_graph for ``meanwhile``)."""
         assert isinstance(target, ImageTarget)
-        return open_graph(target.image, scan_dirs(target))
+        return open_graph(target.image, scan_dirs(target), meanwhile=meanwhile)
 
     def prepare(self, graph: ImageGraph, target: Target, request: CommitRequest) -> CommitPlan:
         """core.plan with qemu-img's rules, the plan-time refusals, then the argv steps."""
         secrets = target.secrets if isinstance(target, ImageTarget) else ()
         request = replace(request, engine=EngineKind.QEMU_IMG)
-        plan = planner.plan(graph, request, RULES)
+        # Imported here: the CLI loads the planner while qemu-img reads the chain.
+        from backchain.core import plan as planner
+
+        plan = planner.plan(graph, request, planner.OFFLINE_RULES)
         check_runnable(plan, graph, secrets)
         if plan.operation is Operation.PULL:
             return replace(plan, steps=pull_steps(plan, graph, secrets))
