@@ -31,10 +31,11 @@ from backchain.core.rules import (
     PlanRules,
     WriteCheck,
     backing_name_for,
-    check_readable_chain,
     check_space,
     find_in,
+    not_found,
     path_label,
+    resolve_top,
 )
 
 __all__ = ["OFFLINE_RULES", "PlanRules", "WriteCheck", "backing_name_for", "path_label", "plan"]
@@ -46,12 +47,6 @@ MAX_RATE = (1 << 63) - 1
 """The largest bandwidth in bytes per second (LLONG_MAX, as libvirt and QEMU take it)."""
 
 
-def _not_found(rules: PlanRules, key: str, disk: str, default: str) -> PlanError:
-    """The engine's words for a name it cannot find (libvirt's vda[N]), else ``default``."""
-    words = rules.lookup_error(key, disk) if rules.lookup_error else None
-    return PlanError(words or default)
-
-
 def _resolve(
     graph: ImageGraph, request: CommitRequest, rules: PlanRules
 ) -> tuple[list[Layer], int, int, str]:
@@ -60,22 +55,7 @@ def _resolve(
     The order of the checks is libvirt's: a block job, top, then base; the ACTIVE flag and
     SHALLOW's adjacency are checked afterwards (``_check_flags``).
     """
-    image = graph.find(request.image)
-    if image is None:
-        raise PlanError(f"could not find image '{request.image}'")
-    chain = graph.chain(image.path)
-    label = (rules.disk or rules.label)(image)
-    if any(layer.block_job for layer in chain):
-        raise PlanError(f"disk '{label}' already in active block job")
-    check_readable_chain(chain, label)
-
-    top_index = 0
-    if request.top is not None:
-        found = find_in(chain, graph, request.top)
-        if found is None:
-            default = f"could not find image '{request.top}' in chain for '{label}'"
-            raise _not_found(rules, request.top, label, default)
-        top_index = found
+    chain, top_index, label = resolve_top(graph, request, rules)
     top_label = rules.label(chain[top_index])
     bottom = top_index == len(chain) - 1
     if request.base is not None:
@@ -84,7 +64,7 @@ def _resolve(
             beneath = (rules.beneath or rules.label)(chain[top_index])
             default = (f"could not find image '{request.base}' beneath '{beneath}' "
                        f"in chain for '{label}'")  # fmt: skip
-            raise _not_found(rules, request.base, label, default)
+            raise not_found(rules, request.base, label, default)
         return chain, top_index, found, label
     if bottom and request.shallow:
         raise PlanError(f"top '{top_label}' in chain for '{label}' has no backing file")

@@ -27,9 +27,10 @@ from backchain.core.rules import (
     PlanRules,
     WriteCheck,
     backing_name_for,
-    check_readable_chain,
     check_space,
     find_in,
+    not_found,
+    resolve_top,
 )
 
 # Headroom for the qcow2 metadata top needs beyond the data itself (L2 and refcount blocks).
@@ -37,36 +38,15 @@ _METADATA_SHARE = 64
 _METADATA_FLOOR = 1 << 20
 
 
-def _not_found(rules: PlanRules, key: str, disk: str, default: str) -> PlanError:
-    """The engine's words for a name it cannot find (libvirt's vda[N]), else ``default``."""
-    words = rules.lookup_error(key, disk) if rules.lookup_error else None
-    return PlanError(words or default)
-
-
 def _resolve(
     graph: ImageGraph, request: CommitRequest, rules: PlanRules
 ) -> tuple[list[Layer], int, int]:
     """(chain, top index, base index); base index is len(chain) when top becomes standalone."""
-    image = graph.find(request.image)
-    if image is None:
-        raise PlanError(f"could not find image '{request.image}'")
-    chain = graph.chain(image.path)
-    # The disk's name, as libvirt words it (vda, a QMP device), as for a commit.
-    label = (rules.disk or rules.label)(image)
-    if any(layer.block_job for layer in chain):
-        raise PlanError(f"disk '{label}' already in active block job")
-    check_readable_chain(chain, label)
-    top_index = 0
-    if request.top is not None:
-        found = find_in(chain, graph, request.top)
-        if found is None:
-            default = f"could not find image '{request.top}' in chain for '{label}'"
-            raise _not_found(rules, request.top, label, default)
-        top_index = found
+    chain, top_index, label = resolve_top(graph, request, rules)
     top_label = rules.label(chain[top_index])
     if rules.pull_into_active_only and top_index != 0:
         raise PlanError(
-            f"a pull streams into the active layer '{rules.label(image)}' only; "
+            f"a pull streams into the active layer '{rules.label(chain[0])}' only; "
             f"'{top_label}' is not the active layer"
         )
     if top_index == len(chain) - 1:
@@ -78,9 +58,9 @@ def _resolve(
             # As virsh blockpull words it: base is looked up beneath top (an index above top
             # is one libvirt cannot find there either).
             beneath = (rules.beneath or rules.label)(chain[top_index])
-            raise _not_found(rules, request.base, label,
-                             f"could not find image '{request.base}' beneath '{beneath}' "
-                             f"in chain for '{label}'")  # fmt: skip
+            raise not_found(rules, request.base, label,
+                            f"could not find image '{request.base}' beneath '{beneath}' "
+                            f"in chain for '{label}'")  # fmt: skip
         base_index = found
     if base_index == top_index + 1:
         raise PlanError(

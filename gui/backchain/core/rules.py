@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from backchain.core.errors import PlanError
 from backchain.core.graph import ImageGraph, Layer
+from backchain.core.model import CommitRequest
 
 
 class WriteCheck(enum.Enum):
@@ -104,3 +105,33 @@ def check_space(rules: PlanRules, role: str, layer: Layer, need: int) -> None:
             f"not enough free space for {role} '{layer.path}' to grow: "
             f"{need} bytes needed, {layer.free_bytes} bytes free"
         )
+
+
+def not_found(rules: PlanRules, key: str, disk: str, default: str) -> PlanError:
+    """The engine's words for a name it cannot find (libvirt's vda[N]), else ``default``."""
+    words = rules.lookup_error(key, disk) if rules.lookup_error else None
+    return PlanError(words or default)
+
+
+def resolve_top(
+    graph: ImageGraph, request: CommitRequest, rules: PlanRules
+) -> tuple[list[Layer], int, str]:
+    """(chain, top index, the disk's label), checked in libvirt's order for commit and pull:
+    the image, a block job on the chain, a readable chain, then top."""
+    image = graph.find(request.image)
+    if image is None:
+        raise PlanError(f"could not find image '{request.image}'")
+    chain = graph.chain(image.path)
+    # The disk's name, as libvirt words it (vda, a QMP device).
+    label = (rules.disk or rules.label)(image)
+    if any(layer.block_job for layer in chain):
+        raise PlanError(f"disk '{label}' already in active block job")
+    check_readable_chain(chain, label)
+    top_index = 0
+    if request.top is not None:
+        found = find_in(chain, graph, request.top)
+        if found is None:
+            default = f"could not find image '{request.top}' in chain for '{label}'"
+            raise not_found(rules, request.top, label, default)
+        top_index = found
+    return chain, top_index, label
