@@ -39,15 +39,7 @@ def describe_state(plan: CommitPlan, done: Sequence[Step], failed: Step | None) 
             + ", ".join(map(name, pending))
             + ". Re-point them with the rebase steps, or run the commit again."
         )
-    deleted = [s.target for s in done if s.kind is StepKind.DELETE]
-    kept = [p for p in plan.deleted if p not in deleted]
-    if deleted:
-        lines.append("Deleted: " + ", ".join(map(name, deleted)))
-    if kept:
-        lines.append("Not deleted: " + ", ".join(map(name, kept)))
-    if failed is not None and failed.kind is StepKind.VERIFY:
-        lines.append("Nothing was deleted, because the verification did not pass.")
-    return "\n".join(lines)
+    return "\n".join(lines + _deletions(plan, done, failed, "Not deleted"))
 
 
 def describe_pull_state(plan: CommitPlan, done: Sequence[Step], failed: Step | None) -> str:
@@ -62,12 +54,21 @@ def describe_pull_state(plan: CommitPlan, done: Sequence[Step], failed: Step | N
         )
     where = f"now backed by {name(plan.base)}" if plan.base else "now standalone"
     lines = [f"{name(plan.top)} holds the pulled data and is {where}."]
+    return "\n".join(lines + _deletions(plan, done, failed, "Not deleted (unchanged)"))
+
+
+def _deletions(
+    plan: CommitPlan, done: Sequence[Step], failed: Step | None, kept_words: str
+) -> list[str]:
+    """Which of the plan's files are gone and which are kept, and why none went."""
+    name = os.path.basename
     deleted = [s.target for s in done if s.kind is StepKind.DELETE]
     kept = [p for p in plan.deleted if p not in deleted]
+    lines = []
     if deleted:
         lines.append("Deleted: " + ", ".join(map(name, deleted)))
     if kept:
-        lines.append("Not deleted (unchanged): " + ", ".join(map(name, kept)))
+        lines.append(f"{kept_words}: " + ", ".join(map(name, kept)))
     if failed is not None and failed.kind is StepKind.VERIFY:
         lines.append("Nothing was deleted, because the verification did not pass.")
-    return "\n".join(lines)
+    return lines
