@@ -10,9 +10,11 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # Journals and locks of the commits tests run go to a scratch directory, never the user's.
-os.environ.setdefault("BACKCHAIN_STATE_DIR", tempfile.mkdtemp(prefix="backchain-state-"))
+# Both live in one scratch directory that goes when the session ends.
+_scratch = tempfile.TemporaryDirectory(prefix="backchain-tests-")
+os.environ.setdefault("BACKCHAIN_STATE_DIR", os.path.join(_scratch.name, "state"))
 # The window's settings (recent files, geometry) too, including in the CLI's child processes.
-os.environ.setdefault("BACKCHAIN_SETTINGS", os.path.join(tempfile.mkdtemp(), "settings.ini"))
+os.environ.setdefault("BACKCHAIN_SETTINGS", os.path.join(_scratch.name, "settings.ini"))
 
 from tests.images import ChainBuilder
 

@@ -47,7 +47,9 @@ def test_spaces_newlines_unicode_and_leading_dashes_in_names(tmp_path: Path) -> 
             create(path, "16M")
         write(path, 0x11 * (index + 1), index * MiB, MiB)
         paths.append(path)
-    view = snapshot_copy(paths[-1], tmp_path.parent / f"{tmp_path.name}-view.qcow2")
+    # The reference copy sits in a folder of its own, where no scan of the chain's folder sees it.
+    (tmp_path / "reference").mkdir()
+    view = snapshot_copy(paths[-1], tmp_path / "reference" / "view.qcow2")
     # The top layer is given as ./-name, the way a shell user must; base is found as a path.
     result = cli(
         "commit", "--yes", "--top", "./" + HOSTILE[2], "--delete", "./" + HOSTILE[3], cwd=tmp_path
