@@ -41,12 +41,14 @@ class ExtentSet:
     are sweeps over already sorted boundaries rather than fresh sorts of arbitrary ranges.
     """
 
-    __slots__ = ("_arrays", "_derived", "_lists", "_shift", "_size")
+    __slots__ = ("_arrays", "_derived", "_grain", "_lists", "_shift", "_size")
 
     def __init__(self, starts: Any, ends: Any, *, normalised: bool = False) -> None:
         # Derived forms are cached: the window re-plans the same graph on every click.
         self._derived: dict[Hashable, Any] = {}
         self._shift: int | None = None
+        # A unit every boundary is a multiple of by construction (of_units), else None.
+        self._grain: int | None = None
         self._size: int | None = None
         self._lists: Lists | None = None
         self._arrays: tuple[Offsets, Offsets] | None = None
@@ -69,6 +71,34 @@ class ExtentSet:
     def empty(cls) -> ExtentSet:
         """The set that contains no byte."""
         return cls([], [], normalised=True)
+
+    @classmethod
+    def of_units(cls, starts: Any, ends: Any, shift: int, *, normalised: bool = False) -> ExtentSet:
+        """Ranges ``[starts, ends)`` counted in units of ``2**shift`` bytes.
+
+        The boundaries are multiplied here, so every one is a multiple of the unit by
+        construction: the exposure's bitmaps then need no scan of the set to know it.
+        """
+        if isinstance(starts, list) and isinstance(ends, list):
+            made = cls(
+                [s << shift for s in starts], [e << shift for e in ends], normalised=normalised
+            )
+        else:
+            import numpy as np
+
+            unit_starts = np.asarray(starts, dtype=np.int64)
+            unit_ends = np.asarray(ends, dtype=np.int64)
+            made = cls(unit_starts << shift, unit_ends << shift, normalised=normalised)
+        # Normalising only drops boundaries, so those left are multiples of the unit still.
+        made._grain = shift
+        return made
+
+    def alias(self) -> ExtentSet:
+        """A new set over the same read-only ranges, with nothing derived yet but the unit it
+        was built of (a layer that shares another's ranges computes its own bitmaps)."""
+        twin = ExtentSet.empty()
+        twin._lists, twin._arrays, twin._grain = self._lists, self._arrays, self._grain
+        return twin
 
     @classmethod
     def from_ranges(cls, ranges: Iterable[tuple[int, int]]) -> ExtentSet:
@@ -257,6 +287,19 @@ class ExtentSet:
         if self._shift is None:
             self._shift = self._compute_alignment_shift()
         return self._shift
+
+    @property
+    def grain_shift(self) -> int:
+        """Some ``s`` such that every boundary is a multiple of ``2**s``: the unit the set was
+        built of when known (no scan; it may be finer than alignment_shift), else that."""
+        if self._grain is not None and len(self):
+            return self._grain
+        return self.alignment_shift
+
+    def aligned_to(self, shift: int) -> bool:
+        """Whether every boundary is a multiple of ``2**shift`` (scans only when the unit the
+        set was built of does not already say so)."""
+        return (self._grain is not None and self._grain >= shift) or self.alignment_shift >= shift
 
     def _compute_alignment_shift(self) -> int:
         if len(self) == 0:
