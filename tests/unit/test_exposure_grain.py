@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -95,3 +96,36 @@ def test_minus_size_below_and_union_of_match_the_sets(
     assert union.words.tolist() == (ba | bb).words.tolist()
     assert Bitmap.union_of([ba], shift, units) is ba
     assert Bitmap.union_of([], shift, units).size == 0
+
+
+def test_a_unit_finer_than_the_boundaries_is_scanned_past_when_it_costs_the_bitmaps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sets built of single bytes whose boundaries are all 64 KiB multiples, on a 64 GiB disk:
+    bitmaps of bytes are unaffordable, so the scan finds the 64 KiB unit and uses it."""
+    chunk = 64 << 10
+
+    def layer(name: str, backing: str | None, *chunks: int) -> Layer:
+        starts = [c * chunk for c in chunks]
+        ends = [s + chunk for s in starts]
+        return Layer(path=f"/img/{name}", format="qcow2", virtual_size=64 << 30,
+                     backing_name=backing, backing_format=None if backing is None else "qcow2",
+                     backing_path=None if backing is None else f"/img/{backing}",
+                     extents=ExtentSet.of_units(starts, ends, 0))  # fmt: skip
+
+    graph = ImageGraph([layer("base", None, 1, 2, 9), layer("mid", "base", 2, 5, 7),
+                        layer("top", "mid", 5, 11), layer("side", "base", 3, 7, 11)])  # fmt: skip
+    chain = graph.chain("/img/top")
+    shifts: list[int] = []
+    original = exposure.BitmapAlgebra.__init__
+
+    def spy(self: exposure.BitmapAlgebra, shift: int, units: int) -> None:
+        shifts.append(shift)
+        original(self, shift, units)
+
+    monkeypatch.setattr(exposure.BitmapAlgebra, "__init__", spy)
+    monkeypatch.setattr(exposure, "FEW_RANGES", -1)
+    found = expose(graph, chain, 0, 2)
+    assert shifts == [16]
+    assert found == _Walk(RangeAlgebra()).run(graph, chain, 0, 2)
+    assert found.bytes_to_copy == 4 * chunk  # chunks 2, 5, 7 and 11

@@ -256,15 +256,18 @@ def expose(graph: ImageGraph, chain: Sequence[Layer], top: int, base: int) -> Ex
     size, for qcow2) when that keeps them small; exact sorted ranges otherwise.
     """
 
-    def alignment(layer: Layer) -> int:
-        extents = layer.extents if layer.extents is not None else ExtentSet.empty()
-        return extents.grain_shift
+    def coarsest(exact: bool) -> int:
+        # The unit a set was built of (a cluster) needs no scan, but may be finer than
+        # its boundaries are: the scan is made when that finer unit would cost the bitmaps.
+        return min([_LARGEST_UNIT_SHIFT,
+                    *(e.alignment_shift if exact else e.grain_shift for e in known),
+                    *(_shift_of(layer.virtual_size) for layer in used)])  # fmt: skip
 
     used = chain[top:]
     known = [layer.extents for layer in used if layer.extents is not None]
     end = max([*(extents.end for extents in known), *(layer.virtual_size for layer in used)])
-    shift = min([_LARGEST_UNIT_SHIFT, *(alignment(layer) for layer in used),
-                 *(_shift_of(layer.virtual_size) for layer in used)])  # fmt: skip
+    shift = coarsest(False)
+    scanned = False
     ranges = sum(len(extents) for extents in known)
     if ranges <= FEW_RANGES:
         # A few ranges: sorted ranges in pure Python, with no bitmap (and no numpy) at all.
@@ -272,6 +275,9 @@ def expose(graph: ImageGraph, chain: Sequence[Layer], top: int, base: int) -> Ex
     affordable = min(MAX_BITMAP_UNITS, max(SMALL_BITMAP_UNITS, _UNITS_PER_RANGE * ranges))
     while True:
         units = (end + (1 << shift) - 1) >> shift
+        if units > affordable and not scanned and coarsest(True) > shift:
+            shift, scanned = coarsest(True), True
+            continue
         if units > affordable:
             return _Walk(RangeAlgebra()).run(graph, chain, top, base)
         keep = (base - top + 1) * (units // 8) <= _KEEP_BYTES
