@@ -62,6 +62,8 @@ def test_sets_built_of_units_give_the_sorted_range_exposure(
     finally:
         exposure.FEW_RANGES = saved
     assert with_bitmaps == _Walk(RangeAlgebra()).run(graph, chain, top, base)
+    # Sorted ranges over the sets held in units make their byte offsets on the way.
+    assert _Walk(RangeAlgebra()).run(regrained, chain_again, top, base) == with_bitmaps
 
 
 @given(aligned, st.integers(0, 5), st.integers(0, 5), st.booleans())
@@ -81,6 +83,13 @@ def test_of_units_knows_a_unit_that_divides_every_boundary(
         assert made.grain_shift == twin.grain_shift == shift
     assert made.aligned_to(asked) == twin.aligned_to(asked) == (plain.alignment_shift >= asked)
     assert plain.grain_shift == plain.alignment_shift
+    assert made.end == twin.end == plain.end and len(made) == len(plain)
+    for finer in range(shift + 1):
+        for which in (0, 1):
+            expected = [pair[which] >> finer for pair in plain]
+            assert twin.unit_bounds(finer, which).tolist() == expected
+    assert list(made) == list(plain)  # byte offsets made from the units
+    assert made.size == plain.size and made.unit_bounds(shift, 1).tolist() == ends
 
 
 @given(aligned, aligned, st.integers(0, 2), st.integers(1, 70), st.integers(-9, 600))

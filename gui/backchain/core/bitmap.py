@@ -113,18 +113,18 @@ class Bitmap:
 
         if not aligned and not extents.aligned_to(shift):
             raise ValueError(f"{extents!r} is not aligned to units of {1 << shift} bytes")
-        unit_starts = extents.starts >> shift
+        unit_starts = extents.unit_bounds(shift, 0)
         covered = extents.size >> shift
         if extents.end >> shift > units:
             count = int(np.searchsorted(unit_starts, units, side="left"))
             unit_starts = unit_starts[:count]
-            unit_ends = np.minimum(extents.ends[:count] >> shift, units)
+            unit_ends = np.minimum(extents.unit_bounds(shift, 1)[:count], units)
             covered = int(np.sum(unit_ends - unit_starts))
         elif covered == unit_starts.size:
             # Single units: the ends are the starts plus one, and need not be computed.
             return cls(words_by_units(unit_starts, unit_starts, covered, units), shift, units)
         else:
-            unit_ends = extents.ends >> shift
+            unit_ends = extents.unit_bounds(shift, 1)
         if covered <= _UNITS_PER_RANGE * unit_starts.size:
             words = words_by_units(unit_starts, unit_ends, covered, units)
         else:

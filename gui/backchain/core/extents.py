@@ -41,7 +41,7 @@ class ExtentSet:
     are sweeps over already sorted boundaries rather than fresh sorts of arbitrary ranges.
     """
 
-    __slots__ = ("_arrays", "_derived", "_grain", "_lists", "_shift", "_size")
+    __slots__ = ("_arrays", "_derived", "_grain", "_lists", "_shift", "_size", "_units")
 
     def __init__(self, starts: Any, ends: Any, *, normalised: bool = False) -> None:
         # Derived forms are cached: the window re-plans the same graph on every click.
@@ -52,6 +52,8 @@ class ExtentSet:
         self._size: int | None = None
         self._lists: Lists | None = None
         self._arrays: tuple[Offsets, Offsets] | None = None
+        # Ranges counted in units of 2**_grain bytes (of_units), until byte offsets are needed.
+        self._units: tuple[Offsets, Offsets] | None = None
         if isinstance(starts, list) and isinstance(ends, list) and len(starts) <= PURE_LIMIT:
             self._lists = (
                 (starts, ends) if normalised else normalise_pairs(zip(starts, ends, strict=True))
@@ -84,11 +86,10 @@ class ExtentSet:
                 [s << shift for s in starts], [e << shift for e in ends], normalised=normalised
             )
         else:
-            import numpy as np
-
-            unit_starts = np.asarray(starts, dtype=np.int64)
-            unit_ends = np.asarray(ends, dtype=np.int64)
-            made = cls(unit_starts << shift, unit_ends << shift, normalised=normalised)
+            # Kept in units: the bitmaps of that unit need no division, and the byte offsets
+            # are made only if some other operation asks for them.
+            made = cls(starts, ends, normalised=normalised)
+            made._units, made._arrays = made._arrays, None
         # Normalising only drops boundaries, so those left are multiples of the unit still.
         made._grain = shift
         return made
@@ -98,7 +99,16 @@ class ExtentSet:
         was built of (a layer that shares another's ranges computes its own bitmaps)."""
         twin = ExtentSet.empty()
         twin._lists, twin._arrays, twin._grain = self._lists, self._arrays, self._grain
+        twin._units = self._units
         return twin
+
+    def unit_bounds(self, shift: int, which: int) -> Offsets:
+        """Starts (``which`` 0) or ends (1) in units of ``2**shift`` bytes, which must divide
+        every boundary; no division when the set is held in those units."""
+        if self._units is not None and self._grain is not None and self._grain >= shift:
+            held = self._units[which]
+            return held if self._grain == shift else held << (self._grain - shift)
+        return self.arrays[which] >> shift
 
     @classmethod
     def from_ranges(cls, ranges: Iterable[tuple[int, int]]) -> ExtentSet:
@@ -120,6 +130,12 @@ class ExtentSet:
     @property
     def arrays(self) -> tuple[Offsets, Offsets]:
         """Starts and ends as read-only int64 arrays (imports numpy)."""
+        if self._arrays is None and self._units is not None and self._grain is not None:
+            starts, ends = (bounds << self._grain for bounds in self._units)
+            starts.setflags(write=False)
+            ends.setflags(write=False)
+            # Held in bytes from now on: one copy of the ranges, not two.
+            self._arrays, self._units = (starts, ends), None
         if self._arrays is None:
             import numpy as np
 
@@ -144,6 +160,8 @@ class ExtentSet:
     def __len__(self) -> int:
         if self._lists is not None:
             return len(self._lists[0])
+        if self._units is not None:
+            return int(self._units[0].size)
         return int(self.arrays[0].size)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
@@ -180,10 +198,12 @@ class ExtentSet:
             if self._lists is not None:
                 self._size = sum(self._lists[1]) - sum(self._lists[0])
             else:
-                starts, ends = self.arrays
+                starts, ends = self._units if self._units is not None else self.arrays
                 # Two sums instead of a sum of differences, which would first build a third
                 # array; each may wrap in int64, but their difference modulo 2**64 is exact.
                 self._size = (int(ends.sum()) - int(starts.sum())) % (1 << 64)
+                if self._units is not None and self._grain is not None:
+                    self._size <<= self._grain
         return self._size
 
     @property
@@ -191,6 +211,9 @@ class ExtentSet:
         """The end of the last range (0 for the empty set)."""
         if self._lists is not None:
             return self._lists[1][-1] if self._lists[1] else 0
+        if self._units is not None and self._grain is not None:
+            held = self._units[1]
+            return int(held[-1]) << self._grain if held.size else 0
         ends = self.arrays[1]
         return int(ends[-1]) if ends.size else 0
 
@@ -311,8 +334,10 @@ class ExtentSet:
         else:
             import numpy as np
 
-            starts, ends = self.arrays
+            starts, ends = self._units if self._units is not None else self.arrays
             bits = int(np.bitwise_or.reduce(starts) | np.bitwise_or.reduce(ends))
+            if self._units is not None and self._grain is not None:
+                bits <<= self._grain
         if bits == 0:
             return _NO_ALIGNMENT
         return min((bits & -bits).bit_length() - 1, _NO_ALIGNMENT)
