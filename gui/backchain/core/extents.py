@@ -105,9 +105,11 @@ class ExtentSet:
     def unit_bounds(self, shift: int, which: int) -> Offsets:
         """Starts (``which`` 0) or ends (1) in units of ``2**shift`` bytes, which must divide
         every boundary; no division when the set is held in those units."""
-        if self._units is not None and self._grain is not None and self._grain >= shift:
-            held = self._units[which]
-            return held if self._grain == shift else held << (self._grain - shift)
+        # Read once: another thread may turn the units into byte offsets meanwhile.
+        units, grain = self._units, self._grain
+        if units is not None and grain is not None and grain >= shift:
+            held = units[which]
+            return held if grain == shift else held << (grain - shift)
         return self.arrays[which] >> shift
 
     @classmethod
@@ -130,8 +132,9 @@ class ExtentSet:
     @property
     def arrays(self) -> tuple[Offsets, Offsets]:
         """Starts and ends as read-only int64 arrays (imports numpy)."""
-        if self._arrays is None and self._units is not None and self._grain is not None:
-            starts, ends = (bounds << self._grain for bounds in self._units)
+        units, grain = self._units, self._grain
+        if self._arrays is None and units is not None and grain is not None:
+            starts, ends = (bounds << grain for bounds in units)
             starts.setflags(write=False)
             ends.setflags(write=False)
             # Held in bytes from now on: one copy of the ranges, not two.
@@ -160,8 +163,9 @@ class ExtentSet:
     def __len__(self) -> int:
         if self._lists is not None:
             return len(self._lists[0])
-        if self._units is not None:
-            return int(self._units[0].size)
+        units = self._units
+        if units is not None:
+            return int(units[0].size)
         return int(self.arrays[0].size)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
@@ -198,12 +202,14 @@ class ExtentSet:
             if self._lists is not None:
                 self._size = sum(self._lists[1]) - sum(self._lists[0])
             else:
-                starts, ends = self._units if self._units is not None else self.arrays
+                units, grain = self._units, self._grain
+                starts, ends = units if units is not None else self.arrays
                 # Two sums instead of a sum of differences, which would first build a third
                 # array; each may wrap in int64, but their difference modulo 2**64 is exact.
-                self._size = (int(ends.sum()) - int(starts.sum())) % (1 << 64)
-                if self._units is not None and self._grain is not None:
-                    self._size <<= self._grain
+                size = (int(ends.sum()) - int(starts.sum())) % (1 << 64)
+                if units is not None and grain is not None:
+                    size <<= grain
+                self._size = size
         return self._size
 
     @property
@@ -211,9 +217,10 @@ class ExtentSet:
         """The end of the last range (0 for the empty set)."""
         if self._lists is not None:
             return self._lists[1][-1] if self._lists[1] else 0
-        if self._units is not None and self._grain is not None:
-            held = self._units[1]
-            return int(held[-1]) << self._grain if held.size else 0
+        units, grain = self._units, self._grain
+        if units is not None and grain is not None:
+            held = units[1]
+            return int(held[-1]) << grain if held.size else 0
         ends = self.arrays[1]
         return int(ends[-1]) if ends.size else 0
 
@@ -334,10 +341,11 @@ class ExtentSet:
         else:
             import numpy as np
 
-            starts, ends = self._units if self._units is not None else self.arrays
+            units, grain = self._units, self._grain
+            starts, ends = units if units is not None else self.arrays
             bits = int(np.bitwise_or.reduce(starts) | np.bitwise_or.reduce(ends))
-            if self._units is not None and self._grain is not None:
-                bits <<= self._grain
+            if units is not None and grain is not None:
+                bits <<= grain
         if bits == 0:
             return _NO_ALIGNMENT
         return min((bits & -bits).bit_length() - 1, _NO_ALIGNMENT)
