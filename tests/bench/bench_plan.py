@@ -26,12 +26,14 @@ FRESH_GRAPHS = 5
 
 
 def random_extents(rng: np.random.Generator) -> ExtentSet:
-    """100,000 disjoint extents of 64 KiB clusters spread over the virtual size."""
+    """100,000 disjoint extents of 64 KiB clusters spread over the virtual size.
+
+    Built from cluster numbers, as the qcow2 L2 reader (engines/files/qcow2_alloc.py) builds
+    them, so the sets know they are made of whole clusters as the reader's do.
+    """
     clusters = VIRTUAL // (64 << 10)
     chosen = np.sort(rng.choice(clusters, size=EXTENTS * 2, replace=False))[::2]
-    starts = chosen.astype(np.int64) * (64 << 10)
-    ends = starts + (64 << 10)
-    return ExtentSet(starts, ends)
+    return ExtentSet.of_units(chosen, chosen + 1, 16)
 
 
 def build_graph(seed: int = 3, sets: list[ExtentSet] | None = None) -> tuple[ImageGraph, list[str]]:
@@ -70,7 +72,9 @@ def distinct_sets(seed: int = 3) -> list[ExtentSet]:
 
 
 def _layer(path: str, backing: str | None, shared: ExtentSet) -> Layer:
-    extents = ExtentSet(shared.starts, shared.ends, normalised=True)
+    # A new set over the shared arrays: it derives its own bitmaps, as a distinct layer would,
+    # and keeps only the cluster unit its ranges were built of.
+    extents = shared.alias()
     return Layer(
         path=path,
         format="qcow2",

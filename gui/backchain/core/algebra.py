@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Protocol, TypeVar
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from backchain.core.bitmap import Bitmap, bitmap_of
+
+if TYPE_CHECKING:
+    from backchain.core.bitmap import Words
 from backchain.core.extents import ExtentSet, union_all
 from backchain.core.graph import Layer
 
@@ -87,32 +90,33 @@ class Misaligned(Exception):
 class BitmapAlgebra:
     """Packed bits of ``2**shift``-byte units below ``units``: word-wise AND/OR."""
 
-    def __init__(self, shift: int, units: int, alignment: Callable[[Layer], int]) -> None:
+    def __init__(self, shift: int, units: int) -> None:
         self.shift = shift
         self.units = units
-        self._alignment = alignment
+        self._scratch: Words | None = None
 
     def own(self, layer: Layer, extents: ExtentSet) -> Bitmap:
         """Convert, or raise Misaligned when the layer has finer boundaries than a unit."""
-        found = self._alignment(layer)
-        if found < self.shift:
-            raise Misaligned(found)
+        if not extents.aligned_to(self.shift):
+            raise Misaligned(extents.alignment_shift)
         return bitmap_of(extents, self.shift, self.units)
 
     def union(self, items: Iterable[Bitmap]) -> Bitmap:
-        """Word-wise OR, one item at a time (so a generator never holds them all)."""
-        result = Bitmap.empty(self.shift, self.units)
-        for item in items:
-            result = result | item
-        return result
+        """Word-wise OR into one new array, one item at a time (a generator never holds them
+        all)."""
+        return Bitmap.union_of(items, self.shift, self.units)
 
     def minus(self, a: Bitmap, b: Bitmap) -> Bitmap:
         """Word-wise AND NOT."""
         return a.minus(b)
 
     def minus_size(self, a: Bitmap, b: Bitmap, limit: int) -> int:
-        """Popcount of the AND NOT below limit."""
-        return a.minus(b).size_below(limit)
+        """Popcount of the AND NOT below limit, in a buffer kept for the next count."""
+        if self._scratch is None:
+            import numpy as np
+
+            self._scratch = np.empty_like(a.words)
+        return a.minus_size_below(b, limit, self._scratch)
 
     def size_below(self, a: Bitmap, limit: int) -> int:
         """Popcount below limit."""
@@ -124,7 +128,7 @@ class BitmapAlgebra:
 
     def convert(self, extents: ExtentSet) -> Bitmap:
         """Convert, or raise Misaligned when the set has finer boundaries than a unit."""
-        if extents.alignment_shift < self.shift:
+        if not extents.aligned_to(self.shift):
             raise Misaligned(extents.alignment_shift)
         return bitmap_of(extents, self.shift, self.units)
 

@@ -111,20 +111,20 @@ class Bitmap:
         """
         import numpy as np
 
-        if not aligned and extents.alignment_shift < shift:
+        if not aligned and not extents.aligned_to(shift):
             raise ValueError(f"{extents!r} is not aligned to units of {1 << shift} bytes")
-        unit_starts = extents.starts >> shift
+        unit_starts = extents.unit_bounds(shift, 0)
         covered = extents.size >> shift
         if extents.end >> shift > units:
             count = int(np.searchsorted(unit_starts, units, side="left"))
             unit_starts = unit_starts[:count]
-            unit_ends = np.minimum(extents.ends[:count] >> shift, units)
+            unit_ends = np.minimum(extents.unit_bounds(shift, 1)[:count], units)
             covered = int(np.sum(unit_ends - unit_starts))
         elif covered == unit_starts.size:
             # Single units: the ends are the starts plus one, and need not be computed.
             return cls(words_by_units(unit_starts, unit_starts, covered, units), shift, units)
         else:
-            unit_ends = extents.ends >> shift
+            unit_ends = extents.unit_bounds(shift, 1)
         if covered <= _UNITS_PER_RANGE * unit_starts.size:
             words = words_by_units(unit_starts, unit_ends, covered, units)
         else:
@@ -136,7 +136,20 @@ class Bitmap:
 
     def minus(self, other: Bitmap) -> Bitmap:
         """Units set here and not in ``other``."""
-        return Bitmap(self.words & ~other.words, self.shift, self.units)
+        import numpy as np
+
+        # One new array, not two (``~other`` and the AND): the walk subtracts hundreds of times.
+        words = np.invert(other.words)
+        np.bitwise_and(self.words, words, out=words)
+        return Bitmap(words, self.shift, self.units)
+
+    def minus_size_below(self, other: Bitmap, limit: int, scratch: Words) -> int:
+        """Bytes below ``limit`` set here and not in ``other``, computed in ``scratch``."""
+        import numpy as np
+
+        np.invert(other.words, out=scratch)
+        np.bitwise_and(self.words, scratch, out=scratch)
+        return Bitmap(scratch, self.shift, self.units).size_below(limit)
 
     def any(self) -> bool:
         """Whether any unit is set."""
@@ -146,13 +159,22 @@ class Bitmap:
 
     @classmethod
     def union_of(cls, items: Iterable[Bitmap], shift: int, units: int) -> Bitmap:
-        """Word-wise OR of any number of bitmaps into one new array, in place."""
+        """Word-wise OR of any number of bitmaps, accumulated in place in one new array."""
         import numpy as np
 
-        words = np.zeros((units + 63) // 64, dtype=np.uint64)
+        words: Words | None = None
+        first: Bitmap | None = None
         for item in items:
-            np.bitwise_or(words, item.words, out=words)
-        return cls(words, shift, units)
+            if first is None:
+                # Bitmaps are never written once built: a union of one is that one.
+                first = item
+            elif words is None:
+                words = np.bitwise_or(first.words, item.words)
+            else:
+                np.bitwise_or(words, item.words, out=words)
+        if words is not None:
+            return cls(words, shift, units)
+        return first if first is not None else cls.empty(shift, units)
 
     @property
     def size(self) -> int:

@@ -60,18 +60,21 @@ class Exposure:
         return {path: view.bytes for path, view in self.views.items()}
 
 
-def _reached(algebra: Algebra[T], layers: Sequence[Layer], own: list[T]) -> tuple[T, T, T]:
+def _reached(
+    algebra: Algebra[T], layers: Sequence[Layer], own: list[T], solid: bool = True
+) -> tuple[T, T, T | None]:
     """What a read of ``layers[0]`` finds in these layers (top first), below ``layers[0]``'s size.
 
     Returns (data, ends, solid): offsets that some layer allocates and the read reaches;
     offsets where the read meets the end of a shorter layer (and so reads zeros from there);
     and the offsets that may read something other than zeros (allocated, and not as a zero
-    cluster by the first layer that allocates them; unknown zero clusters count as data).
+    cluster by the first layer that allocates them; unknown zero clusters count as data),
+    or None when ``solid`` is False: it costs two operations per layer.
     """
     reach = layers[0].virtual_size
     data: list[T] = []
     ends: list[T] = []
-    solid: list[T] = []
+    solids: list[T] = []
     covered: T | None = None
     for index, layer in enumerate(layers):
         if index and layer.virtual_size < reach:
@@ -79,12 +82,14 @@ def _reached(algebra: Algebra[T], layers: Sequence[Layer], own: list[T]) -> tupl
             reach = layer.virtual_size
         mine = algebra.clip(own[index], reach)
         data.append(mine)
+        if not solid:
+            continue
         written = mine
         if layer.zeros is not None and len(layer.zeros):
             written = algebra.minus(mine, algebra.convert(layer.zeros))
-        solid.append(written if covered is None else algebra.minus(written, covered))
+        solids.append(written if covered is None else algebra.minus(written, covered))
         covered = mine if covered is None else algebra.union([covered, mine])
-    return algebra.union(data), algebra.union(ends), algebra.union(solid)
+    return algebra.union(data), algebra.union(ends), algebra.union(solids) if solid else None
 
 
 def _copies_only_data(layers: Sequence[Layer]) -> bool:
@@ -133,15 +138,16 @@ class _Walk(Generic[T]):
         changed: T | None = None
         copy: int | None = None
         if merged_owns is not None:
-            data, ends, solid = _reached(algebra, merged, merged_owns)
+            # Without zero clusters or short layers, every copied byte is data a merged layer
+            # writes, so solid equals copied and base's own content cannot matter: neither
+            # solid nor the layers below base are then computed at all.
+            only_data = _copies_only_data(merged)
+            data, ends, solid = _reached(algebra, merged, merged_owns, not only_data)
             copied = algebra.union([data, ends])
             copy = algebra.size_below(copied, 1 << 62)
             changed = copied
-            # Without zero clusters or short layers, every copied byte is data a merged layer
-            # writes, so solid equals copied and base's own content cannot matter: the layers
-            # below base are then not converted at all.
-            base_data = None if _copies_only_data(merged) else self._base_data(below)
-            if base_data is not None:
+            base_data = None if only_data else self._base_data(below)
+            if base_data is not None and solid is not None:
                 # A copied byte changes base unless it reads zeros both before and after
                 # (a zero cluster or a short layer's end, over zeros in base).
                 changed = algebra.union([solid, _both(algebra, copied, base_data)])
@@ -250,15 +256,18 @@ def expose(graph: ImageGraph, chain: Sequence[Layer], top: int, base: int) -> Ex
     size, for qcow2) when that keeps them small; exact sorted ranges otherwise.
     """
 
-    def alignment(layer: Layer) -> int:
-        extents = layer.extents if layer.extents is not None else ExtentSet.empty()
-        return extents.alignment_shift
+    def coarsest(exact: bool) -> int:
+        # The unit a set was built of (a cluster) needs no scan, but may be finer than
+        # its boundaries are: the scan is made when that finer unit would cost the bitmaps.
+        return min([_LARGEST_UNIT_SHIFT,
+                    *(e.alignment_shift if exact else e.grain_shift for e in known),
+                    *(_shift_of(layer.virtual_size) for layer in used)])  # fmt: skip
 
     used = chain[top:]
     known = [layer.extents for layer in used if layer.extents is not None]
     end = max([*(extents.end for extents in known), *(layer.virtual_size for layer in used)])
-    shift = min([_LARGEST_UNIT_SHIFT, *(alignment(layer) for layer in used),
-                 *(_shift_of(layer.virtual_size) for layer in used)])  # fmt: skip
+    shift = coarsest(False)
+    scanned = False
     ranges = sum(len(extents) for extents in known)
     if ranges <= FEW_RANGES:
         # A few ranges: sorted ranges in pure Python, with no bitmap (and no numpy) at all.
@@ -266,11 +275,14 @@ def expose(graph: ImageGraph, chain: Sequence[Layer], top: int, base: int) -> Ex
     affordable = min(MAX_BITMAP_UNITS, max(SMALL_BITMAP_UNITS, _UNITS_PER_RANGE * ranges))
     while True:
         units = (end + (1 << shift) - 1) >> shift
+        if units > affordable and not scanned and coarsest(True) > shift:
+            shift, scanned = coarsest(True), True
+            continue
         if units > affordable:
             return _Walk(RangeAlgebra()).run(graph, chain, top, base)
         keep = (base - top + 1) * (units // 8) <= _KEEP_BYTES
         try:
-            walk = _Walk(BitmapAlgebra(shift, units, alignment), keep)
+            walk = _Walk(BitmapAlgebra(shift, units), keep)
             return walk.run(graph, chain, top, base)
         except Misaligned as finer:
             shift = finer.shift

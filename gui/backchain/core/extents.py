@@ -41,15 +41,19 @@ class ExtentSet:
     are sweeps over already sorted boundaries rather than fresh sorts of arbitrary ranges.
     """
 
-    __slots__ = ("_arrays", "_derived", "_lists", "_shift", "_size")
+    __slots__ = ("_arrays", "_derived", "_grain", "_lists", "_shift", "_size", "_units")
 
     def __init__(self, starts: Any, ends: Any, *, normalised: bool = False) -> None:
         # Derived forms are cached: the window re-plans the same graph on every click.
         self._derived: dict[Hashable, Any] = {}
         self._shift: int | None = None
+        # A unit every boundary is a multiple of by construction (of_units), else None.
+        self._grain: int | None = None
         self._size: int | None = None
         self._lists: Lists | None = None
         self._arrays: tuple[Offsets, Offsets] | None = None
+        # Ranges counted in units of 2**_grain bytes (of_units), until byte offsets are needed.
+        self._units: tuple[Offsets, Offsets] | None = None
         if isinstance(starts, list) and isinstance(ends, list) and len(starts) <= PURE_LIMIT:
             self._lists = (
                 (starts, ends) if normalised else normalise_pairs(zip(starts, ends, strict=True))
@@ -71,6 +75,44 @@ class ExtentSet:
         return cls([], [], normalised=True)
 
     @classmethod
+    def of_units(cls, starts: Any, ends: Any, shift: int, *, normalised: bool = False) -> ExtentSet:
+        """Ranges ``[starts, ends)`` counted in units of ``2**shift`` bytes.
+
+        The boundaries are multiplied here, so every one is a multiple of the unit by
+        construction: the exposure's bitmaps then need no scan of the set to know it.
+        """
+        if isinstance(starts, list) and isinstance(ends, list):
+            made = cls(
+                [s << shift for s in starts], [e << shift for e in ends], normalised=normalised
+            )
+        else:
+            # Kept in units: the bitmaps of that unit need no division, and the byte offsets
+            # are made only if some other operation asks for them.
+            made = cls(starts, ends, normalised=normalised)
+            made._units, made._arrays = made._arrays, None
+        # Normalising only drops boundaries, so those left are multiples of the unit still.
+        made._grain = shift
+        return made
+
+    def alias(self) -> ExtentSet:
+        """A new set over the same read-only ranges, with nothing derived yet but the unit it
+        was built of (a layer that shares another's ranges computes its own bitmaps)."""
+        twin = ExtentSet.empty()
+        twin._lists, twin._arrays, twin._grain = self._lists, self._arrays, self._grain
+        twin._units = self._units
+        return twin
+
+    def unit_bounds(self, shift: int, which: int) -> Offsets:
+        """Starts (``which`` 0) or ends (1) in units of ``2**shift`` bytes, which must divide
+        every boundary; no division when the set is held in those units."""
+        # Read once: another thread may turn the units into byte offsets meanwhile.
+        units, grain = self._units, self._grain
+        if units is not None and grain is not None and grain >= shift:
+            held = units[which]
+            return held if grain == shift else held << (grain - shift)
+        return self.arrays[which] >> shift
+
+    @classmethod
     def from_ranges(cls, ranges: Iterable[tuple[int, int]]) -> ExtentSet:
         """Build from ``(start, length)`` pairs, in any order, overlapping or not."""
         pairs = [(int(start), int(start) + int(length)) for start, length in ranges]
@@ -90,6 +132,13 @@ class ExtentSet:
     @property
     def arrays(self) -> tuple[Offsets, Offsets]:
         """Starts and ends as read-only int64 arrays (imports numpy)."""
+        units, grain = self._units, self._grain
+        if self._arrays is None and units is not None and grain is not None:
+            starts, ends = (bounds << grain for bounds in units)
+            starts.setflags(write=False)
+            ends.setflags(write=False)
+            # Held in bytes from now on: one copy of the ranges, not two.
+            self._arrays, self._units = (starts, ends), None
         if self._arrays is None:
             import numpy as np
 
@@ -114,6 +163,9 @@ class ExtentSet:
     def __len__(self) -> int:
         if self._lists is not None:
             return len(self._lists[0])
+        units = self._units
+        if units is not None:
+            return int(units[0].size)
         return int(self.arrays[0].size)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
@@ -150,10 +202,14 @@ class ExtentSet:
             if self._lists is not None:
                 self._size = sum(self._lists[1]) - sum(self._lists[0])
             else:
-                starts, ends = self.arrays
+                units, grain = self._units, self._grain
+                starts, ends = units if units is not None else self.arrays
                 # Two sums instead of a sum of differences, which would first build a third
                 # array; each may wrap in int64, but their difference modulo 2**64 is exact.
-                self._size = (int(ends.sum()) - int(starts.sum())) % (1 << 64)
+                size = (int(ends.sum()) - int(starts.sum())) % (1 << 64)
+                if units is not None and grain is not None:
+                    size <<= grain
+                self._size = size
         return self._size
 
     @property
@@ -161,6 +217,10 @@ class ExtentSet:
         """The end of the last range (0 for the empty set)."""
         if self._lists is not None:
             return self._lists[1][-1] if self._lists[1] else 0
+        units, grain = self._units, self._grain
+        if units is not None and grain is not None:
+            held = units[1]
+            return int(held[-1]) << grain if held.size else 0
         ends = self.arrays[1]
         return int(ends[-1]) if ends.size else 0
 
@@ -258,6 +318,19 @@ class ExtentSet:
             self._shift = self._compute_alignment_shift()
         return self._shift
 
+    @property
+    def grain_shift(self) -> int:
+        """Some ``s`` such that every boundary is a multiple of ``2**s``: the unit the set was
+        built of when known (no scan; it may be finer than alignment_shift), else that."""
+        if self._grain is not None and len(self):
+            return self._grain
+        return self.alignment_shift
+
+    def aligned_to(self, shift: int) -> bool:
+        """Whether every boundary is a multiple of ``2**shift`` (scans only when the unit the
+        set was built of does not already say so)."""
+        return (self._grain is not None and self._grain >= shift) or self.alignment_shift >= shift
+
     def _compute_alignment_shift(self) -> int:
         if len(self) == 0:
             return _NO_ALIGNMENT
@@ -268,8 +341,11 @@ class ExtentSet:
         else:
             import numpy as np
 
-            starts, ends = self.arrays
+            units, grain = self._units, self._grain
+            starts, ends = units if units is not None else self.arrays
             bits = int(np.bitwise_or.reduce(starts) | np.bitwise_or.reduce(ends))
+            if units is not None and grain is not None:
+                bits <<= grain
         if bits == 0:
             return _NO_ALIGNMENT
         return min((bits & -bits).bit_length() - 1, _NO_ALIGNMENT)

@@ -250,9 +250,9 @@ def _allocation_pure(
         add(0, guest)
         if entry & _OFLAG_ZERO and not entry & _OFLAG_COMPRESSED:
             add(1, guest)
+    shift = cluster.bit_length() - 1
     return tuple(  # type: ignore[return-value]
-        ExtentSet([s * cluster for s in starts], [e * cluster for e in ends], normalised=True)
-        for starts, ends in runs
+        ExtentSet.of_units(starts, ends, shift, normalised=True) for starts, ends in runs
     )
 
 
@@ -275,7 +275,11 @@ def _allocation_numpy(
         allocated = compressed | zero | ((entries & np.uint64(_OFFSET_MASK)) != 0)
         starts, ends = _runs(allocated, clusters)
         z_starts, z_ends = _runs(zero, clusters)
-        unit = cluster
+        # Built of whole clusters, which the exposure's bitmaps then know without a scan.
+        shift = cluster.bit_length() - 1
+        return ExtentSet.of_units(starts, ends, shift), ExtentSet.of_units(z_starts, z_ends, shift)
+    # Subclusters: the grain would be 1/32 of a cluster even where whole clusters are
+    # allocated, and a bitmap that fine may cost more than the scan that finds a coarser one.
     return ExtentSet(starts * unit, ends * unit), ExtentSet(z_starts * unit, z_ends * unit)
 
 
