@@ -4,6 +4,7 @@ dismissing, verify-before-delete, and what --no-verify says in the plan."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from tests.faults.helpers import Scene, qemu_io, record, wait_for
@@ -60,6 +61,38 @@ def test_journal_message_dismiss_and_json(tmp_path: Path) -> None:
     assert dismissed.returncode == 0, dismissed.stderr
     assert scene.jobs() == [] and tree_checksums(scene.dir) == before
     assert scene.active_lost() == 0
+
+
+def test_killed_in_a_later_step_the_record_reads_as_after_the_copy_and_the_rerun_completes(
+    tmp_path: Path,
+) -> None:
+    """The start of a step after the first is not written on its own (the record already has a
+    step done): killed during the rebase, the record still says where the job stands."""
+    scene = Scene.build(tmp_path)
+    marker = tmp_path / "rebasing"
+    wrapper = tmp_path / "qemu-img-wrapper"
+    # The real qemu-img runs every step but the first rebase, which waits to be killed (exec:
+    # the sleep inherits the death signal of Backchain's children). The plan recorded this
+    # path, so the re-run goes through here too, to the real rebase.
+    wrapper.write_text(
+        f'#!/bin/sh\nif [ "$1" = rebase ] && [ ! -e {marker} ]; then touch {marker}; '
+        f'exec sleep 60; fi\nexec {shutil.which("qemu-img")} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    proc = scene.start(*COMMIT, BACKCHAIN_QEMU_IMG=str(wrapper))
+    wait_for(marker.exists, what="the rebase step")
+    proc.kill()
+    proc.wait()
+    jobs = scene.jobs()
+    assert len(jobs) == 1 and jobs[0]["done"] == 1, jobs
+    listing = scene.backchain("resume")
+    assert "A commit of snap2.qcow2 into base.qcow2 was interrupted after 1 of 5 steps, " \
+           "before re-pointing active.qcow2" in listing.stdout  # fmt: skip
+    rerun = scene.backchain("resume", "--yes", str(jobs[0]["id"]))
+    assert rerun.returncode == 0, rerun.stderr
+    assert scene.jobs() == []
+    assert scene.committed_correctly() and scene.unchanged_outside_plan()
+    record("killed in the rebase, then resume", True, scene.active_lost())
 
 
 def test_verify_failure_keeps_every_file(tmp_path: Path) -> None:
