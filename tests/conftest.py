@@ -16,7 +16,7 @@ os.environ.setdefault("BACKCHAIN_STATE_DIR", os.path.join(_scratch.name, "state"
 # The window's settings (recent files, geometry) too, including in the CLI's child processes.
 os.environ.setdefault("BACKCHAIN_SETTINGS", os.path.join(_scratch.name, "settings.ini"))
 
-from tests.images import ChainBuilder
+from tests.images import ChainBuilder  # noqa: E402  (imported once the environment is set)
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
-"""Sets that carry the unit they were built of (ExtentSet.of_units) give the same exposure."""
+"""Sets built of units (ExtentSet.of_units), with packed flags or not, give the same exposure."""
 
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -10,24 +11,44 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backchain.core import exposure
-from backchain.core.bitmap import Bitmap
+from backchain.core.bitmap import Bitmap, pack_blocks
 from backchain.core.exposure import RangeAlgebra, _Walk, expose
 from backchain.core.extents import ExtentSet
 from backchain.core.graph import ImageGraph, Layer
 from tests.unit.test_exposure import commits
 
+if TYPE_CHECKING:
+    from backchain.core.bitmap import Words
+
 aligned = st.lists(st.tuples(st.integers(0, 60), st.integers(0, 8)), max_size=10)
 
 
-def rebuilt(extents: ExtentSet | None, shift: int, as_arrays: bool) -> ExtentSet | None:
-    """The same bytes built from units of ``2**shift`` (which must divide every boundary)."""
+def rebuilt(
+    extents: ExtentSet | None, shift: int, as_arrays: bool, packed: bool = False
+) -> ExtentSet | None:
+    """The same bytes built from units of ``2**shift`` (which must divide every boundary),
+    with ``packed``, also as the packed flags of the blocks of 64 units that hold any."""
     if extents is None:
         return None
     starts = [s >> shift for s, _ in extents]
     ends = [e >> shift for _, e in extents]
     if as_arrays:
-        return ExtentSet.of_units(np.array(starts), np.array(ends), shift, normalised=True)
+        words = packed_flags(starts, ends) if packed else None
+        return ExtentSet.of_units(
+            np.array(starts), np.array(ends), shift, normalised=True, packed=words
+        ).alias()
     return ExtentSet.of_units(starts, ends, shift, normalised=True).alias()
+
+
+def packed_flags(starts: list[int], ends: list[int]) -> Words:
+    """Packed flags as the qcow2 reader packs them: only the blocks that were read (here, those
+    holding a unit of the set), in blocks of 64 units."""
+    count = (max(ends, default=0) + 63) // 64
+    flags = np.zeros(count * 64, dtype=bool)
+    for start, end in zip(starts, ends, strict=True):
+        flags[start:end] = True
+    blocks = np.flatnonzero(flags.reshape(-1, 64).any(axis=1))
+    return pack_blocks(flags.reshape(-1, 64)[blocks].reshape(-1), blocks, 64)
 
 
 @st.composite
@@ -42,8 +63,9 @@ def grained(draw: st.DrawFn) -> tuple[ImageGraph, ImageGraph, list[Layer], int, 
             continue
         true_shift = min(layer.extents.alignment_shift if layer.extents else 4, 4)
         shift = draw(st.integers(0, true_shift))
-        arrays = draw(st.booleans())
-        layers.append(dataclasses.replace(layer, extents=rebuilt(layer.extents, shift, arrays),
+        arrays, packed = draw(st.booleans()), draw(st.booleans())
+        layers.append(dataclasses.replace(layer,
+                                          extents=rebuilt(layer.extents, shift, arrays, packed),
                                           zeros=rebuilt(layer.zeros, shift, arrays)))  # fmt: skip
     return graph, ImageGraph(layers), chain, top, base
 

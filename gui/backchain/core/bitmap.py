@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
     Words = npt.NDArray[np.uint64]
     Units = npt.NDArray[np.signedinteger[Any]]
+    Flags = npt.NDArray[np.bool_]
 
 
 # Up to this many units per range on average, marking every covered unit costs less than
@@ -66,6 +67,39 @@ def words_by_toggles(starts: Units, ends: Units, units: int) -> Words:
     return words
 
 
+def pack_blocks(flags: Flags, blocks: Units, per_block: int) -> Words:
+    """Packed words of per-unit flags read block by block (``blocks`` ascending, each of
+    ``per_block`` units, a multiple of 64): unit ``b * per_block + i`` is ``flags[k *
+    per_block + i]`` for the k-th block ``b``; units of blocks not read are clear."""
+    import numpy as np
+
+    words_per_block = per_block // 64
+    count = int(blocks[-1]) + 1 if blocks.size else 0
+    words = np.zeros((count, words_per_block), dtype=np.uint64)
+    packed = np.packbits(flags.reshape(-1, per_block), axis=1, bitorder="little")
+    words[blocks] = packed.view("<u8").astype(np.uint64, copy=False)
+    result: Words = words.reshape(-1)
+    result.setflags(write=False)
+    return result
+
+
+def fit_words(packed: Words, units: int) -> Words:
+    """``packed`` cut or padded to the words of ``units`` units, with no unit at or above it."""
+    import numpy as np
+
+    count = (units + 63) // 64
+    if packed.size < count:
+        words = np.zeros(count, dtype=np.uint64)
+        words[: packed.size] = packed
+        return words
+    words = packed[:count]
+    tail = units % 64
+    if tail and int(words[-1]) >> tail:
+        words = words.copy()
+        words[-1] &= np.uint64((1 << tail) - 1)
+    return words
+
+
 def bitmap_of(extents: ExtentSet, shift: int, units: int) -> Bitmap:
     """``extents`` as a read-only Bitmap, built once per set and kept on it for re-plans."""
 
@@ -113,6 +147,10 @@ class Bitmap:
 
         if not aligned and not extents.aligned_to(shift):
             raise ValueError(f"{extents!r} is not aligned to units of {1 << shift} bytes")
+        packed = extents.packed_words(shift)
+        if packed is not None:
+            # The reader's own flags, packed once: no scatter of every unit.
+            return cls(fit_words(packed, units), shift, units)
         unit_starts = extents.unit_bounds(shift, 0)
         covered = extents.size >> shift
         if extents.end >> shift > units:

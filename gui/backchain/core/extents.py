@@ -41,7 +41,7 @@ class ExtentSet:
     are sweeps over already sorted boundaries rather than fresh sorts of arbitrary ranges.
     """
 
-    __slots__ = ("_arrays", "_derived", "_grain", "_lists", "_shift", "_size", "_units")
+    __slots__ = ("_arrays", "_derived", "_grain", "_lists", "_packed", "_shift", "_size", "_units")
 
     def __init__(self, starts: Any, ends: Any, *, normalised: bool = False) -> None:
         # Derived forms are cached: the window re-plans the same graph on every click.
@@ -54,6 +54,8 @@ class ExtentSet:
         self._arrays: tuple[Offsets, Offsets] | None = None
         # Ranges counted in units of 2**_grain bytes (of_units), until byte offsets are needed.
         self._units: tuple[Offsets, Offsets] | None = None
+        # The same units as packed bit words, when the reader had them anyway (of_units).
+        self._packed: Any = None
         if isinstance(starts, list) and isinstance(ends, list) and len(starts) <= PURE_LIMIT:
             self._lists = (
                 (starts, ends) if normalised else normalise_pairs(zip(starts, ends, strict=True))
@@ -75,11 +77,16 @@ class ExtentSet:
         return cls([], [], normalised=True)
 
     @classmethod
-    def of_units(cls, starts: Any, ends: Any, shift: int, *, normalised: bool = False) -> ExtentSet:
+    def of_units(
+        cls, starts: Any, ends: Any, shift: int, *, normalised: bool = False, packed: Any = None
+    ) -> ExtentSet:
         """Ranges ``[starts, ends)`` counted in units of ``2**shift`` bytes.
 
         The boundaries are multiplied here, so every one is a multiple of the unit by
         construction: the exposure's bitmaps then need no scan of the set to know it.
+        ``packed`` is the same set as read-only uint64 words (bit i of word j is unit 64j + i),
+        from a reader that holds one flag per unit anyway: a bitmap of that unit is then
+        taken from it instead of being built.
         """
         if isinstance(starts, list) and isinstance(ends, list):
             made = cls(
@@ -91,7 +98,7 @@ class ExtentSet:
             made = cls(starts, ends, normalised=normalised)
             made._units, made._arrays = made._arrays, None
         # Normalising only drops boundaries, so those left are multiples of the unit still.
-        made._grain = shift
+        made._grain, made._packed = shift, packed
         return made
 
     def alias(self) -> ExtentSet:
@@ -99,8 +106,12 @@ class ExtentSet:
         was built of (a layer that shares another's ranges computes its own bitmaps)."""
         twin = ExtentSet.empty()
         twin._lists, twin._arrays, twin._grain = self._lists, self._arrays, self._grain
-        twin._units = self._units
+        twin._units, twin._packed = self._units, self._packed
         return twin
+
+    def packed_words(self, shift: int) -> Any:
+        """The set as packed words of ``2**shift``-byte units, if it was built with them."""
+        return self._packed if self._grain == shift else None
 
     def unit_bounds(self, shift: int, which: int) -> Offsets:
         """Starts (``which`` 0) or ends (1) in units of ``2**shift`` bytes, which must divide

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from backchain.core.bitmap import pack_blocks
 from backchain.core.errors import ImageError
 from backchain.core.extents import ExtentSet
 from backchain.engines.files.qcow2 import Qcow2Header, image_error_from_os
@@ -277,7 +278,13 @@ def _allocation_numpy(
         z_starts, z_ends = _runs(zero, clusters)
         # Built of whole clusters, which the exposure's bitmaps then know without a scan.
         shift = cluster.bit_length() - 1
-        return ExtentSet.of_units(starts, ends, shift), ExtentSet.of_units(z_starts, z_ends, shift)
+        packed = None
+        # The flags are at hand: packed, they are the cluster bitmap a plan would otherwise
+        # build unit by unit. Kept only while no larger than the ranges themselves.
+        if (tables[-1] + 1) * per_table // 8 <= 16 * starts.size:
+            packed = pack_blocks(allocated, np.array(tables, dtype=np.int64), per_table)
+        own = ExtentSet.of_units(starts, ends, shift, packed=packed)
+        return own, ExtentSet.of_units(z_starts, z_ends, shift)
     # Subclusters: the grain would be 1/32 of a cluster even where whole clusters are
     # allocated, and a bitmap that fine may cost more than the scan that finds a coarser one.
     return ExtentSet(starts * unit, ends * unit), ExtentSet(z_starts * unit, z_ends * unit)
