@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import struct
 import sys
 from collections.abc import Sequence
@@ -233,28 +234,54 @@ def _allocation(
 def _allocation_pure(
     raw: bytes, tables: list[int], per_table: int, cluster: int
 ) -> tuple[ExtentSet, ExtentSet]:
-    """Standard L2 entries scanned in Python (small tables, so that numpy is never loaded)."""
-    runs: tuple[tuple[list[int], list[int]], tuple[list[int], list[int]]] = (([], []), ([], []))
+    """Standard L2 entries scanned in Python (small tables, so that numpy is never loaded).
 
-    def add(which: int, guest: int) -> None:
-        starts, ends = runs[which]
-        if ends and ends[-1] == guest:
-            ends[-1] = guest + 1
-        else:
-            starts.append(guest)
-            ends.append(guest + 1)
-
-    for index, entry in enumerate(struct.unpack(f">{len(raw) // 8}Q", raw)):
-        if not entry & _DEFINED:
-            continue
-        guest = tables[index // per_table] * per_table + index % per_table
-        add(0, guest)
-        if entry & _OFLAG_ZERO and not entry & _OFLAG_COMPRESSED:
-            add(1, guest)
+    One flag byte per entry is made with whole-table integer and bytes operations, and the
+    runs of set flags are found by a regular expression: a loop over every entry took 10 ms
+    for a 1 GiB layer, on the path of every commit.
+    """
+    count = len(raw) // 8
+    defined = int.from_bytes(raw, "big") & int.from_bytes(_DEFINED_BYTES * count, "big")
+    # Fold each entry's 8 bytes into its last one; shifts of 32 + 16 + 8 bits never carry a
+    # bit of one entry into the last byte of the next.
+    for step in (32, 16, 8):
+        defined |= defined >> step
+    flags = defined.to_bytes(len(raw), "big")[7::8].translate(_NONZERO)
+    zero_flag = int.from_bytes(raw[7::8].translate(_LOW_BIT), "big")
+    if zero_flag:
+        compressed = int.from_bytes(raw[0::8].translate(_BIT_6), "big")
+        zeros = (zero_flag & ~compressed).to_bytes(count, "big")
+    else:
+        zeros = b""
     shift = cluster.bit_length() - 1
-    return tuple(  # type: ignore[return-value]
-        ExtentSet.of_units(starts, ends, shift, normalised=True) for starts, ends in runs
+    return _runs_of_flags(flags, tables, per_table, shift), _runs_of_flags(
+        zeros, tables, per_table, shift
     )
+
+
+_DEFINED_BYTES = _DEFINED.to_bytes(8, "big")
+_NONZERO = bytes([0] + [1] * 255)
+_LOW_BIT = bytes(value & 1 for value in range(256))
+_BIT_6 = bytes((value >> 6) & 1 for value in range(256))
+_SET_FLAGS = re.compile(rb"\x01+")
+
+
+def _runs_of_flags(flags: bytes, tables: list[int], per_table: int, shift: int) -> ExtentSet:
+    """The guest clusters whose flag byte is 1, table by table (tables need not be adjacent)."""
+    starts: list[int] = []
+    ends: list[int] = []
+    if flags.count(1):
+        for index, table in enumerate(tables):
+            first = table * per_table
+            segment = flags[index * per_table : (index + 1) * per_table]
+            for found in _SET_FLAGS.finditer(segment):
+                start, end = first + found.start(), first + found.end()
+                if ends and ends[-1] == start:
+                    ends[-1] = end
+                else:
+                    starts.append(start)
+                    ends.append(end)
+    return ExtentSet.of_units(starts, ends, shift, normalised=True)
 
 
 def _allocation_numpy(
