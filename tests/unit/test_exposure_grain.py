@@ -30,6 +30,8 @@ def rebuilt(
     with ``packed``, also as the packed flags of the blocks of 64 units that hold any."""
     if extents is None:
         return None
+    unit = 1 << shift
+    assert all(s % unit == 0 and e % unit == 0 for s, e in extents), "the unit must divide"
     starts = [s >> shift for s, _ in extents]
     ends = [e >> shift for _, e in extents]
     if as_arrays:
@@ -61,7 +63,9 @@ def grained(draw: st.DrawFn) -> tuple[ImageGraph, ImageGraph, list[Layer], int, 
         if draw(st.booleans()):
             layers.append(layer)
             continue
-        true_shift = min(layer.extents.alignment_shift if layer.extents else 4, 4)
+        # A unit must divide the boundaries of both sets it rebuilds (zeros may be finer).
+        true_shift = min(layer.extents.alignment_shift if layer.extents else 4,
+                         layer.zeros.alignment_shift if layer.zeros else 4, 4)  # fmt: skip
         shift = draw(st.integers(0, true_shift))
         arrays, packed = draw(st.booleans()), draw(st.booleans())
         layers.append(dataclasses.replace(layer,
