@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.faults.helpers import TALLY
+from tests.faults.helpers import TALLY, tmpfs
 
 
 @pytest.fixture(autouse=True)
@@ -18,6 +19,13 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("BACKCHAIN_STATE_DIR", str(state))
     monkeypatch.delenv("BACKCHAIN_FAULT_PAUSE", raising=False)
     return state
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 24 MiB tmpfs for the file that grows (top of a pull, base of a commit)."""
+    with tmpfs(tmp_path / "small", "24m") as mount:
+        yield mount
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

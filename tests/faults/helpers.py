@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,13 +126,7 @@ class Scene:
 
     def jobs(self) -> list[dict[str, object]]:
         """The journal records, as JSON."""
-        found = []
-        for path in sorted(glob.glob(str(self.state / "jobs" / "*.json"))):
-            try:
-                found.append(json.loads(Path(path).read_text()))
-            except (OSError, ValueError):
-                continue  # replaced between listing and reading
-        return found
+        return journal_records(self.state)
 
     def unchanged_outside_plan(self) -> bool:
         """Every file outside the plan is byte-identical."""
@@ -192,6 +188,38 @@ def kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def kill_victim(victim: str, backchain: int, children: Sequence[int]) -> None:
+    """SIGKILL Backchain, its qemu-img children, or both, as ``victim`` names."""
+    if victim in ("backchain", "both"):
+        kill(backchain)
+    if victim in ("qemu-img", "both"):
+        for child in children:
+            kill(child)
+
+
+def journal_records(state: Path) -> list[dict[str, object]]:
+    """The journal records in a state directory, as JSON."""
+    found = []
+    for path in sorted(glob.glob(str(state / "jobs" / "*.json"))):
+        try:
+            found.append(json.loads(Path(path).read_text()))
+        except (OSError, ValueError):
+            continue  # replaced between listing and reading
+    return found
+
+
+@contextmanager
+def tmpfs(directory: Path, size: str) -> Iterator[Path]:
+    """A real tmpfs of ``size`` (``"24m"``) on ``directory``, made here, unmounted afterwards."""
+    directory.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)],
+                   check=True)  # fmt: skip
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], check=False)
 
 
 def wait_for(predicate: object, seconds: float = 60, what: str = "condition") -> None:

@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.faults.helpers import COMMIT_SNAP2_DELETE, MiB, Scene, record, wait_for
+from tests.faults.helpers import COMMIT_SNAP2_DELETE, MiB, Scene, record, tmpfs, wait_for
 from tests.images import tree_checksums
 
 
 def _mounted_scene(root: Path, size: str) -> Iterator[Scene]:
-    vm = root / "vm"
-    vm.mkdir(parents=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(vm)], check=True)
-    try:
+    with tmpfs(root / "vm", size):
         yield Scene.build(root)
-    finally:
-        subprocess.run(["umount", "-l", str(vm)], check=False)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from tests.faults.helpers import (
     Scene,
     children_of,
     kill,
+    kill_victim,
     record,
     wait_for,
     wait_gone,
@@ -68,11 +69,7 @@ def test_sigkill_at_any_point_loses_nothing_and_resume_completes(
         proc = scene.start(*COMMIT_SNAP2_DELETE)
         wait_for(lambda: _reached(scene, point), what=f"{point}% of the copy")
         orphans = [c for c in children_of(proc.pid)]
-        if victim in ("backchain", "both"):
-            kill(proc.pid)
-        if victim in ("qemu-img", "both"):
-            for child in orphans:
-                kill(child)
+        kill_victim(victim, proc.pid, orphans)
     _out, err = proc.communicate(timeout=60)
     if victim == "qemu-img" and proc.returncode != 0:
         # backchain itself survived and reports the child's death, naming the files.

@@ -4,8 +4,6 @@ the domain's XML and the disk's chain agree, the guest view is intact and no byt
 
 from __future__ import annotations
 
-import glob
-import json
 import os
 import subprocess
 import sys
@@ -14,7 +12,16 @@ from pathlib import Path
 import pytest
 
 from backchain.engines.libvirt.read import parse_disks
-from tests.faults.helpers import bytes_lost, children_of, kill, record, wait_for, wait_gone
+from tests.faults.helpers import (
+    bytes_lost,
+    children_of,
+    journal_records,
+    kill,
+    kill_victim,
+    record,
+    wait_for,
+    wait_gone,
+)
 from tests.images import backing_name, chain_info, checksums, compare, create, snapshot_copy, write
 from tests.libvirt_daemon import Domains, domains, libvirtd  # noqa: F401
 
@@ -65,13 +72,7 @@ class DomainScene:
                               capture_output=True, text=True, timeout=180, check=False)  # fmt: skip
 
     def jobs(self) -> list[dict[str, object]]:
-        found = []
-        for path in sorted(glob.glob(str(self.state / "jobs" / "*.json"))):
-            try:
-                found.append(json.loads(Path(path).read_text()))
-            except (OSError, ValueError):
-                continue
-        return found
+        return journal_records(self.state)
 
     def copied(self, percent: int) -> bool:
         jobs = self.jobs()
@@ -130,11 +131,7 @@ def test_sigkill_mid_shut_off_domain_pull_then_resume_completes(
 
         wait_for(copied, what=f"{point}% of the rebase")
         orphans = children_of(proc.pid)
-        if victim in ("backchain", "both"):
-            kill(proc.pid)
-        if victim in ("qemu-img", "both"):
-            for child in orphans:
-                kill(child)
+        kill_victim(victim, proc.pid, orphans)
     _out, err = proc.communicate(timeout=60)
     for child in orphans:
         wait_gone(child)

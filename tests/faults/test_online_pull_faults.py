@@ -119,18 +119,6 @@ def test_sigkill_during_an_online_pull_then_resume_completes(tmp_path: Path, poi
     record("5b. online pull: SIGKILL of backchain, then resume", True, 0)
 
 
-@pytest.fixture
-def small_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 24 MiB tmpfs for top."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 def test_an_online_pull_that_does_not_fit_in_tops_file_system_is_refused(
     tmp_path: Path, small_fs: Path
 ) -> None:

@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,18 +29,6 @@ from tests.qemu_vm import running_vm
 URI = "qemu:///system"
 _REFUSAL = re.compile(r"not enough free space for (top|base) '([^']+)' to grow: "
                       r"(\d+) bytes needed, (\d+) bytes free")  # fmt: skip
-
-
-@pytest.fixture
-def small_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 24 MiB tmpfs for the file that grows."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def _free(path: Path) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults.helpers import Scene as CommitScene
-from tests.faults.helpers import children_of, kill, record, wait_for, wait_gone
+from tests.faults.helpers import children_of, kill, kill_victim, record, tmpfs, wait_for, wait_gone
 from tests.images import backing_name, checksums, compare, create, snapshot_copy, write
 
 MiB = 1 << 20
@@ -90,11 +90,7 @@ def test_sigkill_mid_pull_leaves_top_on_its_old_chain_and_resume_completes(
         proc = scene.start(*PULL_DELETE)
         wait_for(lambda: _copied(scene, point), what=f"{point}% of the rebase")
         orphans = children_of(proc.pid)
-        if victim in ("backchain", "both"):
-            kill(proc.pid)
-        if victim in ("qemu-img", "both"):
-            for child in orphans:
-                kill(child)
+        kill_victim(victim, proc.pid, orphans)
     _out, err = proc.communicate(timeout=60)
     for child in orphans:
         wait_gone(child)
@@ -135,23 +131,11 @@ def test_sigkill_mid_pull_leaves_top_on_its_old_chain_and_resume_completes(
     record("1b. SIGKILL during a pull", True, scene.active_lost())
 
 
-def _tmpfs(directory: Path, size: str) -> None:
-    directory.mkdir(parents=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)],
-                   check=True)  # fmt: skip
-
-
 @pytest.fixture
 def split_fs(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     """Two small file systems: ``low`` for base and snap, ``high`` for active."""
-    low, high = tmp_path / "low", tmp_path / "high"
-    _tmpfs(low, "48m")
-    _tmpfs(high, "24m")
-    try:
+    with tmpfs(tmp_path / "low", "48m") as low, tmpfs(tmp_path / "high", "24m") as high:
         yield low, high
-    finally:
-        for mount in (low, high):
-            subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def _split_chain(low: Path, high: Path) -> tuple[Path, Path, Path]:

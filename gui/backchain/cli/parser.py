@@ -229,21 +229,20 @@ def _plan_add_parser(sub: Any) -> None:
 
 
 def _commit_add_parser(sub: Any) -> None:
-    commit = sub.add_parser("commit", help="run a commit")
-    _add_source(commit)
-    _add_plan_options(commit)
-    commit.add_argument("--rate", type=int, default=0, metavar="BYTES_PER_S",
-                        help="bandwidth limit in bytes per second")  # fmt: skip
-    commit.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    _add_run(sub.add_parser("commit", help="run a commit"), "bandwidth limit in bytes per second")
 
 
 def _pull_add_parser(sub: Any) -> None:
     pull = sub.add_parser("pull", help="run a pull: copy the backing data up into top")
-    _add_source(pull)
-    _add_plan_options(pull)
-    pull.add_argument("--rate", type=int, default=0, metavar="BYTES_PER_S",
-                      help="bandwidth limit in bytes per second (online)")  # fmt: skip
-    pull.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    _add_run(pull, "bandwidth limit in bytes per second (online)")
+
+
+def _add_run(command: Any, rate_help: str) -> None:
+    """What commit and pull share: the plan's options, then --rate and --yes."""
+    _add_source(command)
+    _add_plan_options(command)
+    command.add_argument("--rate", type=int, default=0, metavar="BYTES_PER_S", help=rate_help)
+    command.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
 
 def _demo_add_parser(sub: Any) -> None:
