@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from dataclasses import replace
+from backchain.core.valueclass import replace
 from pathlib import Path
 
 import pytest

@@ -248,7 +248,7 @@ def test_wrong_node_name_is_refused_by_the_planner_and_by_qemu(
     call = dict(plan.steps[0].call or {})
     call["arguments"] = {**call["arguments"], "top-node": "gone"}
     stale = type(plan.steps[0])("block-commit", call=call)
-    from dataclasses import replace
+    from backchain.core.valueclass import replace
 
     with pytest.raises(EngineError, match=r"QEMU refused block-commit: .*gone"):
         run_qmp_plan(replace(plan, steps=(stale,)), RecordingSink(), CancelToken(), vm.socket)

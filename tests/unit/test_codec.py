@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+from backchain.core import valueclass
 import json
 
 import pytest
@@ -68,8 +68,8 @@ def full_plan() -> CommitPlan:
 def test_every_field_of_the_fixture_differs_from_its_default() -> None:
     """So that a field added to the model must be added here, and so is round-tripped."""
     for obj in (full_request(), full_plan()):
-        for field in dataclasses.fields(obj):
-            if field.default is dataclasses.MISSING:
+        for field in valueclass.fields(obj):
+            if field.default is valueclass.MISSING:
                 continue
             assert getattr(obj, field.name) != field.default, f"{type(obj).__name__}.{field.name}"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+from backchain.core import valueclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -68,7 +68,7 @@ def grained(draw: st.DrawFn) -> tuple[ImageGraph, ImageGraph, list[Layer], int, 
                          layer.zeros.alignment_shift if layer.zeros else 4, 4)  # fmt: skip
         shift = draw(st.integers(0, true_shift))
         arrays, packed = draw(st.booleans()), draw(st.booleans())
-        layers.append(dataclasses.replace(layer,
+        layers.append(valueclass.replace(layer,
                                           extents=rebuilt(layer.extents, shift, arrays, packed),
                                           zeros=rebuilt(layer.zeros, shift, arrays)))  # fmt: skip
     return graph, ImageGraph(layers), chain, top, base

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from backchain.core.valueclass import replace
 
 from backchain.core import plan as planner
 from backchain.core.graph import ImageGraph, LiveWrites

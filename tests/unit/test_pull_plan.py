@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from backchain.core.valueclass import replace
 
 import pytest
 

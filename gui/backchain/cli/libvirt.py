@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import replace
 from typing import Any, TextIO
 
 from backchain.cli import journal as cli_journal
@@ -17,6 +16,7 @@ from backchain.cli.progress import execute, run_cancellable
 from backchain.core.describe import internal_snapshots_text
 from backchain.core.errors import PlanError
 from backchain.core.model import CommitPlan, EngineKind, OnReady, Operation, Step, StepKind
+from backchain.core.valueclass import replace
 
 
 def dispatch(args: argparse.Namespace) -> int | None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 
 from backchain.cli.options import ready_choice
 from backchain.core.errors import PlanError
 from backchain.core.graph import ImageGraph
 from backchain.core.model import CommitPlan, CommitRequest, EngineKind, OnReady, Operation
+from backchain.core.valueclass import replace
 from backchain.engines.base import QmpTarget
 
 

@@ -4,9 +4,9 @@ close, the one that puts nothing at risk (SEMANTICS.md, "Pull versus commit").""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from backchain.core.model import Affected, CommitPlan, Operation
+from backchain.core.valueclass import valueclass
 
 CLOSE_SHARE = 0.10
 """Two byte counts within 10 % of the larger one are "close": safety decides, not speed."""
@@ -14,7 +14,7 @@ CLOSE_FLOOR = 1 << 20
 """Below a MiB of difference the copy time does not matter either."""
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Choice:
     """The advised direction for one selection, with both figures and the reason."""
 

@@ -1,18 +1,18 @@
 """CommitPlan and CommitRequest to JSON and back, losslessly (the journal and resume use it).
 
-The codec is driven by the dataclasses' own type hints, so a field added to the model is
+The codec is driven by the value classes' own type hints, so a field added to the model is
 recorded and restored without touching this module; the round-trip test covers every field.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import types
 import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from backchain.core import valueclass
 from backchain.core.model import CommitPlan, CommitRequest
 
 T = TypeVar("T")
@@ -20,9 +20,9 @@ CODEC_VERSION = 2
 
 
 def encode(value: object) -> Any:
-    """A JSON-ready form of a model value (dataclasses, enums, tuples, mappings, scalars)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    """A JSON-ready form of a model value (value classes, enums, tuples, mappings, scalars)."""
+    if valueclass.is_valueclass(value) and not isinstance(value, type):
+        return {f.name: encode(getattr(value, f.name)) for f in valueclass.fields(value)}
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, (tuple, list)):
@@ -60,7 +60,7 @@ def _decode(hint: Any, data: Any) -> Any:
             raise TypeError(f"expected an object for {hint}, got {data!r}")
         _key_hint, value_hint = typing.get_args(hint) or (str, Any)
         return {str(k): _decode(value_hint, v) for k, v in data.items()}
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and valueclass.is_valueclass(hint):
         return decode(hint, data)
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         return hint(data)
@@ -84,7 +84,7 @@ def _decode(hint: Any, data: Any) -> Any:
 
 
 def decode(cls: type[T], data: Any) -> T:
-    """Rebuild a model dataclass from ``encode``'s output; ValueError/TypeError if it does not fit.
+    """Rebuild a model value from ``encode``'s output; ValueError/TypeError if it does not fit.
 
     A field missing from ``data`` (a record made before the field existed) takes its default.
     """
@@ -92,10 +92,10 @@ def decode(cls: type[T], data: Any) -> T:
         raise TypeError(f"expected an object for {cls.__name__}, got {data!r}")
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
-    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for field in valueclass.fields(cls):
         if field.name in data:
             values[field.name] = _decode(hints[field.name], data[field.name])
-        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+        elif field.default is valueclass.MISSING and field.default_factory is valueclass.MISSING:
             raise KeyError(f"{cls.__name__} record lacks '{field.name}'")
     return cls(**values)
 

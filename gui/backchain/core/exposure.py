@@ -9,12 +9,12 @@ such an end-of-file hides (``bdrv_is_allocated_above``), and grows base to top's
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Generic
 
 from backchain.core.algebra import Algebra, BitmapAlgebra, Misaligned, RangeAlgebra, T
 from backchain.core.extents import PURE_LIMIT, ExtentSet
 from backchain.core.graph import ImageGraph, Layer
+from backchain.core.valueclass import field, valueclass
 
 __all__ = ["SMALL_BITMAP_UNITS", "Exposure", "RangeAlgebra", "View", "expose"]
 
@@ -33,7 +33,7 @@ _LARGEST_UNIT_SHIFT = 30
 FEW_RANGES = PURE_LIMIT
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class View:
     """The changed bytes of one image's current view and of each internal snapshot's view."""
 
@@ -41,7 +41,7 @@ class View:
     snapshots: tuple[tuple[str, int | None], ...] = ()
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Exposure:
     """The byte counts plan() reports; None wherever some extents are unknown."""
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 import itertools
 import os.path
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from backchain.core.errors import ImageError
 from backchain.core.extents import ExtentSet
+from backchain.core.valueclass import field, replace, valueclass
 
 if TYPE_CHECKING:
     import networkx as nx
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class InternalSnapshot:
     """One entry of a qcow2 snapshot table: a view of its own, through the layer's backing."""
 
@@ -25,7 +25,7 @@ class InternalSnapshot:
     """What the snapshot's own L1 table allocates, or None while unknown."""
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class LiveWrites:
     """A layer that a running VM holds open read-write, and how far its allocation holds."""
 
@@ -35,7 +35,7 @@ class LiveWrites:
     """Why the figures that depend on the layer are exact or lower bounds, in words."""
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class NamedSnapshot:
     """A snapshot kept outside the image (a hypervisor's metadata) that gives this layer a role."""
 
@@ -46,7 +46,7 @@ class NamedSnapshot:
     """Creation time, seconds since the epoch."""
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Layer:
     """One image file (or one QMP node) and what its header says about its backing file."""
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from backchain.core.errors import shell_quote
+from backchain.core.valueclass import field, valueclass
 
 
 class EngineKind(enum.StrEnum):
@@ -69,7 +69,7 @@ class OnReady(enum.StrEnum):
     KEEP_OVERLAY = "keep-overlay"
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class CommitRequest:
     """What the user asked for, before it is resolved against a chain (SEMANTICS.md)."""
 
@@ -109,7 +109,7 @@ class Role(enum.StrEnum):
     UNTOUCHED = "untouched"
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class SnapshotView:
     """One internal snapshot of an image, read as a view of its own: the bytes that change."""
 
@@ -119,7 +119,7 @@ class SnapshotView:
     """False: ``bytes`` is a lower bound (or, with allocation unknown, the whole view)."""
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Affected:
     """An image and how many of its bytes would read changed data (None while unknown)."""
 
@@ -139,7 +139,7 @@ class LostKind(enum.StrEnum):
     BITMAP = "bitmap"
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Lost:
     """An internal snapshot or a persistent dirty bitmap held by a layer that DELETE removes."""
 
@@ -161,7 +161,7 @@ def affected_json(item: Affected) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Rebase:
     """An overlay of top that is re-pointed to base, with the name written in its header."""
 
@@ -170,7 +170,7 @@ class Rebase:
     backing_name: str
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Advice:
     """Pull-or-commit advice for one merged layer."""
 
@@ -195,7 +195,7 @@ class Advice:
         return "commit" if self.commit_bytes <= self.pull_bytes else "pull"
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Alternative:
     """The other direction for the same shortening: what it would copy and put at risk."""
 
@@ -217,7 +217,7 @@ class Alternative:
         }
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Step:
     """One exact engine action: a process to run, or a QMP/libvirt call."""
 
@@ -247,7 +247,7 @@ class Step:
         return f"(cd {shell_quote([self.cwd])} && {line})" if self.cwd else line
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class CommitPlan:
     """Every consequence of one commit, and the exact steps that carry it out."""
 

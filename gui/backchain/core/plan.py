@@ -7,7 +7,6 @@ matter, how a layer is named) comes in as ``PlanRules``; the engine adds its ste
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 from backchain.core.errors import PlanError
 from backchain.core.exposure import View, expose
@@ -37,6 +36,7 @@ from backchain.core.rules import (
     path_label,
     resolve_top,
 )
+from backchain.core.valueclass import replace
 
 __all__ = ["OFFLINE_RULES", "PlanRules", "WriteCheck", "backing_name_for", "path_label", "plan"]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import enum
 import os.path
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from backchain.core.errors import PlanError
 from backchain.core.graph import ImageGraph, Layer
 from backchain.core.model import CommitRequest
+from backchain.core.valueclass import valueclass
 
 
 class WriteCheck(enum.Enum):
@@ -28,7 +28,7 @@ def path_label(layer: Layer) -> str:
     return layer.path
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class PlanRules:
     """What an engine changes about the planner's rules; the defaults are qemu-img's."""
 

@@ -5,19 +5,19 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from backchain.core.errors import EngineError
 from backchain.core.graph import ImageGraph
 from backchain.core.model import CommitPlan, CommitRequest, EngineKind, OnReady, Step
+from backchain.core.valueclass import field, valueclass
 from backchain.engines.progress import CancelToken, ProgressSink
 
 DEFAULT_QMP_TIMEOUT = 15.0
 """Seconds to wait for QEMU to answer one command before the peer is declared unresponsive."""
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class ImageTarget:
     """Image files on this machine, committed with qemu-img."""
 
@@ -95,7 +95,7 @@ class LiveControl:
             return choice
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class QmpTarget:
     """A running QEMU's QMP socket (a unix path or ``host:port``) and, optionally, one device."""
 
@@ -118,7 +118,7 @@ class QmpTarget:
         return self.address
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class LibvirtTarget:
     """One disk of a libvirt domain: the connection URI, the domain and the disk target."""
 

@@ -9,12 +9,12 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from backchain.core.codec import plan_from_record, plan_to_record
 from backchain.core.errors import BackchainError
 from backchain.core.model import CommitPlan, OnReady, Operation, Step, StepKind
+from backchain.core.valueclass import valueclass
 from backchain.engines.base import Target, target_from_record, target_to_record
 from backchain.engines.image_locks import holder_of
 from backchain.engines.progress import ProgressSink
@@ -216,7 +216,7 @@ class JournalingSink:
         self.inner.finished(ok, message)
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class JobRecord:
     """An unfinished job as read back from the journal."""
 

@@ -14,10 +14,10 @@ import json
 import os
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from backchain.core.model import CommitPlan
+from backchain.core.valueclass import valueclass
 from backchain.engines.state import state_dir
 
 LEDGER_NAME = "ledger.json"
@@ -35,7 +35,7 @@ class MarkKind(enum.StrEnum):
 _WORDS = {MarkKind.INVALID: "invalid", MarkKind.STALE: "stale", MarkKind.AT_RISK: "at risk"}
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Mark:
     """One image's standing after a commit that Backchain completed."""
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from backchain.core.model import CommitPlan, OnReady, Step
+from backchain.core.valueclass import field, valueclass
 
 
 class ProgressSink(Protocol):
@@ -51,7 +51,7 @@ class CancelToken:
         return self._event.wait(seconds)
 
 
-@dataclass
+@valueclass
 class RecordingSink:
     """A sink that keeps every event, for tests and for the CLI's --json output."""
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import os.path
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 
 from backchain.core.errors import PlanError
 from backchain.core.graph import ImageGraph
 from backchain.core.model import Affected, CommitPlan, CommitRequest, Operation
+from backchain.core.valueclass import replace, valueclass
 
 Prepare = Callable[[ImageGraph, CommitRequest], CommitPlan]
 """The source's planner: the same call that makes the plan the worker runs."""
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Side:
     """One direction: its real plan, or the planner's refusal."""
 
@@ -28,7 +28,7 @@ class Side:
     """Why the same commit with DELETE is refused, when it is."""
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Sides:
     """The selected direction and the other one, for one graph."""
 
@@ -110,7 +110,7 @@ def counterpart_operation(operation: Operation) -> Operation:
     return Operation.COMMIT if operation is Operation.PULL else Operation.PULL
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Figures:
     """What one column shows, taken from its plan and nothing else."""
 

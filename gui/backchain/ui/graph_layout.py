@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from backchain.core.graph import ImageGraph
+from backchain.core.valueclass import valueclass
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Slot:
     """Where a layer sits: ``column`` from the left, ``row`` counted up from the bottom."""
 

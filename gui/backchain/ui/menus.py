@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
@@ -19,9 +18,10 @@ from PySide6.QtWidgets import (
 from backchain import __version__
 from backchain.core.describe import snapshot_stamp
 from backchain.core.graph import Layer
+from backchain.core.valueclass import valueclass
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class MenuHandlers:
     """What each menu entry calls."""
 
@@ -37,7 +37,7 @@ class MenuHandlers:
     cancel: Callable[[], None]
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Menus:
     """The actions and menus the window enables, disables and fills."""
 

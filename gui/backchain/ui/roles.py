@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from PySide6.QtGui import QColor, QPalette
 
 from backchain.core.model import Role
+from backchain.core.valueclass import valueclass
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class RoleStyle:
     """How one role looks: a strong colour for borders and swatches, a legend label, a tag."""
 

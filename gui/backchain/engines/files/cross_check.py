@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 
 from backchain.core.errors import EngineError, ImageError
 from backchain.core.graph import ImageGraph, Layer
+from backchain.core.valueclass import replace
 from backchain.engines.files import qemu_info as qemu_img
 
 

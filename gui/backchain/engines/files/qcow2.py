@@ -6,9 +6,9 @@ import os
 import re
 import stat
 import struct
-from dataclasses import dataclass, replace
 
 from backchain.core.errors import ImageError
+from backchain.core.valueclass import replace, valueclass
 from backchain.engines.files.qcow2_tables import SnapshotEntry, read_bitmap_names, read_snapshots
 
 QCOW2_MAGIC = b"QFI\xfb"
@@ -27,7 +27,7 @@ _FIRST_READ = 4096
 _PROTOCOL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Qcow2Header:
     """The fields of a qcow2 header that describe the image and its backing file."""
 

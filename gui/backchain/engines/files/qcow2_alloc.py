@@ -7,12 +7,12 @@ import re
 import struct
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from backchain.core.bitmap import pack_blocks
 from backchain.core.errors import ImageError
 from backchain.core.extents import ExtentSet
+from backchain.core.valueclass import replace, valueclass
 from backchain.engines.files.qcow2 import Qcow2Header, image_error_from_os
 from backchain.engines.files.qcow2_tables import SnapshotEntry
 
@@ -54,7 +54,7 @@ class FallbackRequired(ImageError):
     """The layer uses a feature this reader does not interpret; ask ``qemu-img map`` instead."""
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class _Geometry:
     cluster_bits: int
     virtual_size: int

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
 
 from backchain.core.errors import ImageError
+from backchain.core.valueclass import valueclass
 
 # l1 offset, l1 size, id size, name size, date s, date ns, vm clock ns, vm state size, extra size
 _SNAPSHOT = struct.Struct(">QIHHIIQII")
@@ -23,7 +23,7 @@ _MAX_DIRECTORY = 64 << 20
 _MAX_L1_ENTRIES = (32 << 20) // 8
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class SnapshotEntry:
     """One internal snapshot: its id and name, its own L1 table and its virtual size."""
 

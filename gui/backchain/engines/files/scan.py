@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
 
 from backchain.core.errors import EngineError, ImageError
 from backchain.core.extents import ExtentSet
 from backchain.core.graph import ImageGraph, InternalSnapshot, Layer
+from backchain.core.valueclass import replace
 from backchain.engines import image_locks
 from backchain.engines.files import facts as locks
 from backchain.engines.files import qcow2_alloc

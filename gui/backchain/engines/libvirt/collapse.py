@@ -8,11 +8,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from backchain.core.errors import BackchainError, EngineError
 from backchain.core.model import CommitPlan, CommitRequest, EngineKind, OnReady, Step, StepKind
+from backchain.core.valueclass import valueclass
 from backchain.engines.base import LibvirtTarget
 from backchain.engines.libvirt.engine import plan_commit
 from backchain.engines.libvirt.read import lookup_domain, open_connection, parse_disks
@@ -26,7 +26,7 @@ RunPlan = Callable[[CommitPlan, ProgressSink, CancelToken, LibvirtTarget], None]
 """How one disk's plan runs: the runner's run_plan, handed in by the caller."""
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class DiskResult:
     """How one disk's commit ended, for the collapse summary."""
 

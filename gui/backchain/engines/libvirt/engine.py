@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 
 from backchain.core import plan as planner
 from backchain.core.describe import finished_message
 from backchain.core.errors import EngineError, PlanError
 from backchain.core.graph import ImageGraph
 from backchain.core.model import CommitPlan, CommitRequest, EngineKind, Operation, Step, StepKind
+from backchain.core.valueclass import replace
 from backchain.engines.base import ImageTarget, LibvirtTarget, Target
 from backchain.engines.libvirt import snapshots as libvirt_snapshots
 from backchain.engines.libvirt import steps as libvirt_steps

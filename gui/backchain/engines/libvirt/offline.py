@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 
 from backchain.core.errors import PlanError
 from backchain.core.graph import ImageGraph
 from backchain.core.model import CommitPlan, CommitRequest, EngineKind, Operation, Step, StepKind
+from backchain.core.valueclass import replace, valueclass
 from backchain.engines.base import ImageTarget, LibvirtTarget
 from backchain.engines.libvirt.read import (
     domain_state,
@@ -28,7 +28,7 @@ from backchain.engines.libvirt.steps import shut_off_plan
 from backchain.engines.qemu_img.engine import QemuImgEngine, written_images
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class DomainFiles:
     """What an offline job needs to know of the domain it names."""
 

@@ -6,13 +6,13 @@ import os
 import re
 import sys
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
 from backchain.core.errors import EngineError, ImageError
 from backchain.core.graph import ImageGraph, Layer
+from backchain.core.valueclass import replace, valueclass
 
 DEFAULT_URI = "qemu:///system"
 INSTALL_HINT = (
@@ -93,7 +93,7 @@ def lookup_domain(conn: Any, name: str) -> Any:
         raise libvirt_error(err, f"looking up domain {name}") from err
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class XmlLayer:
     """One layer of a disk's chain as the domain XML shows it."""
 
@@ -102,7 +102,7 @@ class XmlLayer:
     index: int | None
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class DiskInfo:
     """One disk of a domain: its target name and the chain in the domain XML (active first)."""
 
@@ -110,7 +110,7 @@ class DiskInfo:
     chain: tuple[XmlLayer, ...]
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class DomainInfo:
     """A domain, whether it runs, and its file-backed disks."""
 

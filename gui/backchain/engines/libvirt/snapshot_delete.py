@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from backchain.core.describe import consequences
@@ -17,6 +16,7 @@ from backchain.core.model import (
     Step,
     StepKind,
 )
+from backchain.core.valueclass import field, valueclass
 from backchain.engines.base import LibvirtTarget
 from backchain.engines.libvirt.snapshot_xml import (
     FAILED,
@@ -32,7 +32,7 @@ from backchain.engines.libvirt.snapshot_xml import (
 Chains = Mapping[str, Sequence[str]]
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class DiskMerge:
     """One disk of an external snapshot: its overlay is committed into the point-in-time image."""
 
@@ -199,7 +199,7 @@ def stranded(
     return lines
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class SnapshotDeletePlan:
     """The preview of one virDomainSnapshotDelete, and the call that carries it out."""
 

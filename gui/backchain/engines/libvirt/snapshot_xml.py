@@ -6,12 +6,12 @@ import enum
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
 
 from backchain.core.describe import snapshot_stamp
 from backchain.core.errors import PlanError
 from backchain.core.graph import ImageGraph, NamedSnapshot
 from backchain.core.model import CommitPlan, Operation, Step, StepKind
+from backchain.core.valueclass import replace, valueclass
 
 METADATA_ONLY = "VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY"
 
@@ -41,7 +41,7 @@ class DiskLocation(enum.StrEnum):
     MANUAL = "manual"
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class SnapshotDisk:
     """One ``<disk>`` of a snapshot: where its state went, and the overlay an external one made."""
 
@@ -51,7 +51,7 @@ class SnapshotDisk:
     delete_in_progress: bool = False
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Snapshot:
     """One libvirt snapshot as its XML describes it."""
 

@@ -12,13 +12,13 @@ import queue
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 from backchain.core import plan as planner
 from backchain.core.errors import BackchainError, CancelledError, EngineError, PlanError
 from backchain.core.graph import ImageGraph
 from backchain.core.model import CommitPlan, CommitRequest, EngineKind, OnReady, Step, StepKind
+from backchain.core.valueclass import replace
 from backchain.engines.libvirt import snapshot_delete as deletion
 from backchain.engines.libvirt.jobs import ensure_event_loop
 from backchain.engines.libvirt.read import (

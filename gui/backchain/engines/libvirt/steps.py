@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import replace
 
 from backchain.core import plan as planner
 from backchain.core.graph import ImageGraph, Layer
@@ -17,6 +16,7 @@ from backchain.core.model import (
     Step,
     StepKind,
 )
+from backchain.core.valueclass import replace
 
 PIVOT_FLAG = "VIR_DOMAIN_BLOCK_JOB_ABORT_PIVOT"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
 
 from backchain.core.errors import CancelledError, EngineError, ImageError, PlanError
 from backchain.core.graph import ImageGraph, Layer
@@ -17,6 +16,7 @@ from backchain.core.model import (
     Step,
     StepKind,
 )
+from backchain.core.valueclass import replace
 from backchain.engines import image_locks, process
 from backchain.engines.base import ImageTarget, Target
 from backchain.engines.files import facts

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 
 from backchain.core import plan as planner
 from backchain.core.errors import CancelledError, EngineError, PlanError
@@ -20,6 +19,7 @@ from backchain.core.model import (
     Step,
     StepKind,
 )
+from backchain.core.valueclass import replace
 from backchain.engines import process
 from backchain.engines.base import QmpTarget, Target
 from backchain.engines.files import facts

@@ -12,11 +12,11 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 
 from backchain.core.errors import EngineError
 from backchain.core.extents import ExtentSet
 from backchain.core.graph import ImageGraph, Layer, LiveWrites
+from backchain.core.valueclass import replace, valueclass
 from backchain.engines.qmp.nbd_client import (
     ALLOCATION_DEPTH,
     BASE_ALLOCATION,
@@ -35,7 +35,7 @@ class Unavailable(EngineError):
     """QEMU could not report the allocation; ``message`` says why, for the plan's notes."""
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Reading:
     """A node's own allocation (data and zero clusters) and the part that reads as zeros."""
 

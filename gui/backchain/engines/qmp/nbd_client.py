@@ -6,10 +6,10 @@ import itertools
 import socket
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
 from types import TracebackType
 
 from backchain.core.errors import EngineError
+from backchain.core.valueclass import valueclass
 
 ALLOCATION_DEPTH = "qemu:allocation-depth"
 """QEMU's context: 0 unallocated, 1 allocated in the exported node, N in its (N-1)th backing."""
@@ -62,7 +62,7 @@ class NbdError(EngineError):
     """The NBD server refused a step, or broke the protocol; ``message`` says which."""
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Extent:
     """One block status descriptor: ``length`` bytes from ``offset`` with ``flags``."""
 
@@ -71,7 +71,7 @@ class Extent:
     flags: int
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class Export:
     """What NBD_OPT_GO told about the export."""
 

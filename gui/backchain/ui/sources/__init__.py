@@ -8,13 +8,13 @@ and says which controls stay live while its job runs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 from PySide6.QtGui import QAction
 
 from backchain.core.graph import ImageGraph
 from backchain.core.model import CommitPlan, CommitRequest, EngineKind
+from backchain.core.valueclass import valueclass
 
 
 class Source(Protocol):
@@ -53,7 +53,7 @@ class Source(Protocol):
         """Change the running job's bandwidth (only when ``live_speed``)."""
 
 
-@dataclass(frozen=True)
+@valueclass(frozen=True)
 class SourceEvents:
     """How a source reports to the window; every callback runs on the GUI thread."""
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from backchain.core.errors import BackchainError, PlanError
 from backchain.core.graph import ImageGraph
 from backchain.core.model import CommitPlan, CommitRequest, EngineKind
+from backchain.core.valueclass import replace
 from backchain.engines.libvirt.engine import LibvirtTarget, active_layer, plan_for_graph
 from backchain.engines.libvirt.read import domain_graph, is_local
 from backchain.engines.libvirt.snapshot_xml import (

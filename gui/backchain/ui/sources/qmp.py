@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from backchain.core.errors import BackchainError
 from backchain.core.graph import ImageGraph
 from backchain.core.model import CommitPlan, CommitRequest, EngineKind
+from backchain.core.valueclass import replace
 from backchain.engines.base import QmpTarget
 from backchain.engines.registry import make_plan
 from backchain.ui.background import run_in_background
