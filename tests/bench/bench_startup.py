@@ -24,6 +24,7 @@ import backchain
 from backchain.engines.demo import make_demo
 from tests.bench.bench_commit import copy_chain
 from tests.bench.bench_scan import build_forest
+from tests.bench.commit_fixed import disk_free_row
 from tests.bench.common import (
     GiB,
     MiB,
@@ -39,10 +40,12 @@ from tests.bench.common import (
 from tests.bench.installed import installed_copy
 
 RUNS = 15
-COMMIT_ROUNDS = {192 * MiB: 9, GiB: 11}
+COMMIT_ROUNDS = {192 * MiB: 9, GiB: 15}
 """Rounds of each side per chain size. At 1 GiB one bare commit swings by ±60 ms from round to
 round (writeback, the other tenants' I/O), as much as the fixed cost measured: the minimum of
 a few rounds is then decided by one lucky bare run. More rounds let both minima settle."""
+DISK_FREE_ROUNDS = 9
+"""Rounds of tests/bench/commit_fixed.py's measure (the fixed cost with the disk taken out)."""
 PYTHON = sys.executable
 ENV = child_env()
 
@@ -192,6 +195,7 @@ def commit_rows() -> list[Row]:
          "active.qcow2"],
     ]  # fmt: skip
     rows = []
+    disk_free: Row | None = None
     for data, rounds in COMMIT_ROUNDS.items():
         with scratch("startup-commit") as root:
             pristine = root / "pristine"
@@ -205,9 +209,13 @@ def commit_rows() -> list[Row]:
                 [partial(_timed_on_copy, pristine, work, [ours_argv]), bare_side, bare_side],
                 rounds,
             )
+            if data >= GiB:
+                disk_free = disk_free_row(pristine, work, (ours_argv, PROGRAM.env),
+                                          DISK_FREE_ROUNDS, min(theirs + again))  # fmt: skip
         log(f"startup: commit {data // MiB} MiB: ours {ours}, bare {theirs}, bare again "
             f"{again}, median of the round ratios {pair_ratio(ours, theirs):.3f}")  # fmt: skip
         rows.append(_commit_row(data, rounds, ours, theirs, again))
+    rows += [disk_free] if disk_free is not None else []
     return rows
 
 

@@ -108,7 +108,6 @@ def test_a_long_session_of_void_qt_calls_keeps_none_alive(qtbot: QtBot) -> None:
 
 def test_libvirt_indexes_stand_beside_the_file_names(qtbot: QtBot) -> None:
     from backchain.core.valueclass import replace
-
     from backchain.ui.node_item import layer_tooltip
     from backchain.ui.plan_panel import PlanPanel
 

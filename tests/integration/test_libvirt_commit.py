@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-from backchain.core.valueclass import replace
 from pathlib import Path
 
 import pytest
 
 from backchain.core.errors import EngineError, PlanError
 from backchain.core.model import CommitRequest, OnReady
+from backchain.core.valueclass import replace
 from backchain.engines.libvirt import collapse
 from backchain.engines.libvirt import engine as lv
 from backchain.engines.progress import CancelToken, RecordingSink

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from backchain.core import valueclass
 import json
 
 import pytest
 
+from backchain.core import valueclass
 from backchain.core.codec import decode, encode, plan_from_record, plan_to_record
 from backchain.core.model import (
     Advice,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from backchain.core import valueclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -10,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backchain.core import exposure
+from backchain.core import exposure, valueclass
 from backchain.core.bitmap import Bitmap, pack_blocks
 from backchain.core.exposure import RangeAlgebra, _Walk, expose
 from backchain.core.extents import ExtentSet

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from backchain.core.valueclass import replace
-
 import pytest
 
 from backchain.core.codec import plan_from_record, plan_to_record
 from backchain.core.errors import PlanError
 from backchain.core.model import CommitPlan, CommitRequest, EngineKind, Operation, StepKind
+from backchain.core.valueclass import replace
 from backchain.engines.base import LibvirtTarget
 from backchain.engines.libvirt.snapshot_delete import SnapshotDeletePlan, merges, refusal
 from backchain.engines.libvirt.snapshot_xml import (

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from backchain.core.valueclass import replace
-
 from backchain.core import plan as planner
 from backchain.core.graph import ImageGraph, LiveWrites
 from backchain.core.model import CommitPlan, CommitRequest, EngineKind, OnReady
+from backchain.core.valueclass import replace
 from backchain.engines.libvirt.steps import RULES as LIBVIRT_RULES
 from backchain.engines.qmp.engine import RULES as QMP_RULES
 from backchain.engines.qmp.graph import written_nodes

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from backchain.core.valueclass import replace
-
 import pytest
 
 from backchain.core.errors import PlanError
 from backchain.core.extents import ExtentSet
 from backchain.core.graph import ImageGraph, Layer
 from backchain.core.model import CommitRequest, OnReady, Role
+from backchain.core.valueclass import replace
 from backchain.engines.registry import make_plan as plan
 
 MiB = 1 << 20

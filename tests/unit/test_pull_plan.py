@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from backchain.core.valueclass import replace
 
 import pytest
 
@@ -13,6 +12,7 @@ from backchain.core.describe import consequences, direction_line
 from backchain.core.errors import PlanError
 from backchain.core.graph import ImageGraph
 from backchain.core.model import CommitPlan, CommitRequest, EngineKind, Operation, StepKind
+from backchain.core.valueclass import replace
 from backchain.engines.registry import make_plan as plan
 from tests.unit.test_plan import MiB, layer, seed_graph, tree_graph
 
