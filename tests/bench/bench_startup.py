@@ -41,9 +41,10 @@ from tests.bench.installed import installed_copy
 
 RUNS = 15
 COMMIT_ROUNDS = {192 * MiB: 9, GiB: 15}
-"""Rounds of each side per chain size. At 1 GiB one bare commit swings by ±60 ms from round to
-round (writeback, the other tenants' I/O), as much as the fixed cost measured: the minimum of
-a few rounds is then decided by one lucky bare run. More rounds let both minima settle."""
+"""Rounds of each side per chain size. At 1 GiB one bare commit takes 0.6 s to 3.5 s here, as
+the shared disk allows from minute to minute (writeback, the other tenants' I/O): the minimum
+of a few rounds is then decided by one lucky bare run. More rounds let both minima settle, and
+tests/bench/commit_fixed.py measures the fixed cost with the disk taken out."""
 DISK_FREE_ROUNDS = 9
 """Rounds of tests/bench/commit_fixed.py's measure (the fixed cost with the disk taken out)."""
 PYTHON = sys.executable
