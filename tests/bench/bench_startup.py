@@ -40,7 +40,7 @@ from tests.bench.common import (
 from tests.bench.installed import installed_copy
 
 RUNS = 15
-COMMIT_ROUNDS = {192 * MiB: 9, GiB: 15}
+COMMIT_ROUNDS = {192 * MiB: 9, GiB: 21}
 """Rounds of each side per chain size. At 1 GiB one bare commit takes 0.6 s to 3.5 s here, as
 the shared disk allows from minute to minute (writeback, the other tenants' I/O): the minimum
 of a few rounds is then decided by one lucky bare run. More rounds let both minima settle, and
