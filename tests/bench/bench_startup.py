@@ -31,6 +31,7 @@ from tests.bench.common import (
     Row,
     child_env,
     create,
+    in_turn,
     log,
     qemu_io,
     scratch,
@@ -75,20 +76,6 @@ def _run(argv: Sequence[str], cwd: Path | None = None) -> float:
     if result.returncode != 0:
         raise RuntimeError(f"{list(argv)} failed: {result.stderr.decode()[-300:]}")
     return elapsed
-
-
-def in_turn(sides: Sequence[Callable[[], float]], runs: int) -> list[list[float]]:
-    """``runs`` timings of each side, after one warm-up of each, the order rotating from round
-    to round (A B C, B C A, C A B, ...): a side that always ran first, or always after the same
-    other one, would always meet the state that one left behind (dirty pages, a busy disk)."""
-    for side in sides:
-        side()
-    times: list[list[float]] = [[] for _ in sides]
-    for round_ in range(runs):
-        for k in range(len(sides)):
-            index = (round_ + k) % len(sides)
-            times[index].append(sides[index]())
-    return times
 
 
 def paired(
@@ -211,7 +198,7 @@ def commit_rows() -> list[Row]:
                 rounds,
             )
             if data >= GiB:
-                disk_free = disk_free_row(pristine, work, (ours_argv, PROGRAM.env),
+                disk_free = disk_free_row(pristine, work, (ours_argv, PROGRAM.env), bare,
                                           DISK_FREE_ROUNDS, min(theirs + again))  # fmt: skip
         log(f"startup: commit {data // MiB} MiB: ours {ours}, bare {theirs}, bare again "
             f"{again}, median of the round ratios {pair_ratio(ours, theirs):.3f}")  # fmt: skip

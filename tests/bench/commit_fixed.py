@@ -1,6 +1,6 @@
 """Benchmark 7c, the disk taken out: a commit's whole process less its qemu-img copy and re-point.
 
-On this machine kind one bare 1 GiB commit takes anywhere from 0.6 s to 3 s, as the shared
+On this machine kind one bare 1 GiB commit takes anywhere from 0.6 s to 3.5 s, as the shared
 disk allows, so the ratio of the minima swings with the disk, not with Backchain. Here each
 qemu-img child is timed by a shell shim around it, and its time is subtracted from its
 parent's: what is left is the fixed cost (interpreter, imports, reading and planning, the
@@ -16,10 +16,11 @@ import statistics
 import subprocess
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from tests.bench.bench_commit import copy_chain
-from tests.bench.common import Row, seconds
+from tests.bench.common import Row, in_turn, seconds
 
 SHIM = """#!/bin/sh
 start=$(date +%s%N)
@@ -43,13 +44,22 @@ def make_shim(directory: Path) -> Path:
     return shim
 
 
-def _fixed_ms(argvs: Sequence[Sequence[str]], env: dict[str, str], cwd: Path, log: Path) -> float:
-    """Wall milliseconds of ``argvs`` in turn, less the time of their timed qemu-img children."""
+def _fixed_ms(
+    pristine: Path,
+    work: Path,
+    argvs: Sequence[Sequence[str]],
+    env: dict[str, str],
+    log: Path,
+) -> float:
+    """On a fresh copy of ``pristine``: wall milliseconds of ``argvs`` in turn, less the time of
+    their timed qemu-img children."""
+    copy_chain(pristine, work)
     log.write_text("")
     start = time.perf_counter()
     for argv in argvs:
-        subprocess.run(list(argv), cwd=cwd, env=env, stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(list(argv), cwd=work, env=env, stdout=subprocess.DEVNULL, check=True)
     elapsed_ns = (time.perf_counter() - start) * 1e9
+    shutil.rmtree(work)
     children = 0
     for line in log.read_text().splitlines():
         name, begin, end = line.split()
@@ -62,10 +72,12 @@ def disk_free_row(
     pristine: Path,
     work: Path,
     ours: tuple[list[str], dict[str, str]],
+    bare: Sequence[Sequence[str]],
     rounds: int,
     bare_minimum: float,
 ) -> Row:
-    """The fixed cost, both sides through the shim, ``rounds`` rounds in turn on ``pristine``."""
+    """The fixed cost, both sides through the shim, ``rounds`` rounds in turn on ``pristine``;
+    ``bare`` are the bare side's qemu-img commands, run through the shim instead."""
     shim_dir = work.parent / "shim"
     shim_dir.mkdir(exist_ok=True)
     shim = make_shim(shim_dir)
@@ -73,19 +85,12 @@ def disk_free_row(
     argv, env = ours
     ours_env = {**env, "BACKCHAIN_QEMU_IMG": str(shim), "BACKCHAIN_BENCH_CHILDREN": str(log)}
     bare_env = {**os.environ, "BACKCHAIN_BENCH_CHILDREN": str(log)}
-    bare = [
-        [str(shim), "commit", "-q", "-f", "qcow2", "-b", "base.qcow2", "mid.qcow2"],
-        [str(shim), "rebase", "-u", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2",
-         "active.qcow2"],
-    ]  # fmt: skip
-    ours_ms: list[float] = []
-    bare_ms: list[float] = []
-    for round_ in range(rounds):
-        sides = [(ours_ms, [argv], ours_env), (bare_ms, bare, bare_env)]
-        for into, argvs, side_env in sides if round_ % 2 == 0 else sides[::-1]:
-            copy_chain(pristine, work)
-            into.append(_fixed_ms(argvs, side_env, work, log))
-            shutil.rmtree(work)
+    shimmed = [[str(shim), *command[1:]] for command in bare]
+    ours_ms, bare_ms = in_turn(
+        [partial(_fixed_ms, pristine, work, [argv], ours_env, log),
+         partial(_fixed_ms, pristine, work, shimmed, bare_env, log)],
+        rounds,
+    )  # fmt: skip
     extra = (min(ours_ms) - min(bare_ms)) / 1000
     return Row(
         item=f"7c. commit's fixed cost, the disk taken out: the whole process less its qemu-img "

@@ -161,3 +161,17 @@ def table(rows: Sequence[Row]) -> str:
         for r in rows
     ]
     return "\n".join([head, *lines])
+
+
+def in_turn(sides: Sequence[Callable[[], float]], runs: int) -> list[list[float]]:
+    """``runs`` timings of each side, after one warm-up of each, the order rotating from round
+    to round (A B C, B C A, C A B, ...): a side that always ran first, or always after the same
+    other one, would always meet the state that one left behind (dirty pages, a busy disk)."""
+    for side in sides:
+        side()
+    times: list[list[float]] = [[] for _ in sides]
+    for round_ in range(runs):
+        for k in range(len(sides)):
+            index = (round_ + k) % len(sides)
+            times[index].append(sides[index]())
+    return times
