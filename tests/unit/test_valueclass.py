@@ -166,3 +166,33 @@ def test_fields_of_the_model_are_its_annotations_in_order() -> None:
         assert [f.name for f in valueclass.fields(cls)] == list(cls.__annotations__)
         assert valueclass.is_valueclass(cls)
     assert not valueclass.is_valueclass(object())
+
+
+def test_classes_of_one_shape_share_compiled_code_but_keep_their_own_names() -> None:
+    """The second class of a shape takes the first's code renamed: its keywords, its errors and
+    its fields are its own, even where a field is named like the template's placeholders."""
+
+    @valueclass.valueclass(frozen=True)
+    class First:
+        path: str
+        size: int = 0
+
+    @valueclass.valueclass(frozen=True)
+    class Second:
+        _p0: str
+        _set: int = 7
+
+    assert First.__init__.__code__.co_code == Second.__init__.__code__.co_code
+    assert Second(_set=3, _p0="x") == Second("x", 3)
+    assert (Second("x")._p0, Second("x")._set) == ("x", 7)
+    assert (First(size=2, path="a").path, First("a").size) == ("a", 0)
+    with pytest.raises(TypeError, match="'_p0'"):
+        Second()  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="path"):
+        First(size=1)  # type: ignore[call-arg]
+    assert Second.__init__.__qualname__.endswith("Second.__init__")
+    with pytest.raises(TypeError, match="named 'self'"):
+
+        @valueclass.valueclass
+        class Selfish:
+            self: int

@@ -4,8 +4,9 @@ Every command line start builds the model's classes. The standard library's ``@d
 costs about 0.8 ms a class (it compiles a fresh ``__init__``, ``__eq__``, ``__repr__``,
 ``__hash__``, ``__setattr__`` and ``__delattr__`` each) and its import pulls in ``inspect``,
 ``ast`` and ``dis`` (7 ms): together 18 ms of a ``backchain commit``'s imports. Here only
-``__init__`` is compiled, because it is the one that runs per instance; the other methods are
-shared functions over a C-level field getter (0.2 ms a class). Semantics follow ``dataclasses``
+``__init__`` is compiled, because it is the one that runs per instance, and only once for each
+shape of class (see ``_shape_code``); the other methods are shared functions over a C-level
+field getter. Semantics follow ``dataclasses``
 for what the package uses: defaults and ``default_factory``, ``compare=False`` and
 ``repr=False`` fields, ``__post_init__``, ``frozen=True`` (hashable, assignment raises
 FrozenInstanceError), and ``replace``/``fields``. tests/unit/test_valueclass.py checks each
@@ -14,8 +15,10 @@ against ``dataclasses`` on the same class bodies.
 
 from __future__ import annotations
 
+import builtins
 import operator
 from collections.abc import Callable
+from types import CodeType, FunctionType
 from typing import Any, TypeVar, dataclass_transform, overload
 
 _T = TypeVar("_T")
@@ -111,41 +114,68 @@ def _collect(cls: type[Any]) -> dict[str, Field]:
     return found
 
 
-def _init_source(
-    cls: type[Any], found: dict[str, Field], frozen: bool
-) -> tuple[str, dict[str, Any]]:
-    """The source of ``__init__`` and the names it refers to."""
-    names: dict[str, Any] = {"_MISSING": MISSING, "_set": object.__setattr__}
-    params, lines = ["self"], []
-    for spec in found.values():
-        value = spec.name
-        if spec.default is not MISSING:
-            names[f"_default_{spec.name}"] = spec.default
-            params.append(f"{spec.name}=_default_{spec.name}")
-        elif spec.default_factory is not MISSING:
-            names[f"_factory_{spec.name}"] = spec.default_factory
-            params.append(f"{spec.name}=_MISSING")
-            value = f"_factory_{spec.name}() if {spec.name} is _MISSING else {spec.name}"
-        elif params[-1].count("="):
+_PLACEHOLDER = "\x00field"
+"""How the template's constants for field names begin (no identifier can)."""
+
+_SHAPES: dict[tuple[tuple[bool, ...], bool], CodeType] = {}
+"""The compiled ``__init__`` of each shape: which fields have a factory, and ``__post_init__``."""
+
+
+def _shape_code(factories: tuple[bool, ...], post_init: bool) -> CodeType:
+    """The code of an ``__init__`` of this shape, with placeholder names.
+
+    Compiling is what a class costs (about 0.2 ms, most of a class's build), and most classes
+    share a shape with another: each shape is compiled once, and a class gets a copy of its code
+    with the parameters renamed and the placeholder constants replaced by the field names. The
+    setter and the factories are globals of the class's own function, which no parameter name
+    can shadow.
+    """
+    code = _SHAPES.get((factories, post_init))
+    if code is None:
+        params = ", ".join(["self", *(f"_p{i}" for i in range(len(factories)))])
+        lines = []
+        for i, factory in enumerate(factories):
+            value = f"_f{i}() if _p{i} is _MISSING else _p{i}" if factory else f"_p{i}"
+            lines.append(f"    _set(self, {_PLACEHOLDER + str(i)!r}, {value})")
+        if post_init:
+            lines.append("    self.__post_init__()")
+        scope: dict[str, Any] = {}
+        # The source is made of placeholder names only: nothing of the class body is in it.
+        exec(f"def __init__({params}):\n" + "\n".join(lines or ["    pass"]), scope)
+        code = _SHAPES[(factories, post_init)] = scope["__init__"].__code__
+    return code
+
+
+def _make_init(cls: type[Any], found: dict[str, Field], frozen: bool) -> FunctionType:
+    """``__init__``: the fields in order, those with a default or a factory last."""
+    scope: dict[str, Any] = {"__builtins__": builtins, "_MISSING": MISSING,
+                             "_set": object.__setattr__ if frozen else setattr}  # fmt: skip
+    defaults: list[Any] = []
+    for i, spec in enumerate(found.values()):
+        if spec.default_factory is not MISSING:
+            scope[f"_f{i}"] = spec.default_factory
+            defaults.append(MISSING)
+        elif spec.default is not MISSING:
+            defaults.append(spec.default)
+        elif defaults:
             raise TypeError(f"non-default field {spec.name!r} follows a default field "
                             f"in {cls.__qualname__}")  # fmt: skip
-        else:
-            params.append(spec.name)
-        lines.append(f"    _set(self, {spec.name!r}, {value})" if frozen
-                     else f"    self.{spec.name} = {value}")  # fmt: skip
-    if hasattr(cls, "__post_init__"):
-        lines.append("    self.__post_init__()")
-    source = f"def __init__({', '.join(params)}) -> None:\n" + "\n".join(lines or ["    pass"])
-    return source, names
+    if "self" in found:
+        raise TypeError(f"a field of {cls.__qualname__} is named 'self'")
+    factories = tuple(spec.default_factory is not MISSING for spec in found.values())
+    template = _shape_code(factories, hasattr(cls, "__post_init__"))
+    names = list(found)
+    marker = len(_PLACEHOLDER)
+    consts = tuple(names[int(c[marker:])] if isinstance(c, str) and c.startswith(_PLACEHOLDER)
+                   else c for c in template.co_consts)  # fmt: skip
+    code = template.replace(co_varnames=("self", *names), co_consts=consts,
+                            co_qualname=f"{cls.__qualname__}.__init__")  # fmt: skip
+    return FunctionType(code, scope, "__init__", tuple(defaults))
 
 
 def _build(cls: type[Any], frozen: bool) -> type[Any]:
     found = _collect(cls)
-    source, names = _init_source(cls, found, frozen)
-    # The source is made of the class body's own annotated names, which are identifiers.
-    exec(source, names)
-    init = names["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init = _make_init(cls, found, frozen)
     compared = [name for name, spec in found.items() if spec.compare]
     key: Callable[[Any], Any] = operator.attrgetter(*compared) if compared else (lambda _self: ())
     shown = [name for name, spec in found.items() if spec.repr]
