@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
 
 from backchain.core.describe import consequences
 from backchain.core.graph import Layer
 from backchain.core.model import CommitPlan
+from backchain.core.static_typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
 

@@ -6,9 +6,13 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from backchain import __version__
+
+# As core/static_typing.py's, kept here because --help loads this module alone.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _common_add_plan_options(parser: argparse.ArgumentParser) -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
 
 from backchain.core.describe import human_bytes
 from backchain.core.model import CommitPlan, OnReady, Step
+from backchain.core.static_typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import TextIO
 
 
 class TerminalSink:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from backchain.core.bitmap import Bitmap, bitmap_of
+from backchain.core.extents import ExtentSet, union_all
+from backchain.core.graph import Layer
+from backchain.core.static_typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from backchain.core.bitmap import Words
-from backchain.core.extents import ExtentSet, union_all
-from backchain.core.graph import Layer
 
 T = TypeVar("T")
 

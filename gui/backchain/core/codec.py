@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import enum
 import types
-import typing
 from collections.abc import Mapping
-from typing import Any, TypeVar
 
 from backchain.core import valueclass
 from backchain.core.model import CommitPlan, CommitRequest
+from backchain.core.static_typing import TYPE_CHECKING
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
+
 CODEC_VERSION = 2
 
 
@@ -33,8 +36,11 @@ def encode(value: object) -> Any:
 
 
 def _decode(hint: Any, data: Any) -> Any:
+    # Imported here: a commit only encodes, and typing would cost its start about 3 ms.
+    import typing
+
     origin = typing.get_origin(hint)
-    if hint is Any:
+    if hint is typing.Any:
         return data
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(hint)
@@ -58,7 +64,7 @@ def _decode(hint: Any, data: Any) -> Any:
     if origin in (Mapping, dict, typing.Mapping):
         if not isinstance(data, dict):
             raise TypeError(f"expected an object for {hint}, got {data!r}")
-        _key_hint, value_hint = typing.get_args(hint) or (str, Any)
+        _key_hint, value_hint = typing.get_args(hint) or (str, typing.Any)
         return {str(k): _decode(value_hint, v) for k, v in data.items()}
     if isinstance(hint, type) and valueclass.is_valueclass(hint):
         return decode(hint, data)
@@ -90,7 +96,10 @@ def decode(cls: type[T], data: Any) -> T:
     """
     if not isinstance(data, dict):
         raise TypeError(f"expected an object for {cls.__name__}, got {data!r}")
-    hints = typing.get_type_hints(cls)
+    import typing
+
+    # The model takes Any under TYPE_CHECKING only (see core/static_typing.py): give it here.
+    hints = typing.get_type_hints(cls, localns={"Any": typing.Any})
     values: dict[str, Any] = {}
     for field in valueclass.fields(cls):
         if field.name in data:

@@ -9,11 +9,11 @@ such an end-of-file hides (``bdrv_is_allocated_above``), and grows base to top's
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Generic
 
 from backchain.core.algebra import Algebra, BitmapAlgebra, Misaligned, RangeAlgebra, T
 from backchain.core.extents import PURE_LIMIT, ExtentSet
 from backchain.core.graph import ImageGraph, Layer
+from backchain.core.static_typing import Generic
 from backchain.core.valueclass import field, valueclass
 
 __all__ = ["SMALL_BITMAP_UNITS", "Exposure", "RangeAlgebra", "View", "expose"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
 
 from backchain.core.ranges import (
     Lists,
@@ -19,15 +18,18 @@ from backchain.core.ranges import (
     normalise_pairs,
     sorted_runs,
 )
+from backchain.core.static_typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
     import numpy as np
     import numpy.typing as npt
 
     Offsets = npt.NDArray[np.int64]
 
 
-T = TypeVar("T")
 _NO_ALIGNMENT = 62
 PURE_LIMIT = 4096
 """Up to this many ranges in all, an operation on list-held sets stays in pure Python: below it,

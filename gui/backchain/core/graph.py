@@ -5,10 +5,10 @@ from __future__ import annotations
 import itertools
 import os.path
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING
 
 from backchain.core.errors import ImageError
 from backchain.core.extents import ExtentSet
+from backchain.core.static_typing import TYPE_CHECKING
 from backchain.core.valueclass import field, replace, valueclass
 
 if TYPE_CHECKING:

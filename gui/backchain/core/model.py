@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import Any
 
 from backchain.core.errors import shell_quote
+from backchain.core.static_typing import TYPE_CHECKING
 from backchain.core.valueclass import field, valueclass
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class EngineKind(enum.StrEnum):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+
+from backchain.core.static_typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np

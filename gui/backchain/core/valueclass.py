@@ -19,7 +19,11 @@ import builtins
 import operator
 from collections.abc import Callable
 from types import CodeType, FunctionType
-from typing import Any, TypeVar, dataclass_transform, overload
+
+from backchain.core.static_typing import TYPE_CHECKING, TypeVar, dataclass_transform, overload
+
+if TYPE_CHECKING:
+    from typing import Any
 
 _T = TypeVar("_T")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol
 
 from backchain.core.errors import EngineError
 from backchain.core.graph import ImageGraph
 from backchain.core.model import CommitPlan, CommitRequest, EngineKind, OnReady, Step
+from backchain.core.static_typing import Protocol
 from backchain.core.valueclass import field, valueclass
 from backchain.engines.progress import CancelToken, ProgressSink
 

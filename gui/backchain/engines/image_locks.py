@@ -10,10 +10,13 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 from backchain.core.errors import PlanError
+from backchain.core.static_typing import TYPE_CHECKING
 from backchain.engines.state import state_dir
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _sha256(data: bytes) -> Any:

@@ -9,16 +9,19 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from backchain.core.codec import plan_from_record, plan_to_record
 from backchain.core.errors import BackchainError
 from backchain.core.model import CommitPlan, OnReady, Operation, Step, StepKind
+from backchain.core.static_typing import TYPE_CHECKING
 from backchain.core.valueclass import valueclass
 from backchain.engines.base import Target, target_from_record, target_to_record
 from backchain.engines.image_locks import holder_of
 from backchain.engines.progress import ProgressSink
 from backchain.engines.state import STATE_ENV, process_alive, process_start_time, state_dir
+
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["STATE_ENV", "JobRecord", "Journal", "JournalingSink", "state_dir"]
 FORMAT_VERSION = 2

@@ -14,11 +14,14 @@ import json
 import os
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from backchain.core.model import CommitPlan
+from backchain.core.static_typing import TYPE_CHECKING
 from backchain.core.valueclass import valueclass
 from backchain.engines.state import state_dir
+
+if TYPE_CHECKING:
+    from typing import Any
 
 LEDGER_NAME = "ledger.json"
 FORMAT_VERSION = 1

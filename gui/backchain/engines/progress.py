@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
-from typing import Protocol
 
 from backchain.core.model import CommitPlan, OnReady, Step
+from backchain.core.static_typing import Protocol
 from backchain.core.valueclass import field, valueclass
 
 

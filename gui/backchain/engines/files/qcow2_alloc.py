@@ -7,11 +7,11 @@ import re
 import struct
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from backchain.core.bitmap import pack_blocks
 from backchain.core.errors import ImageError
 from backchain.core.extents import ExtentSet
+from backchain.core.static_typing import TYPE_CHECKING
 from backchain.core.valueclass import replace, valueclass
 from backchain.engines.files.qcow2 import Qcow2Header, image_error_from_os
 from backchain.engines.files.qcow2_tables import SnapshotEntry

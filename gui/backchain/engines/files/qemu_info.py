@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
 
 from backchain.core.errors import EngineError
 from backchain.core.extents import ExtentSet
+from backchain.core.static_typing import TYPE_CHECKING
 from backchain.engines.process import qemu_img_binary, run
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def info_chain(path: str, fmt: str) -> list[dict[str, Any]]:
