@@ -97,9 +97,14 @@ def test_the_window_on_the_demo_needs_neither_networkx_nor_numpy_nor_an_online_e
     assert [m for m in found if not m.startswith("PySide6")] == []
 
 
-def test_an_offline_commit_imports_neither_dataclasses_nor_typing(tmp_path: Path) -> None:
+def test_an_offline_commit_imports_neither_dataclasses_nor_typing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # typing costs 3 to 5 ms of a commit's start: the package's modules take their annotations'
-    # names under a local TYPE_CHECKING, and the journal's codec imports it only to decode.
+    # names under core/static_typing's TYPE_CHECKING, and the journal's codec imports it only to
+    # decode. A commit decodes every unfinished job it finds (one may hold these images), so the
+    # state directory is this test's own: the session's holds jobs other tests left unfinished.
+    monkeypatch.setenv("BACKCHAIN_STATE_DIR", str(tmp_path / "state"))
     base = create(tmp_path / "base.qcow2", "16M")
     mid = create(tmp_path / "mid.qcow2", backing="base.qcow2", cwd=tmp_path)
     write(mid, 3, 0, 1 << 20)
