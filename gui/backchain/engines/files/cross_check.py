@@ -1,8 +1,6 @@
-"""qemu-img's reading of a chain, checked against the headers; in the background if asked."""
+"""qemu-img's reading of a chain, checked against the headers; started early if asked."""
 
 from __future__ import annotations
-
-import threading
 
 from backchain.core.errors import EngineError, ImageError
 from backchain.core.graph import ImageGraph, Layer
@@ -10,12 +8,14 @@ from backchain.core.valueclass import replace
 from backchain.engines.files import qemu_info as qemu_img
 
 
-def merge_qemu_info(layers: list[Layer]) -> list[Layer]:
+def merge_qemu_info(layers: list[Layer], started: qemu_img.ChainInfo | None = None) -> list[Layer]:
     """``layers`` (top first, from the headers) with qemu-img's sizes; refuses a chain that
-    qemu-img sees differently, or a layer it finds corrupt."""
+    qemu-img sees differently, or a layer it finds corrupt. ``started`` is qemu-img's reading
+    of the chain if it was started already."""
     top = layers[0]
     try:
-        infos = qemu_img.info_chain(top.path, top.format)
+        reading = started if started is not None else qemu_img.ChainInfo(top.path, top.format)
+        infos = reading.result()
     except EngineError as err:
         raise ImageError(top.path, f"qemu-img cannot read its chain: {err.message}") from err
     if len(infos) != len(layers):
@@ -37,28 +37,27 @@ def merge_qemu_info(layers: list[Layer]) -> list[Layer]:
 
 
 class ChainCheck:
-    """merge_qemu_info(layers), run in a thread while the caller reads the rest of the graph.
-
-    The child is started by that thread and dies with it (PR_SET_PDEATHSIG), so the thread
-    always waits for it; merged() waits for the thread.
-    """
+    """merge_qemu_info(layers), with qemu-img started now and read when merged() asks, so that
+    it runs while the caller reads the rest of the graph. Errors wait for merged() too."""
 
     def __init__(self, layers: list[Layer]) -> None:
         self._layers = layers
         self._merged: list[Layer] | None = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="qemu-img-info", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
+        self._started: qemu_img.ChainInfo | None = None
+        top = layers[0]
         try:
-            self._merged = merge_qemu_info(self._layers)
-        except BaseException as err:  # raised again by merged(), in the caller's thread
-            self._error = err
+            self._started = qemu_img.ChainInfo(top.path, top.format)
+        except EngineError:
+            self._started = None  # merged() starts it again, and words the failure
 
     def merged(self) -> list[Layer]:
-        """The merged layers, or the error qemu-img's reading raised."""
-        self._thread.join()
+        """The merged layers, or the error qemu-img's reading raised (the same on each call)."""
+        if self._merged is None and self._error is None:
+            try:
+                self._merged = merge_qemu_info(self._layers, self._started)
+            except BaseException as err:
+                self._error = err
         if self._error is not None:
             raise self._error
         assert self._merged is not None

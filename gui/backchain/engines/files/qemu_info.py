@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from backchain.core.errors import EngineError
 from backchain.core.extents import ExtentSet
 from backchain.core.static_typing import TYPE_CHECKING
-from backchain.engines.process import qemu_img_binary, run
+from backchain.engines.process import ReadingCommand, qemu_img_binary, run
 
 if TYPE_CHECKING:
     from typing import Any
@@ -16,14 +16,25 @@ if TYPE_CHECKING:
 
 def info_chain(path: str, fmt: str) -> list[dict[str, Any]]:
     """``qemu-img info --backing-chain --output=json -U``: one dict per layer, top first."""
-    out = run(
-        [qemu_img_binary(), "info", "--backing-chain", "--output=json", "-U", "-f", fmt, path]
-    )
-    try:
-        parsed = json.loads(out)
-    except json.JSONDecodeError as err:
-        raise EngineError("qemu-img info printed something that is not JSON", stderr=out) from err
-    return list(parsed) if isinstance(parsed, list) else [parsed]
+    return ChainInfo(path, fmt).result()
+
+
+class ChainInfo:
+    """info_chain(path, fmt), started now and read by result(): it runs while the caller works."""
+
+    def __init__(self, path: str, fmt: str) -> None:
+        argv = [qemu_img_binary(), "info", "--backing-chain", "--output=json", "-U", "-f", fmt]
+        self._command = ReadingCommand([*argv, path])
+
+    def result(self) -> list[dict[str, Any]]:
+        """One dict per layer, top first; EngineError when qemu-img failed."""
+        out = self._command.output()
+        try:
+            parsed = json.loads(out)
+        except json.JSONDecodeError as err:
+            raise EngineError("qemu-img info printed something that is not JSON",
+                              stderr=out) from err  # fmt: skip
+        return list(parsed) if isinstance(parsed, list) else [parsed]
 
 
 def layer_spec(path: str, fmt: str) -> str:
