@@ -42,7 +42,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
     counter = Calls(monkeypatch)
     counter.count(scan, "read_header")
     counter.count(qcow2_alloc, "_read_geometry")
-    counter.count(qemu_info, "ChainInfo")  # info_chain runs one too
+    counter.count(qemu_info, "ChainInfo")  # every qemu-img info, info_chain's included
     return counter
 
 
