@@ -83,7 +83,9 @@ def test_image_in_use_by_qemu_is_refused_before_anything_is_written(tmp_path: Pa
         vm.execute("query-status")  # QEMU has opened (and locked) every image by now
         refused_cleanly(scene, ["in use", "Stop the VM"], "3. image in use by QEMU")
         before = tree_checksums(scene.dir)
-        with pytest.raises(PlanError, match="in use by a running QEMU"):
+        assert vm.proc is not None
+        qemu = rf"in use by a running QEMU: qemu-system-x86_64 \(pid {vm.proc.pid}\) holds"
+        with pytest.raises(PlanError, match=qemu):  # named, and refused without waiting
             run_plan(planned, RecordingSink(), CancelToken())  # type: ignore[arg-type]
         assert tree_checksums(scene.dir) == before
         assert scene.jobs() == []

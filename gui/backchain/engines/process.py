@@ -85,7 +85,7 @@ def dying_with_us(
 
     With setpriv, a parent killed in the moment between the start and setpriv's prctl leaves
     the child running to its end as an orphan; its image locks keep a re-run off the files
-    until then, as they do while any dying child still holds them.
+    until then, and resume waits for it (engines/files/holders.py knows it by its command).
     """
     program = _executable(argv[0], cwd)
     if program is None:

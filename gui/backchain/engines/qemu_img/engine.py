@@ -19,7 +19,7 @@ from backchain.core.model import (
 from backchain.core.valueclass import replace
 from backchain.engines import image_locks, process
 from backchain.engines.base import ImageTarget, Target
-from backchain.engines.files import facts
+from backchain.engines.files import facts, holders
 from backchain.engines.files.scan import open_graph, walk_headers
 from backchain.engines.progress import CancelToken, ProgressSink
 from backchain.engines.qemu_img import resume
@@ -109,20 +109,45 @@ def written_images(plan: CommitPlan) -> list[str]:
     return [plan.base, *plan.merged, *(r.image for r in plan.rebased)]
 
 
-def check_holders(paths: Sequence[str]) -> None:
-    """Refuse images locked by another process; a Backchain job is named with its pid and job."""
+def check_holders(paths: Sequence[str], own_steps: Sequence[Step] = ()) -> None:
+    """Refuse images locked by another process; a Backchain job is named with its pid and job.
+
+    A holder that is only ending (a killed qemu-img whose threads finish their I/O) is waited
+    for, and so is one of ``own_steps`` left running by the job being resumed.
+    """
+    commands = [step.argv for step in own_steps if step.argv]
     for path in paths:
         ours = image_locks.holder_of(path)
         if ours is not None and ours.get("pid") != os.getpid():
             raise PlanError(f"{path} is being changed by {image_locks.describe_holder(ours)}. "
                             "Wait until it ends.")  # fmt: skip
-        holder = facts.lock_holder(path)
-        if holder is not None:
-            who = f"process {holder}" if holder > 0 else "another process"
-            raise PlanError(
-                f"{path} is in use by a running QEMU ({who} holds its lock). "
-                "Stop the VM, or commit online."
-            )
+        if facts.lock_holder(path) is None:
+            continue
+
+        def passing(holder: holders.Holder) -> bool:
+            return holder.ending or holders.started_as(holder, commands)
+
+        keeping = holders.wait_while_locked(path, passing, LOCK_WAIT_SECONDS)
+        if keeping is not None:
+            raise PlanError(_locked_message(path, keeping, commands))
+
+
+LOCK_WAIT_SECONDS = 30.0
+"""How long a job waits for a lock that its holder is letting go of by itself."""
+
+
+def _locked_message(path: str, keeping: Sequence[holders.Holder],
+                    commands: Sequence[Sequence[str]]) -> str:  # fmt: skip
+    if not keeping or any(holder.is_vm for holder in keeping):
+        who = ", ".join(h.describe() for h in keeping) or "another process"
+        return (f"{path} is in use by a running QEMU: {who} holds its lock. "
+                "Stop the VM, or commit online.")  # fmt: skip
+    names = ", ".join(h.describe() for h in keeping)
+    leftover = [h for h in keeping if holders.started_as(h, commands)]
+    if leftover:
+        return (f"{path} is still locked by {names}: a step of this job that kept running "
+                "when Backchain stopped. It ends by itself; resume again after it.")  # fmt: skip
+    return f"{path} is locked by {names}. Wait for it to end, or stop it."
 
 
 def check_space(path: str, need: int | None) -> None:
@@ -207,7 +232,7 @@ class QemuImgEngine:
 
     def resume_check(self, plan: CommitPlan, done: int, target: Target) -> None:
         """Before the rest of an interrupted job runs: the files are where it left them."""
-        check_holders(written_images(plan))
+        check_holders(written_images(plan), own_steps=plan.steps[done:])
         resume.check_resumable(plan, done)
         check_step_targets(plan.steps[done:])
 

@@ -7,20 +7,18 @@ from collections.abc import Sequence
 
 from backchain.core.errors import ImageError, PlanError
 from backchain.core.model import CommitPlan, Operation, StepKind
-from backchain.engines.files.facts import lock_holder
 from backchain.engines.files.qcow2 import read_header
 from backchain.engines.files.scan import resolve_backing, walk_headers
 
 
 def check_resumable(plan: CommitPlan, done: int) -> None:
-    """Refuse to run the rest of a job unless the disk is where the record left it."""
+    """Refuse to run the rest of a job unless the disk is where the record left it.
+
+    Locks are the engine's check_holders's: it checks what the job writes (a pull only reads
+    base, which a VM on a sibling overlay may hold), and waits for holders that are ending.
+    """
     remaining = plan.steps[done:]
     kinds = {s.kind for s in remaining}
-    for path in [plan.base, *plan.merged, *(r.image for r in plan.rebased)]:
-        holder = lock_holder(path) if os.path.exists(path) else None
-        if holder is not None:
-            raise PlanError(f"{path} is in use (process {holder} holds its lock); "
-                            "wait for it to end, or stop the VM")  # fmt: skip
     if plan.operation is Operation.PULL:
         _check_pull_chain(plan, kinds)
     elif kinds & {"commit", "verify"}:
