@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from backchain.engines.files.facts import lock_holder
 from tests.faults.helpers import Scene as CommitScene
 from tests.faults.helpers import children_of, kill, kill_victim, record, tmpfs, wait_for, wait_gone
 from tests.images import backing_name, checksums, compare, create, snapshot_copy, write
@@ -183,3 +184,29 @@ def test_a_full_base_file_system_does_not_stop_a_pull(split_fs: tuple[Path, Path
     assert compare(active, before) and checksums([base, snap]) == sums
     assert backing_name(active) == str(base)
     record("2b. full disk during a pull", True, 0)
+
+
+@pytest.mark.slow
+def test_resuming_a_pull_is_not_refused_for_a_vm_that_reads_base(tmp_path: Path) -> None:
+    """A pull only reads base; a VM on the sibling overlay holds base's read lock, and neither
+    the pull nor its resume may call that a conflict."""
+    scene = PullScene.build_pull(tmp_path)
+    marker = tmp_path / "paused"
+    proc = scene.start(*PULL_DELETE, BACKCHAIN_FAULT_PAUSE="before:pull",
+                       BACKCHAIN_FAULT_PAUSE_FILE=str(marker))  # fmt: skip
+    wait_for(marker.exists, what="the runner to pause before the pull")
+    kill(proc.pid)
+    proc.communicate(timeout=60)
+    (job,) = scene.jobs()
+    sibling = subprocess.Popen(["qemu-io", "-f", "qcow2", str(scene.p("other.qcow2"))],
+                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_for(lambda: lock_holder(str(scene.p("base.qcow2"))) is not None, what="base's lock")
+        resumed = scene.backchain("resume", "--yes", str(job["id"]))
+        assert sibling.poll() is None  # base was held for the whole resume
+    finally:
+        assert sibling.stdin is not None
+        sibling.stdin.close()
+        sibling.wait(timeout=30)
+    assert resumed.returncode == 0, resumed.stderr
+    assert scene.pulled_correctly()
