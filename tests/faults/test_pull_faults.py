@@ -186,10 +186,9 @@ def test_a_full_base_file_system_does_not_stop_a_pull(split_fs: tuple[Path, Path
     record("2b. full disk during a pull", True, 0)
 
 
-@pytest.mark.slow
-def test_resuming_a_pull_is_not_refused_for_a_vm_that_reads_base(tmp_path: Path) -> None:
-    """A pull only reads base; a VM on the sibling overlay holds base's read lock, and neither
-    the pull nor its resume may call that a conflict."""
+def killed_before_the_pull(tmp_path: Path) -> tuple[PullScene, dict[str, object]]:
+    """The standard pull, with Backchain SIGKILLed just before its rebase: the scene and the
+    job record it left."""
     scene = PullScene.build_pull(tmp_path)
     marker = tmp_path / "paused"
     proc = scene.start(*PULL_DELETE, BACKCHAIN_FAULT_PAUSE="before:pull",
@@ -198,6 +197,14 @@ def test_resuming_a_pull_is_not_refused_for_a_vm_that_reads_base(tmp_path: Path)
     kill(proc.pid)
     proc.communicate(timeout=60)
     (job,) = scene.jobs()
+    return scene, job
+
+
+@pytest.mark.slow
+def test_resuming_a_pull_is_not_refused_for_a_vm_that_reads_base(tmp_path: Path) -> None:
+    """A pull only reads base; a VM on the sibling overlay holds base's read lock, and neither
+    the pull nor its resume may call that a conflict."""
+    scene, job = killed_before_the_pull(tmp_path)
     sibling = subprocess.Popen(["qemu-io", "-f", "qcow2", str(scene.p("other.qcow2"))],
                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)  # fmt: skip
     try:

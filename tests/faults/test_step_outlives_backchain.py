@@ -15,20 +15,13 @@ import pytest
 
 from backchain.core.codec import plan_from_record
 from backchain.engines.files.facts import lock_holder
-from tests.faults.helpers import kill, record, wait_for
-from tests.faults.test_pull_faults import PULL_DELETE, PullScene
+from tests.faults.helpers import record, wait_for
+from tests.faults.test_pull_faults import killed_before_the_pull
 
 
 @pytest.mark.slow
 def test_resume_waits_for_the_step_a_killed_backchain_left_running(tmp_path: Path) -> None:
-    scene = PullScene.build_pull(tmp_path)
-    marker = tmp_path / "paused"
-    proc = scene.start(*PULL_DELETE, BACKCHAIN_FAULT_PAUSE="before:pull",
-                       BACKCHAIN_FAULT_PAUSE_FILE=str(marker))  # fmt: skip
-    wait_for(marker.exists, what="the runner to pause before the pull")
-    kill(proc.pid)
-    proc.communicate(timeout=60)
-    (job,) = scene.jobs()
+    scene, job = killed_before_the_pull(tmp_path)
     pull = plan_from_record(job["record"]).steps[0]  # type: ignore[arg-type]
     assert pull.kind.value == "pull" and pull.argv[1] == "rebase"
 

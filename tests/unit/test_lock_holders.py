@@ -18,6 +18,7 @@ from backchain.core.model import Step, StepKind
 from backchain.engines.files import holders
 from backchain.engines.files.facts import lock_holder
 from backchain.engines.qemu_img import engine
+from tests.faults.helpers import wait_for
 from tests.images import create
 
 # Takes a QEMU-style lock (an open file description lock at byte 100) from a second thread,
@@ -37,20 +38,13 @@ ctypes.CDLL(None).syscall({"x86_64": 60, "aarch64": 93}[os.uname().machine], 0)
 """
 
 
-def _wait_locked(path: Path) -> None:
-    deadline = time.monotonic() + 30
-    while lock_holder(str(path)) is None:
-        assert time.monotonic() < deadline, f"nothing locked {path}"
-        time.sleep(0.02)
-
-
 @contextmanager
 def qemu_io_holding(path: Path) -> Iterator[subprocess.Popen[str]]:
     """A real qemu-io with ``path`` open (and locked) until its stdin closes."""
     proc = subprocess.Popen(["qemu-io", "-f", "qcow2", str(path)], stdin=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, text=True)  # fmt: skip
     try:
-        _wait_locked(path)
+        wait_for(lambda: lock_holder(str(path)) is not None, what=f"qemu-io to lock {path}")
         yield proc
     finally:
         assert proc.stdin is not None

@@ -116,6 +116,10 @@ def check_holders(paths: Sequence[str], own_steps: Sequence[Step] = ()) -> None:
     for, and so is one of ``own_steps`` left running by the job being resumed.
     """
     commands = [step.argv for step in own_steps if step.argv]
+
+    def passing(holder: holders.Holder) -> bool:
+        return holder.ending or holders.started_as(holder, commands)
+
     for path in paths:
         ours = image_locks.holder_of(path)
         if ours is not None and ours.get("pid") != os.getpid():
@@ -123,10 +127,6 @@ def check_holders(paths: Sequence[str], own_steps: Sequence[Step] = ()) -> None:
                             "Wait until it ends.")  # fmt: skip
         if facts.lock_holder(path) is None:
             continue
-
-        def passing(holder: holders.Holder) -> bool:
-            return holder.ending or holders.started_as(holder, commands)
-
         keeping = holders.wait_while_locked(path, passing, LOCK_WAIT_SECONDS)
         if keeping is not None:
             raise PlanError(_locked_message(path, keeping, commands))
